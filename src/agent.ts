@@ -1,0 +1,85 @@
+/**
+ * The wiring file: builds the store, the authorities, the token manager and the socket server
+ * from a validated config and connects them. Logic lives in the areas, not here.
+ */
+import { createAuthority, createHttpClient, type HttpClient } from './authorities/index.js';
+import type { AgentConfig } from './config/index.js';
+import { resolveIdentity } from './identity/index.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import type { Logger } from './lib/log.js';
+import { createMetrics } from './lib/metrics.js';
+import { createAgentServer } from './server/index.js';
+import { openStore, type Store } from './store/index.js';
+import { createTokenManager, type TokenManager } from './tokens/index.js';
+import { VERSION } from './version.js';
+
+export interface AgentDeps {
+  log: Logger;
+  clock?: Clock;
+  http?: HttpClient;
+}
+
+export interface Agent {
+  readonly manager: TokenManager;
+  readonly store: Store;
+  /** Applies a new config's accounts; socket and state paths need a restart. */
+  reload(config: AgentConfig): void;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  const clock = deps.clock ?? systemClock;
+  const log = deps.log;
+  const http = deps.http ?? createHttpClient();
+  const store = openStore({ dir: config.stateDir });
+  const metrics = createMetrics();
+  const manager = createTokenManager(
+    {
+      store,
+      authority: (account) => createAuthority(account.authority, { http, now: () => clock.now() }),
+      identity: resolveIdentity,
+      log,
+      clock,
+      metrics,
+    },
+    config.accounts,
+  );
+  const server = createAgentServer(manager, {
+    socketPath: config.socket,
+    limits: config.server,
+    version: VERSION,
+    log,
+    clock,
+    metrics,
+  });
+  try {
+    await server.listen();
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  manager.start();
+  let current = config;
+  let stopping: Promise<void> | undefined;
+  return {
+    manager,
+    store,
+    reload(next) {
+      for (const key of ['socket', 'stateDir'] as const) {
+        if (next[key] !== current[key]) log.warn('config change needs a restart to apply', { key });
+      }
+      manager.reconfigure(next.accounts);
+      current = { ...next, socket: current.socket, stateDir: current.stateDir };
+      log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts) });
+    },
+    stop() {
+      stopping ??= (async () => {
+        await server.close();
+        await manager.stop();
+        store.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../../authorities/index.js';
+import { accountFingerprint, type AgentConfig } from '../../config/index.js';
+import { resolveIdentity } from '../../identity/index.js';
+import { openStore } from '../../store/index.js';
+import { CliError, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
+import { ask, readAll } from '../prompt.js';
+
+export const provisionHelp = `Usage: pos-token-agent provision --account NAME [--stdin] [--no-verify] [--config FILE]
+
+Stores an account's credentials, encrypted, in the state database. Secrets are asked for
+with hidden input, or read as one JSON object on standard input with --stdin, e.g.
+  {"clientId": "...", "clientSecret": "...", "presharedKey": "..."}
+Unless --no-verify, they are first checked with one real login; nothing is stored if it fails.
+Re-running it replaces the account's credentials.`;
+
+export interface ProvisionResult {
+  version: number;
+  verified?: { expiresInS: number };
+}
+
+/** Checks the credentials (unless told not to) and stores them; the verifying login's token is kept. */
+export async function provisionAccount(
+  config: AgentConfig,
+  name: string,
+  credentials: Credentials,
+  options: { verify: boolean; http?: HttpClient },
+): Promise<ProvisionResult> {
+  const account = config.accounts[name];
+  if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source}`);
+  const authority = createAuthority(account.authority, { http: options.http ?? createHttpClient(), now: Date.now });
+  let verified: { accessToken: string; tokenType: string; scope?: string; expiresInS: number; at: number } | undefined;
+  if (options.verify) {
+    const identity = await resolveIdentity(account);
+    if (!identity.ok) throw new CliError(`cannot verify: ${identity.message}`);
+    const result = await authority.login({ account, credentials, identity: identity.identity });
+    if (!result.ok) {
+      throw new CliError(
+        `verification failed, nothing stored: ${result.failure.message}` +
+          (result.failure.reason === 'upstream_unavailable' ? '\n(use --no-verify to store them anyway while offline)' : ''),
+      );
+    }
+    verified = { ...result.token, at: Date.now() };
+  }
+  const store = openStore({ dir: config.stateDir });
+  try {
+    const version = store.putCredentials(name, account.authority, credentials);
+    if (verified) {
+      store.putToken(name, {
+        accessToken: verified.accessToken,
+        tokenType: verified.tokenType,
+        ...(verified.scope !== undefined ? { scope: verified.scope } : {}),
+        obtainedAt: verified.at,
+        expiresAt: verified.at + verified.expiresInS * 1000,
+        lifetimeS: verified.expiresInS,
+        credentialsVersion: version,
+        configFingerprint: accountFingerprint(account),
+      });
+      return { version, verified: { expiresInS: verified.expiresInS } };
+    }
+    return { version };
+  } finally {
+    store.close();
+  }
+}
+
+export async function provisionCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, {
+    ...configOption,
+    account: { type: 'string', short: 'a' },
+    stdin: { type: 'boolean' },
+    'no-verify': { type: 'boolean' },
+  });
+  if (values.help) return println(io.stdout, provisionHelp), 0;
+  if (!values.account) throw new UsageError('--account NAME is required');
+  const config = readConfig(values.config, io.env);
+  const account = config.accounts[values.account];
+  if (!account) throw new CliError(`no account ${JSON.stringify(values.account)} in ${config.source}`);
+  const fields = createAuthority(account.authority, { http: createHttpClient(), now: Date.now }).credentialFields;
+
+  const credentials: Credentials = {};
+  if (values.stdin) {
+    let json: unknown;
+    try {
+      json = JSON.parse(await readAll(io.stdin, 64 * 1024));
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError('standard input is not one JSON object');
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      throw new CliError('standard input must be one JSON object');
+    }
+    const allowed = new Set(fields.map((f) => f.name as string));
+    for (const [key, value] of Object.entries(json)) {
+      if (!allowed.has(key)) {
+        throw new CliError(`unknown field ${JSON.stringify(key)} for ${account.authority}; expected ${[...allowed].join(', ')}`);
+      }
+      if (typeof value !== 'string') throw new CliError(`field ${key} must be a string`);
+      if (value !== '') credentials[key as keyof Credentials] = value;
+    }
+  } else {
+    for (const f of fields) {
+      const value = (await ask(io, `${f.label}${f.required ? '' : ' (Enter to leave out)'}: `, f.secret)).trim();
+      if (value !== '') credentials[f.name] = value;
+    }
+  }
+  for (const f of fields) {
+    const v = credentials[f.name];
+    if (f.required && !v) throw new CliError(`${f.name} is required for ${account.authority}`);
+    if (v && (v.length > 200 || /[\x00-\x1f\x7f]/.test(v))) {
+      throw new CliError(`${f.name} must be at most 200 printable characters`);
+    }
+  }
+  const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'] });
+  println(
+    io.stdout,
+    `Stored credentials for account ${values.account} (${account.authority}).` +
+      (result.verified
+        ? ` Verified with a login: the identity service issued a token valid for ${result.verified.expiresInS} s.`
+        : ' Not verified (--no-verify).'),
+  );
+  return 0;
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+/** pos-token-agent <command> [options]: exit 0 success, 1 failure, 2 usage error. */
+import { ConfigError } from '../config/index.js';
+import { SecretKeyError, StoreError } from '../store/index.js';
+import { VERSION } from '../version.js';
+import { CliError, type Io, println, UsageError } from './common.js';
+import { demoCommand } from './commands/demo.js';
+import { emulatorCommand } from './commands/emulator.js';
+import { provisionCommand } from './commands/provision.js';
+import { runCommand } from './commands/run.js';
+import { statusCommand, tokenCommand } from './commands/token.js';
+
+const COMMANDS: Record<string, { run: (argv: string[], io: Io) => Promise<number>; summary: string }> = {
+  run: { run: runCommand, summary: 'the agent in the foreground (systemd ExecStart)' },
+  provision: { run: provisionCommand, summary: "store an account's credentials (hidden prompt or --stdin JSON)" },
+  token: { run: tokenCommand, summary: 'ask the running agent for a token' },
+  status: { run: statusCommand, summary: 'what the running agent reports' },
+  emulator: { run: emulatorCommand, summary: 'the bundled identity-service emulator' },
+  demo: { run: demoCommand, summary: 'emulator + agent in a temporary directory; prints a token' },
+};
+
+export const HELP = `Usage: pos-token-agent <command> [options]
+
+Keeps a valid tax-authority token for point-of-sale software and serves it on a local
+Unix socket.
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join('\n')}
+
+Every command takes --help. Config: --config FILE, else $POS_TOKEN_AGENT_CONFIG,
+else /etc/pos-token-agent/config.json.`;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    println(name ? io.stdout : io.stderr, HELP);
+    return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-V') {
+    println(io.stdout, VERSION);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+    return await command.run(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      println(io.stderr, `pos-token-agent: ${err.message}\nSee: pos-token-agent ${command ? `${name} ` : ''}--help`);
+      return 2;
+    }
+    if (err instanceof CliError || err instanceof ConfigError || err instanceof SecretKeyError || err instanceof StoreError) {
+      println(io.stderr, `pos-token-agent: ${err.message}`);
+      return 1;
+    }
+    println(io.stderr, `pos-token-agent: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+main(process.argv.slice(2), io).then(
+  (code) => {
+    process.exitCode = code;
+    // Commands close what they open; a lingering handle must not keep a finished command alive.
+    setTimeout(() => process.exit(code), 200).unref();
+  },
+  (err: unknown) => {
+    println(process.stderr, `pos-token-agent: ${String(err)}`);
+    process.exit(1);
+  },
+);

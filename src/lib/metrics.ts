@@ -1,0 +1,82 @@
+/** A tiny Prometheus registry: counters and histograms with labels, rendered as text exposition. */
+type Labels = Record<string, string>;
+
+function labelKey(labels: Labels): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+    .join(',');
+}
+
+export interface Counter {
+  inc(labels?: Labels, by?: number): void;
+}
+export interface Histogram {
+  observe(value: number, labels?: Labels): void;
+}
+export type GaugeCollector = () => Array<{ labels: Labels; value: number }>;
+
+export interface MetricsRegistry {
+  counter(name: string, help: string): Counter;
+  histogram(name: string, help: string, buckets: number[]): Histogram;
+  gauge(name: string, help: string, collect: GaugeCollector): void;
+  render(): string;
+}
+
+export function createMetrics(): MetricsRegistry {
+  const blocks: Array<() => string> = [];
+  return {
+    counter(name, help) {
+      const values = new Map<string, number>();
+      blocks.push(() => {
+        let out = `# HELP ${name} ${help}\n# TYPE ${name} counter\n`;
+        for (const [k, v] of values) out += `${name}${k ? `{${k}}` : ''} ${v}\n`;
+        return out;
+      });
+      return {
+        inc(labels = {}, by = 1) {
+          const k = labelKey(labels);
+          values.set(k, (values.get(k) ?? 0) + by);
+        },
+      };
+    },
+    histogram(name, help, buckets) {
+      const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+      blocks.push(() => {
+        let out = `# HELP ${name} ${help}\n# TYPE ${name} histogram\n`;
+        for (const [k, s] of series) {
+          const sep = k ? ',' : '';
+          buckets.forEach((b, i) => (out += `${name}_bucket{${k}${sep}le="${b}"} ${s.counts[i]}\n`));
+          out += `${name}_bucket{${k}${sep}le="+Inf"} ${s.count}\n`;
+          out += `${name}_sum${k ? `{${k}}` : ''} ${s.sum}\n${name}_count${k ? `{${k}}` : ''} ${s.count}\n`;
+        }
+        return out;
+      });
+      return {
+        observe(value, labels = {}) {
+          const k = labelKey(labels);
+          let s = series.get(k);
+          if (!s) series.set(k, (s = { counts: buckets.map(() => 0), sum: 0, count: 0 }));
+          buckets.forEach((b, i) => {
+            if (value <= b) s.counts[i]! += 1;
+          });
+          s.sum += value;
+          s.count += 1;
+        },
+      };
+    },
+    gauge(name, help, collect) {
+      blocks.push(() => {
+        let out = `# HELP ${name} ${help}\n# TYPE ${name} gauge\n`;
+        for (const { labels, value } of collect()) {
+          const k = labelKey(labels);
+          out += `${name}${k ? `{${k}}` : ''} ${value}\n`;
+        }
+        return out;
+      });
+    },
+    render() {
+      return blocks.map((b) => b()).join('');
+    },
+  };
+}

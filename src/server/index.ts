@@ -1,0 +1,319 @@
+/**
+ * The socket API: HTTP/1.1 over a Unix socket, JSON bodies. It asks a TokenSource; it never logs in.
+ */
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { ServerLimits } from '../config/index.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import type { MetricsRegistry } from '../lib/metrics.js';
+import type { AccountStatus, TokenAnswer } from '../tokens/index.js';
+
+/** What the server needs of the token manager. */
+export interface TokenSource {
+  getToken(account: string, minTtlS: number): Promise<TokenAnswer>;
+  refresh(account: string, rejectedToken: string, minTtlS: number): Promise<TokenAnswer>;
+  status(): Record<string, AccountStatus>;
+  unhealthy(): string[];
+}
+
+export interface ServerOptions {
+  socketPath: string;
+  limits: ServerLimits;
+  version: string;
+  log: Logger;
+  clock?: Clock;
+  metrics?: MetricsRegistry;
+}
+
+export interface AgentServer {
+  listen(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MIN_TTL_S = 60;
+const MAX_MIN_TTL_S = 86_400;
+const MAX_BODY_BYTES = 16 * 1024;
+const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(String(body.error));
+  }
+}
+
+export function createAgentServer(source: TokenSource, options: ServerOptions): AgentServer {
+  const clock = options.clock ?? systemClock;
+  const log = options.log;
+  const startedMono = clock.monotonic();
+  const requests = options.metrics?.counter('pos_token_agent_http_requests_total', 'Socket API requests by route and status.');
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let route = 'other';
+    try {
+      for (const h of FORBIDDEN_HEADERS) {
+        if (req.headers[h] !== undefined) {
+          throw new HttpError(403, {
+            error: 'forbidden',
+            message: 'requests carrying Origin, Forwarded or X-Forwarded-For are refused',
+          });
+        }
+      }
+      if (req.headers['x-pos-agent'] !== '1') {
+        throw new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
+      }
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://agent');
+      } catch {
+        throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
+      }
+      route = url.pathname;
+      switch (url.pathname) {
+        case '/v1/token': {
+          allow(req, 'GET');
+          const account = accountParam(url.searchParams.get('account'));
+          const minTtl = minTtlParam(url.searchParams.get('min_ttl'), 'min_ttl');
+          send(res, ...tokenAnswer(await source.getToken(account, minTtl)));
+          return;
+        }
+        case '/v1/token/refresh': {
+          allow(req, 'POST');
+          const body = await readJson(req);
+          const account = accountParam(body.account === undefined ? null : expectString(body.account, 'account'));
+          if (body.rejected_token === undefined) {
+            throw new HttpError(400, { error: 'bad_request', message: 'rejected_token is required' });
+          }
+          const rejected = expectString(body.rejected_token, 'rejected_token');
+          const minTtl =
+            body.min_ttl === undefined ? DEFAULT_MIN_TTL_S : minTtlParam(String(body.min_ttl), 'min_ttl');
+          send(res, ...tokenAnswer(await source.refresh(account, rejected, minTtl)));
+          return;
+        }
+        case '/v1/status':
+          allow(req, 'GET');
+          send(res, 200, {
+            version: options.version,
+            uptime_s: Math.floor((clock.monotonic() - startedMono) / 1000),
+            accounts: source.status(),
+          });
+          return;
+        case '/v1/health': {
+          allow(req, 'GET');
+          const failing = source.unhealthy();
+          if (failing.length === 0) send(res, 200, { status: 'ok' });
+          else send(res, 503, { status: 'unhealthy', failing });
+          return;
+        }
+        case '/metrics':
+          allow(req, 'GET');
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+          res.end(options.metrics?.render() ?? '');
+          return;
+        default:
+          route = 'other';
+          throw new HttpError(404, { error: 'not_found', message: `no such endpoint: ${url.pathname.slice(0, 100)}` });
+      }
+    } catch (err) {
+      if (err instanceof HttpError) {
+        send(res, err.status, err.body, err.headers);
+      } else {
+        log.error('request failed', { route, error: String(err) });
+        send(res, 500, { error: 'internal_error', message: 'the agent failed to answer; see its log' });
+      }
+    } finally {
+      requests?.inc({ route, status: String(res.statusCode) });
+    }
+  };
+
+  const server: Server = createServer(
+    {
+      maxHeaderSize: 8 * 1024,
+      headersTimeout: options.limits.headersTimeoutMs,
+      requestTimeout: options.limits.headersTimeoutMs * 2,
+      keepAliveTimeout: Math.min(5_000, options.limits.idleTimeoutMs),
+      noDelay: true,
+    },
+    (req, res) => {
+      void handle(req, res);
+    },
+  );
+  server.maxConnections = options.limits.maxConnections;
+  server.timeout = options.limits.idleTimeoutMs;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (err.code === 'ECONNRESET' && !socket.bytesWritten)) {
+      socket.destroy();
+      return;
+    }
+    const [status, text] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout']
+          : [400, 'Bad Request'];
+    const body = JSON.stringify({ error: 'bad_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` });
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    socket.destroySoon?.();
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    async listen() {
+      await prepareSocketPath(options.socketPath);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      chmodSync(options.socketPath, 0o660);
+      server.on('error', (err) => log.error('socket server error', { error: String(err) }));
+      log.info('listening', { socket: options.socketPath });
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        const t = setTimeout(() => server.closeAllConnections(), 2_000);
+        t.unref();
+      });
+      return closing;
+    },
+  };
+}
+
+function allow(req: IncomingMessage, method: 'GET' | 'POST'): void {
+  if (req.method === method || (method === 'GET' && req.method === 'HEAD')) return;
+  throw new HttpError(405, { error: 'method_not_allowed', message: `use ${method}` }, { allow: method });
+}
+
+function accountParam(value: string | null): string {
+  if (value === null || value === '') return 'default';
+  if (!ACCOUNT_NAME.test(value)) {
+    throw new HttpError(400, { error: 'bad_request', message: 'account must be letters, digits, ".", "_" or "-"' });
+  }
+  return value;
+}
+
+function minTtlParam(value: string | null, name: string): number {
+  if (value === null) return DEFAULT_MIN_TTL_S;
+  if (!/^\d{1,6}$/.test(value) || Number(value) > MAX_MIN_TTL_S) {
+    throw new HttpError(400, { error: 'bad_request', message: `${name} must be whole seconds from 0 to ${MAX_MIN_TTL_S}` });
+  }
+  return Number(value);
+}
+
+function expectString(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 16_000) {
+    throw new HttpError(400, { error: 'bad_request', message: `${name} must be a non-empty string` });
+  }
+  return value;
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^application\/json\b/i.test(type)) {
+    throw new HttpError(415, { error: 'unsupported_media_type', message: 'send the body as application/json' });
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      throw new HttpError(413, { error: 'payload_too_large', message: `the body must be at most ${MAX_BODY_BYTES} bytes` });
+    }
+    chunks.push(chunk);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, { error: 'bad_request', message: 'the body is not valid JSON' });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HttpError(400, { error: 'bad_request', message: 'the body must be a JSON object' });
+  }
+  return value as Record<string, unknown>;
+}
+
+function tokenAnswer(answer: TokenAnswer): [number, Record<string, unknown>, Record<string, string>?] {
+  if (answer.ok) {
+    const t = answer.token;
+    return [
+      200,
+      {
+        access_token: t.accessToken,
+        token_type: t.tokenType,
+        expires_in: t.expiresIn,
+        expires_at: t.expiresAt,
+        account: t.account,
+        scope: t.scope,
+      },
+    ];
+  }
+  const e = answer.error;
+  switch (e.kind) {
+    case 'unknown_account':
+      return [404, { error: 'unknown_account', message: e.message }];
+    case 'min_ttl_unsatisfiable':
+      return [400, { error: 'min_ttl_unsatisfiable', message: e.message }];
+    case 'refresh_limited':
+      return [429, { error: 'refresh_limited', message: e.message, retry_after: e.retryAfterS }, { 'retry-after': String(e.retryAfterS) }];
+    case 'unavailable':
+      return [
+        503,
+        { error: 'token_unavailable', reason: e.reason, message: e.message, retry_after: e.retryAfterS },
+        { 'retry-after': String(e.retryAfterS) },
+      ];
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** Makes the socket's directory (0750) and replaces a stale socket file; refuses to steal a live one. */
+async function prepareSocketPath(path: string): Promise<void> {
+  const dir = dirname(path);
+  try {
+    lstatSync(dir);
+  } catch {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    chmodSync(dir, 0o750);
+  }
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; remove it or choose another socket path`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another process is already listening on ${path}`);
+  unlinkSync(path);
+}
