@@ -197,7 +197,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
   const schedule = (a: Account): void => {
     a.timer?.cancel();
     a.timer = undefined;
-    if (a.removed || stopping || !started) return;
+    if (a.removed || stopping) return;
     const now = clock.monotonic();
     let at: number;
     if (a.lastError?.reason === 'not_provisioned') at = now + NOT_PROVISIONED_POLL_MS;

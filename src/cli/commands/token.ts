@@ -7,7 +7,8 @@ the bare token, or with --json the whole answer.`;
 
 export const statusHelp = `Usage: pos-token-agent status [--json] [--socket PATH | --config FILE]
 
-Shows what the running agent reports: each account's state, expiry, last login and last error.`;
+Shows what the running agent reports: each account's state, expiry, last login and last error.
+Exits 1 when an account holds no usable token.`;
 
 const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -36,16 +37,15 @@ export async function statusCommand(argv: string[], io: Io): Promise<number> {
   const res = await askAgent(socketPath(values, io.env), 'GET', '/v1/status');
   const body = parseBody(res.body);
   if (res.status !== 200) throw new CliError(describeError(res.status, body));
+  const accounts = (body.accounts ?? {}) as Record<string, Record<string, unknown>>;
+  const healthy = Object.values(accounts).every((a) => a.state === 'fresh' || a.state === 'stale');
   if (values.json) {
     println(io.stdout, JSON.stringify(body, null, 2));
-    return 0;
+    return healthy ? 0 : 1;
   }
   println(io.stdout, `pos-token-agent ${String(body.version)}, up ${String(body.uptime_s)} s`);
-  const accounts = (body.accounts ?? {}) as Record<string, Record<string, unknown>>;
-  let healthy = true;
   for (const [name, a] of Object.entries(accounts)) {
     const err = a.last_error as { reason: string; message: string; at: string } | null;
-    healthy &&= a.state === 'fresh' || a.state === 'stale';
     println(io.stdout, `\n${name} (${String(a.authority)}): ${String(a.state)}`);
     println(io.stdout, `  expires at:  ${String(a.expires_at ?? '-')}`);
     println(io.stdout, `  last login:  ${String(a.last_login_at ?? '-')}`);

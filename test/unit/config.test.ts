@@ -1,0 +1,319 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, DEFAULTS, loadConfig, parseConfig, type AgentConfig } from '../../src/config/index.js';
+
+const SOURCE = '/etc/pos-token-agent/test-config.json';
+
+type Json = Record<string, unknown>;
+
+function account(extra: Json = {}): Json {
+  return { authority: 'eta-ereceipt', identityUrl: 'https://id.eta.gov.eg', ...extra };
+}
+
+function config(extra: Json = {}, accountExtra: Json = {}): Json {
+  return { accounts: { main: account(accountExtra) }, ...extra };
+}
+
+/** Parses and expects a ConfigError; returns its problems. */
+function problemsOf(json: unknown, env = {}): string[] {
+  try {
+    parseConfig(json, SOURCE, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.equal(err.code, 'ERR_CONFIG');
+    assert.equal(err.name, 'ConfigError');
+    assert.equal(err.source, SOURCE);
+    assert.ok(err.message.includes(SOURCE), `message names the file: ${err.message}`);
+    for (const p of err.problems) assert.ok(err.message.includes(p), `message lists problem ${p}`);
+    return err.problems;
+  }
+  assert.fail('expected parseConfig to throw ConfigError');
+}
+
+function ok(json: unknown, env = {}): AgentConfig {
+  return parseConfig(json, SOURCE, env);
+}
+
+describe('parseConfig: valid configs and defaults', () => {
+  test('a minimal config gets every default filled in', () => {
+    const c = ok(config());
+    assert.equal(c.source, SOURCE);
+    assert.equal(c.socket, '/run/pos-token-agent/agent.sock');
+    assert.equal(c.stateDir, '/var/lib/pos-token-agent');
+    assert.equal(c.logLevel, 'info');
+    assert.deepEqual(c.server, { maxConnections: 1024, headersTimeoutMs: 5_000, idleTimeoutMs: 30_000 });
+    assert.deepEqual(Object.keys(c.accounts), ['main']);
+    assert.deepEqual(c.accounts.main, {
+      name: 'main',
+      authority: 'eta-ereceipt',
+      identityUrl: 'https://id.eta.gov.eg',
+      identity: {},
+      timeouts: { connectMs: 5_000, responseMs: 15_000, totalMs: 30_000 },
+      backoff: { initialMs: 1_000, maxMs: 300_000, rejectedRetryMs: 300_000 },
+      forcedRefreshMinIntervalMs: 10_000,
+    });
+  });
+
+  test('socket comes from the first RUNTIME_DIRECTORY entry, stateDir from the first STATE_DIRECTORY entry', () => {
+    const c = ok(config(), { RUNTIME_DIRECTORY: '/run/pta:/run/other', STATE_DIRECTORY: '/var/lib/pta:/var/lib/other' });
+    assert.equal(c.socket, '/run/pta/agent.sock');
+    assert.equal(c.stateDir, '/var/lib/pta');
+  });
+
+  test('explicit socket and stateDir win over the environment', () => {
+    const c = ok(config({ socket: '/tmp/x/a.sock', stateDir: '/srv/state' }), {
+      RUNTIME_DIRECTORY: '/run/pta',
+      STATE_DIRECTORY: '/var/lib/pta',
+    });
+    assert.equal(c.socket, '/tmp/x/a.sock');
+    assert.equal(c.stateDir, '/srv/state');
+  });
+
+  test('partial timeouts and server limits are merged with the defaults', () => {
+    const c = ok(config({ server: { maxConnections: 8 } }, { timeouts: { responseMs: 300 } }));
+    assert.deepEqual(c.accounts.main!.timeouts, { connectMs: 5_000, responseMs: 300, totalMs: 30_000 });
+    assert.deepEqual(c.server, { ...DEFAULTS.server, maxConnections: 8 });
+  });
+
+  test('backoff is given in seconds and stored in milliseconds; maxS below initialS is raised', () => {
+    const c = ok(config({}, { backoff: { initialS: 2.5, rejectedRetryS: 60 }, forcedRefreshMinIntervalS: 0 }));
+    assert.deepEqual(c.accounts.main!.backoff, { initialMs: 2_500, maxMs: 300_000, rejectedRetryMs: 60_000 });
+    assert.equal(c.accounts.main!.forcedRefreshMinIntervalMs, 0);
+    const d = ok(config({}, { backoff: { initialS: 30, maxS: 5 } }));
+    assert.deepEqual(d.accounts.main!.backoff, { initialMs: 30_000, maxMs: 30_000, rejectedRetryMs: 300_000 });
+  });
+
+  test('trailing slashes of identityUrl are removed; path is kept', () => {
+    assert.equal(ok(config({}, { identityUrl: 'https://id.example.com/base///' })).accounts.main!.identityUrl, 'https://id.example.com/base');
+  });
+
+  test('identity values at exactly the length limits are accepted and copied', () => {
+    const identity = { posserial: 's'.repeat(100), pososversion: 'o'.repeat(50), posmodelframework: 'm'.repeat(10) };
+    const c = ok(config({}, { identity }));
+    assert.deepEqual(c.accounts.main!.identity, identity);
+  });
+
+  test('valid account names of letters, digits, dot, underscore and dash up to 64 characters', () => {
+    const names = ['a', 'Shop_1.till-2', '9', 'x'.repeat(64)];
+    const accounts: Json = {};
+    for (const n of names) accounts[n] = account();
+    assert.deepEqual(Object.keys(ok({ accounts }).accounts).sort(), [...names].sort());
+  });
+});
+
+describe('parseConfig: identityUrl schemes', () => {
+  for (const url of ['http://127.0.0.1:8080', 'http://localhost:9', 'http://[::1]:4000', 'http://127.1.2.3']) {
+    test(`plain http is allowed for loopback ${url}`, () => {
+      assert.equal(ok(config({}, { identityUrl: url })).accounts.main!.identityUrl, url);
+    });
+  }
+
+  for (const url of ['http://id.eta.gov.eg', 'http://10.0.0.1', 'http://127.0.0.1.evil.example', 'http://0.0.0.0']) {
+    test(`plain http is refused for non-loopback ${url}`, () => {
+      assert.deepEqual(problemsOf(config({}, { identityUrl: url })), [
+        `accounts.main.identityUrl: expected https:// (plain http:// is allowed only for loopback hosts), got ${JSON.stringify(url)}`,
+      ]);
+    });
+  }
+
+  test('other schemes are refused with "expected an https:// URL"', () => {
+    assert.deepEqual(problemsOf(config({}, { identityUrl: 'ftp://id.example.com' })), [
+      'accounts.main.identityUrl: expected an https:// URL, got "ftp://id.example.com"',
+    ]);
+  });
+
+  test('a relative URL, credentials in the URL, and a query are refused', () => {
+    assert.deepEqual(problemsOf(config({}, { identityUrl: 'id.example.com/connect' })), [
+      'accounts.main.identityUrl: expected an absolute URL, got "id.example.com/connect"',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { identityUrl: 'https://u:p@id.example.com' })), [
+      'accounts.main.identityUrl: expected a URL without user or password in it',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { identityUrl: 'https://id.example.com/?a=1' })), [
+      'accounts.main.identityUrl: expected a base URL without query or fragment',
+    ]);
+  });
+});
+
+describe('parseConfig: errors name the key path and what was expected', () => {
+  test('unknown key at top level', () => {
+    assert.deepEqual(problemsOf(config({ sockett: '/x' })), ['(top level): unknown key "sockett"']);
+  });
+
+  test('unknown keys inside an account and inside its sub-objects', () => {
+    assert.deepEqual(problemsOf(config({}, { identityURL: 'x', scope: 'y' })), [
+      'accounts.main: unknown keys "identityURL", "scope"',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { identity: { serial: '1' } })), [
+      'accounts.main.identity: unknown key "serial"',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { timeouts: { readMs: 1 } })), ['accounts.main.timeouts: unknown key "readMs"']);
+  });
+
+  test('a required key that is missing is reported as missing', () => {
+    assert.deepEqual(problemsOf({ accounts: { main: { authority: 'eta-ereceipt' } } }), [
+      'accounts.main.identityUrl: expected string (missing)',
+    ]);
+    assert.deepEqual(problemsOf({}), ['accounts: expected record (missing)']);
+  });
+
+  test('a wrong type names the path and the expected type', () => {
+    const problems = problemsOf(config({}, { timeouts: { connectMs: 'x' } }));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^accounts\.main\.timeouts\.connectMs: expected number\b/);
+  });
+
+  test(
+    'a wrong type says what was found instead, not "(missing)"',
+    { todo: 'bug: src/config/index.ts describeIssue relies on issue.input, which zod 4 omits unless safeParse is called with { reportInput: true }; every present-but-wrong value is reported as "(missing)"' },
+    () => {
+      assert.deepEqual(problemsOf(config({}, { timeouts: { connectMs: 'x' } })), [
+        'accounts.main.timeouts.connectMs: expected number, got string "x"',
+      ]);
+      assert.deepEqual(problemsOf(config({ socket: 5 })), ['socket: expected string, got number 5']);
+      assert.deepEqual(problemsOf([]), ['(top level): expected object, got an array']);
+      assert.deepEqual(problemsOf(null), ['(top level): expected object, got null']);
+    },
+  );
+
+  test('several problems are all reported at once', () => {
+    const problems = problemsOf({ socket: 5, logLevel: 'loud', accounts: { main: account({ identityUrl: 7 }) } });
+    assert.equal(problems.length, 3, problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('socket: expected string')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('logLevel: ')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('accounts.main.identityUrl: expected string')), problems.join('\n'));
+  });
+
+  test('relative socket and stateDir are refused', () => {
+    assert.deepEqual(problemsOf(config({ socket: 'agent.sock', stateDir: './state' })), [
+      'socket: expected an absolute path',
+      'stateDir: expected an absolute path',
+    ]);
+  });
+
+  test('out-of-range numbers are refused with the path', () => {
+    const problems = problemsOf(config({}, { timeouts: { connectMs: 0 }, backoff: { rejectedRetryS: 5 } }));
+    assert.equal(problems.length, 2, problems.join('\n'));
+    assert.match(problems[0]!, /^accounts\.main\.timeouts\.connectMs: /);
+    assert.match(problems[1]!, /^accounts\.main\.backoff\.rejectedRetryS: /);
+  });
+
+  test('no accounts at all', () => {
+    assert.deepEqual(problemsOf({ accounts: {} }), ['accounts: expected at least one account']);
+  });
+
+  test('a known but unsupported authority gets its specific message', () => {
+    assert.deepEqual(problemsOf(config({}, { authority: 'myinvois' })), [
+      'accounts.main.authority: authority "myinvois" is not supported by this version (supported: eta-ereceipt)',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { authority: 'oauth2' })), [
+      'accounts.main.authority: authority "oauth2" is not supported by this version (supported: eta-ereceipt)',
+    ]);
+  });
+
+  test('an unknown authority lists the supported ones', () => {
+    assert.deepEqual(problemsOf(config({}, { authority: 'eta' })), [
+      'accounts.main.authority: expected one of eta-ereceipt, got "eta"',
+    ]);
+  });
+
+  for (const name of ['-lead', '.hidden', 'has space', 'x'.repeat(65), 'ünï', 'a/b', '']) {
+    test(`invalid account name ${JSON.stringify(name.length > 20 ? `${name.slice(0, 8)}…(${name.length})` : name)}`, () => {
+      assert.deepEqual(problemsOf({ accounts: { [name]: account() } }), [
+        `accounts.${name}: expected an account name of letters, digits, ".", "_" or "-" (at most 64)`,
+      ]);
+    });
+  }
+
+  for (const [field, max] of [
+    ['posserial', 100],
+    ['pososversion', 50],
+    ['posmodelframework', 10],
+  ] as const) {
+    test(`identity.${field} longer than ${max} characters is refused`, () => {
+      assert.deepEqual(problemsOf(config({}, { identity: { [field]: 'x'.repeat(max + 1) } })), [
+        `accounts.main.identity.${field}: expected at most ${max} characters`,
+      ]);
+    });
+  }
+
+  test('identity values with control characters are refused (they are sent as headers)', () => {
+    assert.deepEqual(problemsOf(config({}, { identity: { posserial: 'A\r\nX-Evil: 1' } })), [
+      'accounts.main.identity.posserial: expected printable ASCII (it is sent as an HTTP header)',
+    ]);
+  });
+});
+
+describe('loadConfig', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pta-config-'));
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('reads and parses a file, using the given env for defaults', () => {
+    const path = join(dir, 'good.json');
+    writeFileSync(path, JSON.stringify(config()));
+    const c = loadConfig(path, { RUNTIME_DIRECTORY: '/run/r', STATE_DIRECTORY: '/var/lib/s' });
+    assert.equal(c.source, path);
+    assert.equal(c.socket, '/run/r/agent.sock');
+    assert.equal(c.stateDir, '/var/lib/s');
+    assert.equal(c.accounts.main!.identityUrl, 'https://id.eta.gov.eg');
+  });
+
+  test('a missing file is a ConfigError naming the file', () => {
+    const path = join(dir, 'does-not-exist.json');
+    assert.throws(
+      () => loadConfig(path, {}),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.source, path);
+        assert.deepEqual(err.problems, ['cannot read the file: file not found']);
+        assert.equal(err.message, `invalid config ${path}:\n  - cannot read the file: file not found`);
+        return true;
+      },
+    );
+  });
+
+  test('a directory instead of a file is a ConfigError', () => {
+    assert.throws(
+      () => loadConfig(dir, {}),
+      (err: unknown) => err instanceof ConfigError && err.problems.length === 1 && err.problems[0] === 'cannot read the file: EISDIR',
+    );
+  });
+
+  test('invalid JSON is a ConfigError saying so', () => {
+    const path = join(dir, 'broken.json');
+    writeFileSync(path, '{"accounts": {,}');
+    assert.throws(
+      () => loadConfig(path, {}),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.source, path);
+        assert.equal(err.problems.length, 1);
+        assert.match(err.problems[0]!, /^not valid JSON: /);
+        assert.ok(err.message.startsWith(`invalid config ${path}:`));
+        return true;
+      },
+    );
+  });
+
+  test('schema problems from a file name that file', () => {
+    const path = join(dir, 'unknown-key.json');
+    writeFileSync(path, JSON.stringify(config({ extra: true })));
+    assert.throws(
+      () => loadConfig(path, {}),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.source === path &&
+        err.problems.length === 1 &&
+        err.problems[0] === '(top level): unknown key "extra"' &&
+        err.message.includes(path),
+    );
+  });
+});

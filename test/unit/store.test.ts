@@ -1,0 +1,376 @@
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import {
+  DB_FILE,
+  KEY_FILE,
+  openStore,
+  SecretKeyError,
+  StoreError,
+  type Store,
+  type StoredToken,
+} from '../../src/store/index.js';
+
+const CANARY_ID = 'CLIENT-ID-CANARY-7f3a1c';
+const CANARY_SECRET = 'SECRET-CANARY-client-secret-9b1e44';
+const CANARY_PSK = 'SECRET-CANARY-presharedkey-2d8c10';
+const CANARY_TOKEN = 'SECRET-CANARY-access-token-eyJ.5e6f77';
+
+function token(extra: Partial<StoredToken> = {}): StoredToken {
+  return {
+    accessToken: CANARY_TOKEN,
+    tokenType: 'Bearer',
+    scope: 'InvoicingAPI',
+    obtainedAt: 1_767_225_600_000,
+    expiresAt: 1_767_229_200_000,
+    lifetimeS: 3600,
+    credentialsVersion: 1,
+    configFingerprint: '["eta-ereceipt","https://id.example","{}"]',
+    ...extra,
+  };
+}
+
+describe('store', () => {
+  let dir: string;
+  const open: Store[] = [];
+
+  const openIt = (options: { createKey?: boolean; journalLimit?: number } = {}): Store => {
+    const s = openStore({ dir, ...options });
+    open.push(s);
+    return s;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pta-store-'));
+  });
+
+  afterEach(() => {
+    for (const s of open.splice(0)) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('creates state.db and secret.key with mode 0600 and reports its path', () => {
+    const s = openIt();
+    assert.equal(s.path, join(dir, DB_FILE));
+    assert.equal(statSync(join(dir, DB_FILE)).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, KEY_FILE)).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, KEY_FILE)).size, 32);
+  });
+
+  test('a new state directory is created with mode 0700', () => {
+    const sub = join(dir, 'nested', 'state');
+    const s = openStore({ dir: sub });
+    open.push(s);
+    assert.equal(statSync(sub).mode & 0o777, 0o700);
+  });
+
+  test('journal_mode is wal, synchronous FULL (per connection), user_version = migrations', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
+    s.close();
+    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL is persistent in the file');
+      assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+      assert.equal(MIGRATIONS.length, 1);
+      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]).filter(
+        (n) => !n.startsWith('sqlite_'),
+      );
+      assert.deepEqual(tables, ['credentials', 'logins', 'meta', 'tokens']);
+    } finally {
+      db.close();
+    }
+  });
+
+  test('the store connection sets synchronous = FULL and WAL (checked on the connection itself)', () => {
+    const calls: Array<[string, unknown]> = [];
+    const original = Database.prototype.pragma;
+    Database.prototype.pragma = function (this: Database.Database, source: string, options?: Database.PragmaOptions) {
+      const result = original.call(this, source, options);
+      calls.push([source, result]);
+      return result;
+    } as typeof original;
+    try {
+      openIt();
+    } finally {
+      Database.prototype.pragma = original;
+    }
+    const results = new Map(calls);
+    assert.equal(String(results.get('journal_mode = WAL')).toLowerCase(), 'wal');
+    assert.ok(results.has('synchronous = FULL'), JSON.stringify(calls));
+    assert.equal(results.get('synchronous'), 2, 'synchronous read back as 2 (FULL)');
+  });
+
+  test('credentials round trip; version increases on each put', () => {
+    const s = openIt();
+    assert.equal(s.getCredentials('main'), undefined);
+    assert.equal(s.credentialsVersion('main'), undefined);
+    const before = Date.now();
+    const v1 = s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET, presharedKey: CANARY_PSK });
+    const got = s.getCredentials('main');
+    assert.ok(got);
+    assert.deepEqual(got.credentials, { clientId: CANARY_ID, clientSecret: CANARY_SECRET, presharedKey: CANARY_PSK });
+    assert.equal(got.authority, 'eta-ereceipt');
+    assert.equal(got.version, v1);
+    assert.ok(got.updatedAt >= before && got.updatedAt <= Date.now());
+    assert.equal(s.credentialsVersion('main'), v1);
+
+    const v2 = s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: 'second' });
+    assert.ok(v2 > v1, `${v2} > ${v1}`);
+    const v3 = s.putCredentials('other', 'eta-ereceipt', { clientId: 'o', clientSecret: 'p' });
+    assert.ok(v3 > v2, 'the sequence is global, so re-provisioning never reuses a version');
+    const v4 = s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: 'third' });
+    assert.ok(v4 > v3);
+    assert.deepEqual(s.getCredentials('main')?.credentials, { clientId: CANARY_ID, clientSecret: 'third' });
+    assert.equal(s.credentialsVersion('main'), v4);
+    assert.deepEqual(s.getCredentials('other')?.credentials, { clientId: 'o', clientSecret: 'p' });
+  });
+
+  test('token round trip, with and without scope; put replaces', () => {
+    const s = openIt();
+    assert.equal(s.getToken('main'), undefined);
+    s.putToken('main', token());
+    assert.deepEqual(s.getToken('main'), token());
+    const noScope = token({ accessToken: 'second-token', scope: undefined, lifetimeS: 60, credentialsVersion: 7 });
+    delete noScope.scope;
+    s.putToken('main', noScope);
+    const back = s.getToken('main');
+    assert.deepEqual(back, noScope);
+    assert.equal(back !== undefined && 'scope' in back, false);
+    assert.equal(s.getToken('other'), undefined);
+  });
+
+  test('deleteToken without and with onlyIf', () => {
+    const s = openIt();
+    assert.equal(s.deleteToken('main'), false, 'nothing to delete');
+    s.putToken('main', token());
+    assert.equal(s.deleteToken('main', 'some-other-token'), false);
+    assert.equal(s.getToken('main')?.accessToken, CANARY_TOKEN, 'kept when onlyIf does not match');
+    assert.equal(s.deleteToken('main', CANARY_TOKEN), true);
+    assert.equal(s.getToken('main'), undefined);
+    assert.equal(s.deleteToken('main', CANARY_TOKEN), false);
+    s.putToken('main', token());
+    assert.equal(s.deleteToken('main'), true);
+    assert.equal(s.getToken('main'), undefined);
+  });
+
+  test('recordLogin / recentLogins: newest first, per account, limited, optional fields omitted', () => {
+    const s = openIt();
+    s.recordLogin({ account: 'main', authority: 'eta-ereceipt', startedAt: 1000.4, durationMs: 12.6, outcome: 'ok' });
+    s.recordLogin({
+      account: 'main',
+      authority: 'eta-ereceipt',
+      startedAt: 2000,
+      durationMs: 30,
+      outcome: 'credentials_rejected',
+      error: 'invalid_presharedkey',
+      httpStatus: 400,
+      message: 'rejected',
+    });
+    s.recordLogin({ account: 'other', authority: 'eta-ereceipt', startedAt: 3000, durationMs: 1, outcome: 'rate_limited', httpStatus: 429 });
+    assert.deepEqual(s.recentLogins('main', 10), [
+      {
+        account: 'main',
+        authority: 'eta-ereceipt',
+        startedAt: 2000,
+        durationMs: 30,
+        outcome: 'credentials_rejected',
+        error: 'invalid_presharedkey',
+        httpStatus: 400,
+        message: 'rejected',
+      },
+      { account: 'main', authority: 'eta-ereceipt', startedAt: 1000, durationMs: 13, outcome: 'ok' },
+    ]);
+    assert.equal(s.recentLogins('main', 1).length, 1);
+    assert.equal(s.recentLogins('main', 1)[0]!.startedAt, 2000);
+    assert.deepEqual(s.recentLogins('other', 10), [
+      { account: 'other', authority: 'eta-ereceipt', startedAt: 3000, durationMs: 1, outcome: 'rate_limited', httpStatus: 429 },
+    ]);
+    assert.deepEqual(s.recentLogins('nobody', 10), []);
+  });
+
+  test('the login journal is pruned to journalLimit', () => {
+    const s = openIt({ journalLimit: 10 });
+    for (let i = 0; i < 100; i++) {
+      s.recordLogin({ account: 'main', authority: 'eta-ereceipt', startedAt: i, durationMs: 1, outcome: 'ok' });
+    }
+    const rows = s.recentLogins('main', 1000);
+    assert.equal(rows.length, 10);
+    assert.equal(rows[0]!.startedAt, 99);
+    assert.equal(rows[9]!.startedAt, 90);
+  });
+
+  test('no secret or token appears in the raw bytes of state.db or its WAL', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET, presharedKey: CANARY_PSK });
+    s.putToken('main', token());
+    // Check while still open (the WAL holds the recent writes) and after close (checkpointed).
+    const scan = (when: string): void => {
+      for (const file of [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`]) {
+        const p = join(dir, file);
+        if (!existsSync(p)) continue;
+        const bytes = readFileSync(p);
+        for (const canary of [CANARY_SECRET, CANARY_PSK, CANARY_TOKEN, CANARY_ID, 'SECRET-CANARY']) {
+          assert.equal(bytes.includes(Buffer.from(canary, 'utf8')), false, `${file} (${when}) contains ${canary}`);
+        }
+      }
+    };
+    assert.ok(existsSync(join(dir, `${DB_FILE}-wal`)), 'WAL file exists while open');
+    scan('open');
+    s.close();
+    scan('closed');
+    // Sanity check that the scan would find plain text: the non-secret fingerprint is stored as is.
+    assert.ok(readFileSync(join(dir, DB_FILE)).includes(Buffer.from('https://id.example')));
+  });
+
+  test('reopening keeps credentials, token and journal', () => {
+    const s = openIt();
+    const v = s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET });
+    s.putToken('main', token());
+    s.recordLogin({ account: 'main', authority: 'eta-ereceipt', startedAt: 5, durationMs: 6, outcome: 'ok' });
+    s.close();
+    const key = readFileSync(join(dir, KEY_FILE));
+    const again = openIt();
+    assert.deepEqual(again.getCredentials('main')?.credentials, { clientId: CANARY_ID, clientSecret: CANARY_SECRET });
+    assert.equal(again.getCredentials('main')?.version, v);
+    assert.deepEqual(again.getToken('main'), token());
+    assert.equal(again.recentLogins('main', 5).length, 1);
+    assert.deepEqual(readFileSync(join(dir, KEY_FILE)), key, 'the key is not regenerated');
+    const v2 = again.putCredentials('main', 'eta-ereceipt', { clientId: 'a', clientSecret: 'b' });
+    assert.ok(v2 > v, 'the version sequence survives a reopen');
+  });
+
+  test('close() twice is harmless', () => {
+    const s = openIt();
+    s.close();
+    s.close();
+  });
+
+  test('integrityCheck() is ok', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
+    assert.equal(s.integrityCheck(), 'ok');
+  });
+
+  test('a different key file is refused with SecretKeyError mismatch', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
+    s.close();
+    writeFileSync(join(dir, KEY_FILE), randomBytes(32), { mode: 0o600 });
+    assert.throws(
+      () => openIt(),
+      (err: unknown) => {
+        assert.ok(err instanceof SecretKeyError, String(err));
+        assert.equal(err.kind, 'mismatch');
+        assert.equal(err.code, 'ERR_SECRET_KEY');
+        assert.ok(err.message.includes(join(dir, KEY_FILE)), err.message);
+        return true;
+      },
+    );
+  });
+
+  test('a missing key file with existing data is refused with SecretKeyError missing, and no new key is made', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
+    s.close();
+    unlinkSync(join(dir, KEY_FILE));
+    assert.throws(
+      () => openIt(),
+      (err: unknown) => err instanceof SecretKeyError && err.kind === 'missing' && err.message.includes(join(dir, KEY_FILE)),
+    );
+    assert.equal(existsSync(join(dir, KEY_FILE)), false);
+  });
+
+  test('a key file of the wrong length is refused with SecretKeyError corrupt', () => {
+    openIt().close();
+    writeFileSync(join(dir, KEY_FILE), randomBytes(31));
+    assert.throws(() => openIt(), (err: unknown) => err instanceof SecretKeyError && err.kind === 'corrupt');
+  });
+
+  test('createKey: false on a fresh directory opens without a key; secrets then need provisioning', () => {
+    const s = openIt({ createKey: false });
+    assert.equal(existsSync(join(dir, KEY_FILE)), false);
+    assert.equal(s.getCredentials('main'), undefined);
+    assert.throws(
+      () => s.putCredentials('main', 'eta-ereceipt', { clientId: 'x' }),
+      (err: unknown) => err instanceof SecretKeyError && err.kind === 'missing',
+    );
+  });
+
+  test('a database with a newer user_version is refused with StoreError', () => {
+    openIt().close();
+    const db = new Database(join(dir, DB_FILE));
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    assert.throws(
+      () => openIt(),
+      (err: unknown) => {
+        assert.ok(err instanceof StoreError, String(err));
+        assert.equal(err.code, 'ERR_STORE');
+        assert.equal(
+          err.message,
+          `${join(dir, DB_FILE)} has schema version ${MIGRATIONS.length + 1}, newer than this agent knows (${MIGRATIONS.length}); upgrade the agent`,
+        );
+        return true;
+      },
+    );
+  });
+
+  test('a file that is not a database is refused', () => {
+    writeFileSync(join(dir, DB_FILE), 'this is not a sqlite database, just some text that is long enough'.repeat(20));
+    assert.throws(() => openIt(), /not a database/);
+  });
+
+  test(
+    'a file that is not a database is refused with a StoreError naming the path',
+    { todo: 'bug: src/store/index.ts wraps only the Database constructor in StoreError; better-sqlite3 reads the file lazily, so the raw SqliteError "file is not a database" escapes from configure() without the path' },
+    () => {
+      writeFileSync(join(dir, DB_FILE), 'this is not a sqlite database, just some text that is long enough'.repeat(20));
+      assert.throws(
+        () => openIt(),
+        (err: unknown) => err instanceof StoreError && err.message.includes(join(dir, DB_FILE)),
+      );
+    },
+  );
+
+  test(
+    'a refused open (key mismatch) leaves no database file descriptors open',
+    { todo: 'bug: src/store/index.ts openStore calls loadSealer() outside the try/catch that closes the db, so a SecretKeyError leaks the open connection (state.db, -wal, -shm stay open)' },
+    () => {
+      const s = openIt();
+      s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
+      s.close();
+      writeFileSync(join(dir, KEY_FILE), randomBytes(32), { mode: 0o600 });
+      const openFiles = (): string[] =>
+        readdirSync('/proc/self/fd')
+          .map((fd) => {
+            try {
+              return readlinkSync(`/proc/self/fd/${fd}`);
+            } catch {
+              return '';
+            }
+          })
+          .filter((target) => target.startsWith(dir));
+      assert.deepEqual(openFiles(), []);
+      assert.throws(() => openIt(), (err: unknown) => err instanceof SecretKeyError && err.kind === 'mismatch');
+      assert.deepEqual(openFiles(), []);
+    },
+  );
+
+  test('a sealed value copied to another account does not open', () => {
+    const s = openIt();
+    s.putToken('a', token());
+    s.close();
+    const db = new Database(join(dir, DB_FILE));
+    db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint FROM tokens WHERE account = 'a'").run();
+    db.close();
+    const again = openIt();
+    assert.equal(again.getToken('a')?.accessToken, CANARY_TOKEN);
+    assert.throws(() => again.getToken('b'), (err: unknown) => err instanceof SecretKeyError && err.kind === 'mismatch');
+  });
+});
