@@ -66,7 +66,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     store,
     reload(next) {
       for (const key of ['socket', 'stateDir'] as const) {
-        if (next[key] !== current[key]) log.warn('config change needs a restart to apply', { key });
+        if (next[key] !== current[key]) log.warn('config change needs a restart to apply', { setting: key });
       }
       manager.reconfigure(next.accounts);
       current = { ...next, socket: current.socket, stateDir: current.stateDir };

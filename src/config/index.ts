@@ -210,7 +210,7 @@ export function loadConfig(path: string, env: ConfigEnv = process.env): AgentCon
 }
 
 export function parseConfig(json: unknown, source: string, env: ConfigEnv = {}): AgentConfig {
-  const result = configSchema.safeParse(json);
+  const result = configSchema.safeParse(json, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(source, result.error.issues.map(describeIssue));
   }

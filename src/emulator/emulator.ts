@@ -507,7 +507,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       srv.once('error', onError);
-      srv.listen(port, host, () => {
+      srv.listen(0, host, () => {
         srv.off('error', onError);
         resolve();
       });
@@ -528,7 +528,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     lifetime = undefined;
     await new Promise<void>((resolve) => {
       srv.close(() => resolve());
-      
+      srv.closeAllConnections();
     });
     log.info('emulator stopped', { port });
   }

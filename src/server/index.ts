@@ -93,7 +93,9 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           }
           const rejected = expectString(body.rejected_token, 'rejected_token');
           const minTtl =
-            body.min_ttl === undefined ? DEFAULT_MIN_TTL_S : minTtlParam(String(body.min_ttl), 'min_ttl');
+            body.min_ttl === undefined
+              ? DEFAULT_MIN_TTL_S
+              : minTtlParam(typeof body.min_ttl === 'number' ? String(body.min_ttl) : null, 'min_ttl', true);
           send(res, ...tokenAnswer(await source.refresh(account, rejected, minTtl)));
           return;
         }
@@ -205,8 +207,11 @@ function accountParam(value: string | null): string {
   return value;
 }
 
-function minTtlParam(value: string | null, name: string): number {
-  if (value === null) return DEFAULT_MIN_TTL_S;
+function minTtlParam(value: string | null, name: string, required = false): number {
+  if (value === null && !required) return DEFAULT_MIN_TTL_S;
+  if (value === null) {
+    throw new HttpError(400, { error: 'bad_request', message: `${name} must be a whole number of seconds` });
+  }
   if (!/^\d{1,6}$/.test(value) || Number(value) > MAX_MIN_TTL_S) {
     throw new HttpError(400, { error: 'bad_request', message: `${name} must be whole seconds from 0 to ${MAX_MIN_TTL_S}` });
   }

@@ -103,13 +103,13 @@ export function openStore(options: OpenStoreOptions): Store {
   try {
     configure(db, path);
     migrate(db, path);
+    const sealer = loadSealer(db, join(dir, KEY_FILE), options.createKey ?? true);
+    return buildStore(db, path, sealer, journalLimit);
   } catch (err) {
     db.close();
-    throw err;
+    if (err instanceof StoreError || err instanceof SecretKeyError) throw err;
+    throw new StoreError(`cannot use the state database ${path}: ${(err as Error).message}`, { cause: err });
   }
-
-  const sealer = loadSealer(db, join(dir, KEY_FILE), options.createKey ?? true);
-  return buildStore(db, path, sealer, journalLimit);
 }
 
 function ensureFileMode(path: string): void {
