@@ -507,7 +507,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       srv.once('error', onError);
-      srv.listen(0, host, () => {
+      srv.listen(port, host, () => {
         srv.off('error', onError);
         resolve();
       });

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createPublicKey, verify } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { FakeClock } from '../src/lib/clock.js';
-import { createEmulator, DEMO_DEVICE, type Emulator, type EmulatorDevice } from '../src/emulator/index.js';
+import { FakeClock } from '../../src/lib/clock.js';
+import { createEmulator, DEMO_DEVICE, type Emulator, type EmulatorDevice } from '../../src/emulator/index.js';
 
 const WALL_START = Date.UTC(2026, 0, 1);
 const FORM = 'application/x-www-form-urlencoded';
@@ -532,28 +532,32 @@ describe('lifecycle', () => {
     const emu = createEmulator({ devices: [POS] });
     assert.throws(() => emu.url);
     await emu.start();
-    const { url, port } = emu;
-    assert.ok(port > 0);
-    assert.equal(url, `http://127.0.0.1:${port}`);
-    assert.equal((await login(emu)).status, 200);
+    try {
+      const { url, port } = emu;
+      assert.ok(port > 0);
+      assert.equal(url, `http://127.0.0.1:${port}`);
+      assert.equal((await login(emu)).status, 200);
 
-    emu.setFaults({ latencyMs: 5_000 });
-    const pending = login(emu);
-    await new Promise((r) => setTimeout(r, 50));
-    const t0 = performance.now();
-    await emu.stop();
-    await assert.rejects(pending);
-    assert.ok(performance.now() - t0 < 1_000, 'stop is prompt');
-    await assert.rejects(login(emu));
+      emu.setFaults({ latencyMs: 5_000 });
+      const pending = login(emu);
+      await new Promise((r) => setTimeout(r, 50));
+      const t0 = performance.now();
+      await emu.stop();
+      await assert.rejects(pending);
+      assert.ok(performance.now() - t0 < 1_000, 'stop is prompt');
+      await assert.rejects(login(emu));
 
-    emu.clearFaults();
-    await emu.start();
-    assert.equal(emu.port, port);
-    assert.equal(emu.url, url);
-    assert.equal((await login(emu)).status, 200);
-    await emu.start(); // idempotent
-    await emu.stop();
+      emu.clearFaults();
+      await emu.start();
+      assert.equal(emu.port, port);
+      assert.equal(emu.url, url);
+      assert.equal((await login(emu)).status, 200);
+      await emu.start(); // idempotent
+    } finally {
+      await emu.stop();
+    }
     await emu.stop(); // idempotent
+    await assert.rejects(login(emu));
   });
 });
 
