@@ -213,6 +213,26 @@ describe('agent: restarts and outages', () => {
   });
 });
 
+describe('agent: cold burst', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await fixture();
+    f.emulator.setFaults({ latencyMs: 400 }); // the first login is still in flight when the burst arrives
+    assert.equal((await f.provision()).code, 0);
+  });
+  after(() => f.cleanup());
+
+  it('makes exactly one login for hundreds of concurrent requests on a cold agent', async () => {
+    f.agent.start();
+    await waitFor('the socket', async () => (await ask(f.socket, '/v1/health')).status > 0);
+    const answers = await Promise.all(Array.from({ length: 500 }, () => ask(f.socket, '/v1/token')));
+    assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+    assert.equal(new Set(answers.map((a) => a.json.access_token)).size, 1);
+    assert.equal(f.emulator.stats().requests, 1, 'one login for 500 requests');
+    console.log(`# cold burst: 500 concurrent requests, ${f.emulator.stats().requests} login`);
+  });
+});
+
 describe('agent: rejected credentials', () => {
   let f: Fixture;
   before(async () => {
