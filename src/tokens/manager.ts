@@ -352,6 +352,8 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
 
   const fail = (a: Account, reason: UnavailableReason, message: string, f?: LoginFailure): void => {
     const now = clock.monotonic();
+    // Polling an unprovisioned account says so once, not every poll.
+    const repeat = reason === 'not_provisioned' && a.lastError?.reason === reason && a.lastError.message === message;
     a.failures += 1;
     a.lastError = { reason, message, atWall: clock.now(), ...(f ? { failure: f } : {}) };
     if (reason === 'not_provisioned') {
@@ -366,7 +368,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       });
       a.nextAttemptMono = now + delay;
     }
-    const level = reason === 'credentials_rejected' || reason === 'not_provisioned' ? 'error' : 'warn';
+    const level = repeat ? 'debug' : reason === 'credentials_rejected' || reason === 'not_provisioned' ? 'error' : 'warn';
     log[level]('login failed', {
       account: a.config.name,
       reason,
