@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Authority, LoginRequest, LoginResult } from '../../src/authorities/index.js';
 import { parseConfig, type AccountConfig } from '../../src/config/index.js';
 import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
+import { resolveIdentity } from '../../src/identity/index.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { createTokenManager, type TokenAnswer, type TokenManager } from '../../src/tokens/index.js';
@@ -287,6 +288,19 @@ describe('token manager', () => {
     await m.stop();
     empty.close();
     rmSync(dir2, { recursive: true, force: true });
+  });
+
+  it('answers identity_unavailable without calling the authority when the device has no posserial', async () => {
+    await manager.stop();
+    const noSerial = accounts({ identity: { pososversion: 'os' } });
+    manager = createTokenManager(
+      { store, authority: () => authority, log: silentLogger, clock, identity: resolveIdentity },
+      noSerial,
+    );
+    const a = await token();
+    assert.ok(!a.ok && a.error.kind === 'unavailable' && a.error.reason === 'identity_unavailable');
+    if (!a.ok) assert.match(a.error.message, /posserial/);
+    assert.equal(authority.calls.length, 0);
   });
 
   it('answers unknown_account for an account not in the config', async () => {
