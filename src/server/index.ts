@@ -80,7 +80,8 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
         case '/v1/token': {
           allow(req, 'GET');
           const account = accountParam(url.searchParams.get('account'));
-          const minTtl = minTtlParam(url.searchParams.get('min_ttl'), 'min_ttl');
+          const rawMinTtl = url.searchParams.get('min_ttl');
+          const minTtl = rawMinTtl === null ? DEFAULT_MIN_TTL_S : minTtlParam(rawMinTtl);
           send(res, ...tokenAnswer(await source.getToken(account, minTtl)));
           return;
         }
@@ -92,10 +93,11 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
             throw new HttpError(400, { error: 'bad_request', message: 'rejected_token is required' });
           }
           const rejected = expectString(body.rejected_token, 'rejected_token');
+          // A JSON number only: anything else ('' here) fails the same check as a bad query value.
           const minTtl =
             body.min_ttl === undefined
               ? DEFAULT_MIN_TTL_S
-              : minTtlParam(typeof body.min_ttl === 'number' ? String(body.min_ttl) : null, 'min_ttl', true);
+              : minTtlParam(typeof body.min_ttl === 'number' ? String(body.min_ttl) : '');
           send(res, ...tokenAnswer(await source.refresh(account, rejected, minTtl)));
           return;
         }
@@ -207,13 +209,9 @@ function accountParam(value: string | null): string {
   return value;
 }
 
-function minTtlParam(value: string | null, name: string, required = false): number {
-  if (value === null && !required) return DEFAULT_MIN_TTL_S;
-  if (value === null) {
-    throw new HttpError(400, { error: 'bad_request', message: `${name} must be a whole number of seconds` });
-  }
+function minTtlParam(value: string): number {
   if (!/^\d{1,6}$/.test(value) || Number(value) > MAX_MIN_TTL_S) {
-    throw new HttpError(400, { error: 'bad_request', message: `${name} must be whole seconds from 0 to ${MAX_MIN_TTL_S}` });
+    throw new HttpError(400, { error: 'bad_request', message: `min_ttl must be whole seconds from 0 to ${MAX_MIN_TTL_S}` });
   }
   return Number(value);
 }

@@ -219,7 +219,8 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     if (stopping || a.removed) return Promise.resolve();
     const now = clock.monotonic();
     if (now < a.nextAttemptMono && !liftRejectedBackoff(a)) {
-      schedule(a);
+      // The retry is already scheduled (every failure schedules one); requests in backoff leave it alone.
+      if (!a.timer) schedule(a);
       return Promise.resolve();
     }
     a.inflight = login(a, trigger)

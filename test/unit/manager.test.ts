@@ -222,6 +222,23 @@ describe('token manager', () => {
     assert.deepEqual(gaps.slice(0, 4).map((g) => Math.round(g / 1000)), [1, 2, 4, 8]);
   });
 
+  it('keeps retrying when a timer fires a little early (real timers do, against performance.now())', async () => {
+    await manager.stop();
+    const early = {
+      now: () => clock.now(),
+      monotonic: () => clock.monotonic(),
+      // 1 ms early, as a real timer can be; a 1 ms re-check is left as it is so fake time moves on.
+      setTimer: (fn: () => void, ms: number) => clock.setTimer(fn, ms > 1 ? ms - 1 : ms),
+    };
+    manager = createTokenManager({ store, authority: () => authority, log: silentLogger, clock: early, random: () => 0.5 }, accounts());
+    authority.next = [fail('upstream_unavailable'), fail('upstream_unavailable')];
+    await token();
+    await clock.advance(10_000);
+    assert.equal(authority.calls.length, 3, 'the background retries went on without any request');
+    const a = await token();
+    assert.ok(a.ok);
+  });
+
   it('caps the backoff at 5 minutes', async () => {
     authority.next = Array.from({ length: 40 }, () => fail('upstream_unavailable'));
     await token();
