@@ -17,6 +17,8 @@ export interface AgentDeps {
   log: Logger;
   clock?: Clock;
   http?: HttpClient;
+  /** A listening socket passed by systemd (LISTEN_FDS); without it the agent binds config.socket. */
+  listenFd?: number;
 }
 
 export interface Agent {
@@ -46,6 +48,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   );
   const server = createAgentServer(manager, {
     socketPath: config.socket,
+    ...(deps.listenFd !== undefined ? { listenFd: deps.listenFd } : {}),
     limits: config.server,
     version: VERSION,
     log,

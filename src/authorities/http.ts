@@ -12,6 +12,8 @@ export interface HttpRequest {
   body?: string;
   timeouts: { connectMs: number; responseMs: number; totalMs: number };
   maxResponseBytes: number;
+  /** Per-account TLS options (AccountConfig.tls). */
+  tls?: { legacyServerConnect?: boolean; caFile?: string };
   signal?: AbortSignal;
 }
 

@@ -6,10 +6,12 @@ export { createHttpClient, TransportError, type HttpClient, type HttpRequest, ty
 export { decodeJwtClaims, parseRetryAfter } from './oauth-common.js';
 export * from './types.js';
 
-const FACTORIES: Record<AuthorityName, (deps: AuthorityDeps) => Authority> = {
+const FACTORIES: Partial<Record<AuthorityName, (deps: AuthorityDeps) => Authority>> = {
   'eta-ereceipt': createEtaEreceipt,
 };
 
 export function createAuthority(name: AuthorityName, deps: AuthorityDeps): Authority {
-  return FACTORIES[name](deps);
+  const factory = FACTORIES[name];
+  if (!factory) throw new Error(`authority ${name} is not built into this version`);
+  return factory(deps);
 }

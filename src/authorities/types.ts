@@ -18,6 +18,9 @@ export interface IssuedToken {
   /** Lifetime in seconds as the authority stated it. */
   expiresInS: number;
   scope?: string;
+  /** impact-gr: a refresh token and its lifetime, when the authority issues one. */
+  refreshToken?: string;
+  refreshExpiresInS?: number;
 }
 
 export type FailureReason = 'credentials_rejected' | 'rate_limited' | 'upstream_unavailable';
@@ -50,6 +53,13 @@ export interface LoginRequest {
   signal?: AbortSignal;
 }
 
+/** Renewal with a refresh token (impact-gr). */
+export interface RefreshRequest extends LoginRequest {
+  refreshToken: string;
+  /** The current (possibly expired) access token, sent as Bearer where the authority asks for it. */
+  accessToken: string;
+}
+
 export interface CredentialField {
   name: keyof Credentials;
   label: string;
@@ -62,6 +72,16 @@ export interface Authority {
   /** Which credential fields provisioning asks for. */
   readonly credentialFields: ReadonlyArray<CredentialField>;
   login(request: LoginRequest): Promise<LoginResult>;
+  /**
+   * Renews with a refresh token. A failure means "log in again" to the caller, except
+   * rate_limited and upstream_unavailable, which the caller backs off from as for a login.
+   */
+  refresh?(request: RefreshRequest): Promise<LoginResult>;
+  /**
+   * A login limit the authority imposes across every account that shares a key (myinvois: 12 per
+   * minute per client ID). The token manager enforces it before any request leaves the box.
+   */
+  loginLimit?(account: AccountConfig, credentials: Credentials): { key: string; perMinute: number } | undefined;
 }
 
 export interface AuthorityDeps {

@@ -7,7 +7,7 @@ import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
-export const SUPPORTED_AUTHORITIES = ['eta-ereceipt'] as const;
+export const SUPPORTED_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
 /** Authorities named by the public interface; the ones not yet in SUPPORTED_AUTHORITIES are refused clearly. */
 export const KNOWN_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
 export type AuthorityName = (typeof SUPPORTED_AUTHORITIES)[number];
@@ -20,7 +20,7 @@ export function isLoopbackHost(hostname: string): boolean {
 
 const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-const identityUrl = z.string().superRefine((value, ctx) => {
+const httpsUrl = (what: 'base' | 'endpoint') => z.string().superRefine((value, ctx) => {
   let url: URL;
   try {
     url = new URL(value);
@@ -30,8 +30,8 @@ const identityUrl = z.string().superRefine((value, ctx) => {
   }
   if (url.username || url.password) {
     ctx.addIssue({ code: 'custom', message: 'expected a URL without user or password in it' });
-  } else if (url.search || url.hash) {
-    ctx.addIssue({ code: 'custom', message: 'expected a base URL without query or fragment' });
+  } else if (url.hash || (what === 'base' && url.search)) {
+    ctx.addIssue({ code: 'custom', message: `expected ${what === 'base' ? 'a base URL without query or fragment' : 'a URL without a fragment'}` });
   } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     ctx.addIssue({
       code: 'custom',
@@ -41,6 +41,8 @@ const identityUrl = z.string().superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: `expected an https:// URL, got ${JSON.stringify(value)}` });
   }
 });
+const identityUrl = httpsUrl('base');
+const tokenUrl = httpsUrl('endpoint');
 
 const headerValue = (max: number) =>
   z
@@ -56,6 +58,30 @@ const identitySchema = z.strictObject({
 
 const positiveInt = (max: number) => z.number().int().min(1).max(max);
 
+const absolutePath = z.string().refine((p) => isAbsolute(p), 'expected an absolute path');
+
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Headers the agent sets itself, or that carry secrets; `headers` may not set them. */
+const RESERVED_HEADERS = new Set([
+  'authorization', 'content-type', 'content-length', 'host', 'transfer-encoding', 'connection',
+  'presharedkey', 'posserial', 'pososversion', 'posmodelframework', 'onbehalfof', 'proxy-authorization', 'cookie',
+]);
+
+const nonEmpty = (max: number) =>
+  z.string().min(1, 'expected a non-empty string').max(max, `expected at most ${max} characters`);
+
+/** Which per-account options each authority uses; any other is refused so a typo cannot go unnoticed. */
+const AUTHORITY_OPTIONS: Record<string, ReadonlyArray<string>> = {
+  'eta-ereceipt': ['identityUrl'],
+  'eta-einvoicing': ['identityUrl', 'scope', 'onbehalfof', 'clientAuth'],
+  myinvois: ['identityUrl', 'scope', 'onbehalfof'],
+  'impact-gr': ['identityUrl'],
+  sepay: ['identityUrl'],
+  oauth2: ['tokenUrl', 'scope', 'audience', 'clientAuth'],
+};
+const OPTION_KEYS = ['identityUrl', 'tokenUrl', 'scope', 'onbehalfof', 'audience', 'clientAuth'] as const;
+
 const accountSchema = z.strictObject({
   authority: z.string().superRefine((value, ctx) => {
     if ((SUPPORTED_AUTHORITIES as readonly string[]).includes(value)) return;
@@ -67,8 +93,30 @@ const accountSchema = z.strictObject({
         : `expected one of ${SUPPORTED_AUTHORITIES.join(', ')}, got ${JSON.stringify(value)}`,
     });
   }),
-  identityUrl,
+  identityUrl: identityUrl.optional(),
+  tokenUrl: tokenUrl.optional(),
+  deviceProfile: z.string().regex(PROFILE_NAME, 'expected a profile name (letters, digits, ".", "_", "-")').optional(),
   identity: identitySchema.optional(),
+  scope: headerValue(500).min(1, 'expected a non-empty string').optional(),
+  onbehalfof: nonEmpty(100).regex(/^[\x21-\x7e]+$/, 'expected printable ASCII without spaces').optional(),
+  audience: nonEmpty(500).optional(),
+  clientAuth: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+  headers: z
+    .record(
+      z.string().regex(HEADER_NAME, 'expected an HTTP header name').refine(
+        (name) => !RESERVED_HEADERS.has(name.toLowerCase()),
+        'this header is set by the agent and cannot be overridden here',
+      ),
+      headerValue(500),
+    )
+    .optional(),
+  tls: z
+    .strictObject({
+      legacyServerConnect: z.boolean().optional(),
+      caFile: absolutePath.optional(),
+    })
+    .optional(),
+  loginsPerMinute: z.number().int().min(1).max(600).optional(),
   timeouts: z
     .strictObject({
       connectMs: positiveInt(60_000).optional(),
@@ -84,14 +132,48 @@ const accountSchema = z.strictObject({
     })
     .optional(),
   forcedRefreshMinIntervalS: z.number().min(0).max(3600).optional(),
+}).superRefine((account, ctx) => {
+  const allowed = AUTHORITY_OPTIONS[account.authority];
+  if (!allowed) return;
+  for (const key of OPTION_KEYS) {
+    if (account[key] !== undefined && !allowed.includes(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `not used by authority ${account.authority}; remove it` });
+    }
+  }
+  const needs = account.authority === 'oauth2' ? 'tokenUrl' : 'identityUrl';
+  if (account[needs] === undefined) {
+    ctx.addIssue({ code: 'custom', path: [needs], message: `expected a URL (required for authority ${account.authority})` });
+  }
 });
-
-const absolutePath = z.string().refine((p) => isAbsolute(p), 'expected an absolute path');
 
 const configSchema = z.strictObject({
   socket: absolutePath.optional(),
   stateDir: absolutePath.optional(),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+  deviceProfileDirs: z.array(absolutePath).optional(),
+  identityRoot: absolutePath.optional(),
+  proxy: z
+    .strictObject({
+      url: z
+        .union([z.string(), z.null()])
+        .superRefine((value, ctx) => {
+          if (value === null) return;
+          let url: URL;
+          try {
+            url = new URL(value);
+          } catch {
+            ctx.addIssue({ code: 'custom', message: `expected a proxy URL such as http://proxy:3128, got ${JSON.stringify(value)}` });
+            return;
+          }
+          if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+            ctx.addIssue({ code: 'custom', message: 'expected an http:// or https:// proxy URL' });
+          }
+        })
+        .optional(),
+      noProxy: z.array(z.string().min(1)).optional(),
+    })
+    .optional(),
+  tls: z.strictObject({ caFile: absolutePath.optional() }).optional(),
   server: z
     .strictObject({
       maxConnections: positiveInt(100_000).optional(),
@@ -140,11 +222,39 @@ export interface DeviceIdentity {
 export interface AccountConfig {
   name: string;
   authority: AuthorityName;
+  /** Base URL of the token service; for oauth2 the token endpoint itself. */
   identityUrl: string;
+  /** oauth2 only: the token endpoint. */
+  tokenUrl?: string;
+  /** Device profile name; without one, identity comes from `identity` alone. */
+  deviceProfile?: string;
+  /** Fixed identity values from config; they override the profile's. */
   identity: DeviceIdentity;
+  scope?: string;
+  onbehalfof?: string;
+  audience?: string;
+  clientAuth?: 'client_secret_basic' | 'client_secret_post';
+  /** Extra, non-secret headers sent with every token request. */
+  headers: Record<string, string>;
+  tls: AccountTls;
+  /** Logins allowed per minute per client ID (myinvois defaults to 12). */
+  loginsPerMinute?: number;
   timeouts: Timeouts;
   backoff: BackoffPolicy;
   forcedRefreshMinIntervalMs: number;
+}
+
+export interface AccountTls {
+  /** OpenSSL's SSL_OP_LEGACY_SERVER_CONNECT on this account's connections only. */
+  legacyServerConnect: boolean;
+  /** Extra CA certificates (PEM), added to Node's default trust store. Account's, else the config's `tls.caFile`. */
+  caFile?: string;
+}
+
+export interface ProxyConfig {
+  /** null: no proxy even when HTTPS_PROXY is set; undefined: from the environment. */
+  url?: string | null;
+  noProxy?: string[];
 }
 
 export interface ServerLimits {
@@ -160,8 +270,17 @@ export interface AgentConfig {
   stateDir: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   server: ServerLimits;
+  /** Where device profiles are looked up, in order. */
+  deviceProfileDirs: string[];
+  /** Prefix for every file an identity source reads ("/" on a real box; a fixture tree in tests). */
+  identityRoot: string;
+  proxy: ProxyConfig;
   accounts: Record<string, AccountConfig>;
 }
+
+/** The profiles shipped with the install: `device-profiles/` next to `dist/`. */
+export const BUNDLED_PROFILE_DIR = join(import.meta.dirname, '..', '..', 'device-profiles');
+export const ETC_PROFILE_DIR = '/etc/pos-token-agent/device-profiles';
 
 export const DEFAULTS = Object.freeze({
   timeouts: Object.freeze({ connectMs: 5_000, responseMs: 15_000, totalMs: 30_000 }),
@@ -238,18 +357,21 @@ function normalise(raw: RawConfig, source: string, env: ConfigEnv): AgentConfig 
   const stateDir = raw.stateDir ?? env.STATE_DIRECTORY?.split(':')[0] ?? '/var/lib/pos-token-agent';
   const runtimeDir = env.RUNTIME_DIRECTORY?.split(':')[0] ?? '/run/pos-token-agent';
   const accounts: Record<string, AccountConfig> = {};
-  for (const [name, account] of Object.entries(raw.accounts)) accounts[name] = normaliseAccount(name, account);
+  for (const [name, account] of Object.entries(raw.accounts)) accounts[name] = normaliseAccount(name, account, raw.tls?.caFile);
   return {
     source,
     socket: raw.socket ?? join(runtimeDir, 'agent.sock'),
     stateDir,
     logLevel: raw.logLevel ?? 'info',
     server: { ...DEFAULTS.server, ...raw.server },
+    deviceProfileDirs: raw.deviceProfileDirs ?? [BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR],
+    identityRoot: raw.identityRoot ?? '/',
+    proxy: { ...raw.proxy },
     accounts,
   };
 }
 
-function normaliseAccount(name: string, raw: RawAccount): AccountConfig {
+function normaliseAccount(name: string, raw: RawAccount, globalCaFile: string | undefined): AccountConfig {
   const backoff: BackoffPolicy = {
     initialMs: (raw.backoff?.initialS ?? DEFAULTS.backoff.initialMs / 1000) * 1000,
     maxMs: (raw.backoff?.maxS ?? DEFAULTS.backoff.maxMs / 1000) * 1000,
@@ -259,8 +381,20 @@ function normaliseAccount(name: string, raw: RawAccount): AccountConfig {
   return {
     name,
     authority: raw.authority as AuthorityName,
-    identityUrl: raw.identityUrl.replace(/\/+$/, ''),
+    identityUrl: (raw.identityUrl ?? raw.tokenUrl ?? '').replace(/\/+$/, ''),
+    ...(raw.tokenUrl !== undefined ? { tokenUrl: raw.tokenUrl } : {}),
+    ...(raw.deviceProfile !== undefined ? { deviceProfile: raw.deviceProfile } : {}),
     identity: { ...raw.identity },
+    ...(raw.scope !== undefined ? { scope: raw.scope } : {}),
+    ...(raw.onbehalfof !== undefined ? { onbehalfof: raw.onbehalfof } : {}),
+    ...(raw.audience !== undefined ? { audience: raw.audience } : {}),
+    ...(raw.clientAuth !== undefined ? { clientAuth: raw.clientAuth } : {}),
+    headers: { ...raw.headers },
+    tls: {
+      legacyServerConnect: raw.tls?.legacyServerConnect ?? false,
+      ...((raw.tls?.caFile ?? globalCaFile) !== undefined ? { caFile: (raw.tls?.caFile ?? globalCaFile) as string } : {}),
+    },
+    ...(raw.loginsPerMinute !== undefined ? { loginsPerMinute: raw.loginsPerMinute } : {}),
     timeouts: { ...DEFAULTS.timeouts, ...raw.timeouts },
     backoff,
     forcedRefreshMinIntervalMs:
@@ -272,5 +406,14 @@ function normaliseAccount(name: string, raw: RawAccount): AccountConfig {
 
 /** A fingerprint of what, if changed, should clear an account's rejected state and cached token. */
 export function accountFingerprint(account: AccountConfig): string {
-  return JSON.stringify([account.authority, account.identityUrl, account.identity]);
+  return JSON.stringify([
+    account.authority,
+    account.identityUrl,
+    account.tokenUrl ?? null,
+    account.identity,
+    account.deviceProfile ?? null,
+    account.scope ?? null,
+    account.onbehalfof ?? null,
+    account.audience ?? null,
+  ]);
 }

@@ -21,6 +21,8 @@ export interface TokenSource {
 
 export interface ServerOptions {
   socketPath: string;
+  /** A listening socket inherited from systemd (LISTEN_FDS); when set, socketPath is only reported. */
+  listenFd?: number;
   limits: ServerLimits;
   version: string;
   log: Logger;
