@@ -3,7 +3,7 @@
  * Every sealed value is bound (as additional data) to where it is stored, so a value
  * copied to another row or table does not open.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 
 const VERSION = 1;
@@ -14,7 +14,7 @@ export const KEY_BYTES = 32;
 export class SecretKeyError extends Error {
   readonly code = 'ERR_SECRET_KEY';
   constructor(
-    readonly kind: 'missing' | 'mismatch' | 'unreadable' | 'corrupt',
+    readonly kind: 'missing' | 'mismatch' | 'unreadable' | 'corrupt' | 'foreign_machine',
     message: string,
   ) {
     super(message);
@@ -54,6 +54,19 @@ export function createSealer(key: Buffer): Sealer {
       }
     },
   };
+}
+
+/**
+ * The key that seals data: the key file's bytes bound to the machine id with HKDF-SHA256, so a
+ * database and key file copied to another machine do not open there.
+ */
+export function bindKey(fileKey: Buffer, machineId: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', fileKey, 'pos-token-agent key binding', `machine-id:${machineId}`, KEY_BYTES));
+}
+
+/** What is stored to recognise the machine: a hash, never the id itself. */
+export function machineHash(machineId: string): string {
+  return createHash('sha256').update(`pos-token-agent machine ${machineId}`).digest('hex').slice(0, 32);
 }
 
 /** Reads the key file; undefined when it does not exist. */

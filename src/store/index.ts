@@ -3,9 +3,9 @@
  * Nothing outside this folder touches SQL. Secrets and tokens are sealed before they are written.
  */
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createKeyFile, createSealer, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
+import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
 import type { Credentials } from '../authorities/types.js';
 
@@ -36,6 +36,16 @@ export interface StoredToken {
   credentialsVersion: number;
   /** What the account's config looked like when it was obtained (authority, URL, identity). */
   configFingerprint: string;
+  /** impact-gr: the refresh token (sealed with the access token) and when it expires (wall-clock ms). */
+  refreshToken?: string;
+  refreshExpiresAt?: number;
+}
+
+export interface StoredIdentity {
+  profile: string | null;
+  fields: Record<string, { value: string; source: string }>;
+  /** Wall-clock ms of the read. */
+  readAt: number;
 }
 
 export type LoginOutcome = 'ok' | 'credentials_rejected' | 'rate_limited' | 'upstream_unavailable';
@@ -64,6 +74,10 @@ export interface Store {
   deleteToken(account: string, onlyIf?: string): boolean;
   recordLogin(record: LoginRecord): void;
   recentLogins(account: string, limit: number): LoginRecord[];
+  putIdentity(account: string, identity: StoredIdentity): void;
+  getIdentity(account: string): StoredIdentity | undefined;
+  /** Where an unusable database was moved by `setAsideUnusable`, if it was. */
+  readonly setAside: string | undefined;
   integrityCheck(): string;
   close(): void;
 }
@@ -82,12 +96,41 @@ export interface OpenStoreOptions {
   createKey?: boolean;
   /** Keep at most this many login journal rows. */
   journalLimit?: number;
+  /** Default `dir/secret.key`; e.g. a systemd credential in $CREDENTIALS_DIRECTORY. */
+  keyFile?: string;
+  /** Binds the sealing key to this machine id. Without one the key file alone seals (and a warning is due). */
+  machineId?: string;
+  /**
+   * Provisioning: a database that cannot be opened here (another machine's, a lost or wrong key) is
+   * renamed aside with its key, not deleted, and a fresh one is made.
+   */
+  setAsideUnusable?: boolean;
+  /** Wall clock for the set-aside name. */
+  now?: () => number;
 }
 
 const KEY_CHECK_AAD = 'meta:key_check';
 const KEY_CHECK_TEXT = 'pos-token-agent secret key check';
 
 export function openStore(options: OpenStoreOptions): Store {
+  try {
+    return openStoreOnce(options, undefined);
+  } catch (err) {
+    if (!(options.setAsideUnusable && err instanceof SecretKeyError)) throw err;
+    const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[:.]/g, '-');
+    const dir = options.dir;
+    const keyFile = options.keyFile ?? join(dir, KEY_FILE);
+    const aside = join(dir, `${DB_FILE}.unusable-${stamp}`);
+    for (const suffix of ['', '-wal', '-shm']) {
+      if (existsSync(join(dir, DB_FILE + suffix))) renameSync(join(dir, DB_FILE + suffix), aside + suffix);
+    }
+    // A key of our own making goes aside with its database; a systemd credential is not ours to move.
+    if (!options.keyFile && existsSync(keyFile)) renameSync(keyFile, `${keyFile}.unusable-${stamp}`);
+    return openStoreOnce(options, aside);
+  }
+}
+
+function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined): Store {
   const dir = options.dir;
   const journalLimit = options.journalLimit ?? 10_000;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -103,8 +146,8 @@ export function openStore(options: OpenStoreOptions): Store {
   try {
     configure(db, path);
     migrate(db, path);
-    const sealer = loadSealer(db, join(dir, KEY_FILE), options.createKey ?? true);
-    return buildStore(db, path, sealer, journalLimit);
+    const sealer = loadSealer(db, options.keyFile ?? join(dir, KEY_FILE), options.createKey ?? true, options.machineId);
+    return buildStore(db, path, sealer, journalLimit, setAside);
   } catch (err) {
     db.close();
     if (err instanceof StoreError || err instanceof SecretKeyError) throw err;
@@ -148,10 +191,25 @@ function migrate(db: Database.Database, path: string): void {
   }
 }
 
-function loadSealer(db: Database.Database, keyPath: string, createKey: boolean): Sealer | undefined {
-  const check = db.prepare('SELECT value FROM meta WHERE key = ?').get('key_check') as { value: Buffer } | undefined;
-  let key = readKeyFile(keyPath);
-  if (!key) {
+const META = 'SELECT value FROM meta WHERE key = ?';
+const PUT_META = 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value';
+
+/**
+ * The sealing key: the key file bound to the machine id. A database from before the binding
+ * (or made without a machine id) is re-sealed under the bound key the first time a machine id
+ * is given, in one transaction.
+ */
+function loadSealer(
+  db: Database.Database,
+  keyPath: string,
+  createKey: boolean,
+  machineId: string | undefined,
+): Sealer | undefined {
+  const meta = (key: string) => (db.prepare(META).get(key) as { value: Buffer | string } | undefined)?.value;
+  const check = meta('key_check') as Buffer | undefined;
+  const binding = meta('key_binding') as string | undefined;
+  let fileKey = readKeyFile(keyPath);
+  if (!fileKey) {
     if (check) {
       throw new SecretKeyError(
         'missing',
@@ -159,25 +217,59 @@ function loadSealer(db: Database.Database, keyPath: string, createKey: boolean):
       );
     }
     if (!createKey) return undefined;
-    key = createKeyFile(keyPath);
+    fileKey = createKeyFile(keyPath);
   }
-  const sealer = createSealer(key);
+  if (check && binding === 'machine-id') {
+    if (machineId === undefined || meta('machine_hash') !== machineHash(machineId)) {
+      throw new SecretKeyError(
+        'foreign_machine',
+        `the state database ${keyPath.replace(/[^/]*$/, '')}${DB_FILE} was made on another machine (or the machine id changed); its credentials cannot be used here; re-provision`,
+      );
+    }
+  }
+  const sealedWith = createSealer(check && binding !== 'machine-id' ? fileKey : bound(fileKey, machineId));
   if (check) {
     try {
-      sealer.open(check.value, KEY_CHECK_AAD);
+      sealedWith.open(check, KEY_CHECK_AAD);
     } catch {
       throw new SecretKeyError(
         'mismatch',
         `the secret key ${keyPath} does not match this database (copied from another machine, or the key was replaced); re-provision`,
       );
     }
-  } else {
-    db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run(
-      'key_check',
-      sealer.seal(KEY_CHECK_TEXT, KEY_CHECK_AAD),
-    );
+    if (binding === 'machine-id' || machineId === undefined) return sealedWith;
+    const target = createSealer(bindKey(fileKey, machineId));
+    rebind(db, sealedWith, target, machineId);
+    return target;
   }
-  return sealer;
+  db.transaction(() => {
+    if (meta('key_check')) return; // another process made it meanwhile; the next open checks it
+    db.prepare(PUT_META).run('key_check', sealedWith.seal(KEY_CHECK_TEXT, KEY_CHECK_AAD));
+    db.prepare(PUT_META).run('key_binding', machineId === undefined ? 'none' : 'machine-id');
+    if (machineId !== undefined) db.prepare(PUT_META).run('machine_hash', machineHash(machineId));
+  }).immediate();
+  return sealedWith;
+}
+
+function bound(fileKey: Buffer, machineId: string | undefined): Buffer {
+  return machineId === undefined ? fileKey : bindKey(fileKey, machineId);
+}
+
+/** Re-seals every secret under the machine-bound key, atomically. */
+function rebind(db: Database.Database, from: Sealer, to: Sealer, machineId: string): void {
+  db.transaction(() => {
+    for (const table of ['credentials', 'tokens'] as const) {
+      const rows = db.prepare(`SELECT account, secret FROM ${table}`).all() as Array<{ account: string; secret: Buffer }>;
+      const update = db.prepare(`UPDATE ${table} SET secret = ? WHERE account = ?`);
+      for (const row of rows) {
+        const aad = `${table}:${row.account}`;
+        update.run(to.seal(from.open(row.secret, aad), aad), row.account);
+      }
+    }
+    db.prepare(PUT_META).run('key_check', to.seal(KEY_CHECK_TEXT, KEY_CHECK_AAD));
+    db.prepare(PUT_META).run('key_binding', 'machine-id');
+    db.prepare(PUT_META).run('machine_hash', machineHash(machineId));
+  }).immediate();
 }
 
 interface TokenRow {
@@ -189,6 +281,7 @@ interface TokenRow {
   lifetime_s: number;
   credentials_version: number;
   config_fingerprint: string;
+  refresh_expires_at: number | null;
 }
 
 interface LoginRow {
@@ -202,7 +295,13 @@ interface LoginRow {
   message: string | null;
 }
 
-function buildStore(db: Database.Database, path: string, sealer: Sealer | undefined, journalLimit: number): Store {
+function buildStore(
+  db: Database.Database,
+  path: string,
+  sealer: Sealer | undefined,
+  journalLimit: number,
+  setAside: string | undefined,
+): Store {
   const need = (): Sealer => {
     if (!sealer) throw new SecretKeyError('missing', 'no secret key yet; run provision first');
     return sealer;
@@ -219,16 +318,21 @@ function buildStore(db: Database.Database, path: string, sealer: Sealer | undefi
          version = excluded.version, updated_at = excluded.updated_at`,
     ),
     getToken: db.prepare(
-      'SELECT secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint FROM tokens WHERE account = ?',
+      'SELECT secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at FROM tokens WHERE account = ?',
     ),
     putToken: db.prepare(
-      `INSERT INTO tokens (account, secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO tokens (account, secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(account) DO UPDATE SET secret = excluded.secret, token_type = excluded.token_type,
          scope = excluded.scope, obtained_at = excluded.obtained_at, expires_at = excluded.expires_at,
          lifetime_s = excluded.lifetime_s, credentials_version = excluded.credentials_version,
-         config_fingerprint = excluded.config_fingerprint`,
+         config_fingerprint = excluded.config_fingerprint, refresh_expires_at = excluded.refresh_expires_at`,
     ),
+    putIdentity: db.prepare(
+      `INSERT INTO identities (account, profile, fields, read_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(account) DO UPDATE SET profile = excluded.profile, fields = excluded.fields, read_at = excluded.read_at`,
+    ),
+    getIdentity: db.prepare('SELECT profile, fields, read_at FROM identities WHERE account = ?'),
     deleteToken: db.prepare('DELETE FROM tokens WHERE account = ?'),
     recordLogin: db.prepare(
       `INSERT INTO logins (account, authority, started_at, duration_ms, outcome, error, http_status, message)
@@ -244,7 +348,10 @@ function buildStore(db: Database.Database, path: string, sealer: Sealer | undefi
   const readToken = (account: string): StoredToken | undefined => {
     const row = stmt.getToken.get(account) as TokenRow | undefined;
     if (!row) return undefined;
-    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as { accessToken: string };
+    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as {
+      accessToken: string;
+      refreshToken?: string;
+    };
     return {
       accessToken: secret.accessToken,
       tokenType: row.token_type,
@@ -254,11 +361,14 @@ function buildStore(db: Database.Database, path: string, sealer: Sealer | undefi
       lifetimeS: row.lifetime_s,
       credentialsVersion: row.credentials_version,
       configFingerprint: row.config_fingerprint,
+      ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
+      ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
     };
   };
 
   return {
     path,
+    setAside,
     putCredentials(account, authority, credentials) {
       const s = need();
       return db.transaction(() => {
@@ -280,7 +390,11 @@ function buildStore(db: Database.Database, path: string, sealer: Sealer | undefi
       return stmt.credsVersion.get(account) as number | undefined;
     },
     putToken(account, token) {
-      const blob = need().seal(JSON.stringify({ accessToken: token.accessToken }), `tokens:${account}`);
+      const secret = {
+        accessToken: token.accessToken,
+        ...(token.refreshToken !== undefined ? { refreshToken: token.refreshToken } : {}),
+      };
+      const blob = need().seal(JSON.stringify(secret), `tokens:${account}`);
       db.transaction(() => {
         stmt.putToken.run(
           account,
@@ -292,8 +406,25 @@ function buildStore(db: Database.Database, path: string, sealer: Sealer | undefi
           token.lifetimeS,
           token.credentialsVersion,
           token.configFingerprint,
+          token.refreshExpiresAt !== undefined ? Math.round(token.refreshExpiresAt) : null,
         );
       }).immediate();
+    },
+    putIdentity(account, identity) {
+      db.transaction(() => {
+        stmt.putIdentity.run(account, identity.profile, JSON.stringify(identity.fields), Math.round(identity.readAt));
+      }).immediate();
+    },
+    getIdentity(account) {
+      const row = stmt.getIdentity.get(account) as { profile: string | null; fields: string; read_at: number } | undefined;
+      if (!row) return undefined;
+      let fields: StoredIdentity['fields'];
+      try {
+        fields = JSON.parse(row.fields) as StoredIdentity['fields'];
+      } catch {
+        return undefined; // damaged: as if never read; the next full read replaces it
+      }
+      return { profile: row.profile, fields, readAt: row.read_at };
     },
     getToken: readToken,
     deleteToken(account, onlyIf) {

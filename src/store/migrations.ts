@@ -43,4 +43,17 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       CREATE INDEX logins_by_account ON logins (account, id);
     `);
   },
+  (db) => {
+    db.exec(`
+      -- impact-gr: when the refresh token (sealed in tokens.secret with the access token) expires.
+      ALTER TABLE tokens ADD COLUMN refresh_expires_at INTEGER;
+      -- The last identity read in full, so a login can go ahead when a source fails.
+      CREATE TABLE identities (
+        account TEXT PRIMARY KEY,
+        profile TEXT,
+        fields  TEXT NOT NULL,             -- JSON {field: {value, source}}; identity values are not secrets
+        read_at INTEGER NOT NULL           -- wall-clock ms
+      ) STRICT;
+    `);
+  },
 ];

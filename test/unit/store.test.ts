@@ -39,7 +39,9 @@ describe('store', () => {
   let dir: string;
   const open: Store[] = [];
 
-  const openIt = (options: { createKey?: boolean; journalLimit?: number } = {}): Store => {
+  const openIt = (
+    options: { createKey?: boolean; journalLimit?: number; machineId?: string; setAsideUnusable?: boolean } = {},
+  ): Store => {
     const s = openStore({ dir, ...options });
     open.push(s);
     return s;
@@ -81,11 +83,11 @@ describe('store', () => {
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL is persistent in the file');
       assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      assert.equal(MIGRATIONS.length, 1);
+      assert.equal(MIGRATIONS.length, 2);
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]).filter(
         (n) => !n.startsWith('sqlite_'),
       );
-      assert.deepEqual(tables, ['credentials', 'logins', 'meta', 'tokens']);
+      assert.deepEqual(tables, ['credentials', 'identities', 'logins', 'meta', 'tokens']);
     } finally {
       db.close();
     }
@@ -369,10 +371,116 @@ describe('store', () => {
     s.putToken('a', token());
     s.close();
     const db = new Database(join(dir, DB_FILE));
-    db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint FROM tokens WHERE account = 'a'").run();
+    db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at FROM tokens WHERE account = 'a'").run();
     db.close();
     const again = openIt();
     assert.equal(again.getToken('a')?.accessToken, CANARY_TOKEN);
     assert.throws(() => again.getToken('b'), (err: unknown) => err instanceof SecretKeyError && err.kind === 'mismatch');
+  });
+
+  /** Every byte of the database files that exist (the WAL is checkpointed away on close). */
+  const stateBytes = (): string =>
+    ['', '-wal', '-shm']
+      .filter((x) => existsSync(join(dir, DB_FILE + x)))
+      .map((x) => readFileSync(join(dir, DB_FILE + x)).toString('latin1'))
+      .join('');
+
+  const MACHINE_A = '0123456789abcdef0123456789abcdef';
+  const MACHINE_B = 'fedcba9876543210fedcba9876543210';
+
+  test('a database bound to one machine id is refused on another, even with its key file', () => {
+    const s = openIt({ machineId: MACHINE_A });
+    s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET });
+    s.close();
+    assert.throws(
+      () => openIt({ machineId: MACHINE_B }),
+      (err: unknown) => err instanceof SecretKeyError && err.kind === 'foreign_machine' && /another machine/.test(err.message),
+    );
+    assert.throws(() => openIt(), (err: unknown) => err instanceof SecretKeyError && err.kind === 'foreign_machine');
+    const back = openIt({ machineId: MACHINE_A });
+    assert.equal(back.getCredentials('main')?.credentials.clientSecret, CANARY_SECRET);
+  });
+
+  test('the machine id is stored only as a hash', () => {
+    openIt({ machineId: MACHINE_A }).close();
+    assert.equal(stateBytes().includes(MACHINE_A), false);
+  });
+
+  test('a database sealed before the binding is re-sealed under the bound key, keeping every secret', () => {
+    const legacy = openIt();
+    legacy.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET, presharedKey: CANARY_PSK });
+    legacy.putToken('main', token({ refreshToken: 'REFRESH-CANARY' }));
+    legacy.close();
+    const bound = openIt({ machineId: MACHINE_A });
+    assert.equal(bound.getCredentials('main')?.credentials.presharedKey, CANARY_PSK);
+    assert.equal(bound.getToken('main')?.refreshToken, 'REFRESH-CANARY');
+    bound.close();
+    // Now bound: the file key alone no longer opens it, and another machine is refused.
+    assert.throws(() => openIt({ machineId: MACHINE_B }), (err: unknown) => err instanceof SecretKeyError && err.kind === 'foreign_machine');
+    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    assert.equal(db.prepare("SELECT value FROM meta WHERE key = 'key_binding'").pluck().get(), 'machine-id');
+    db.close();
+  });
+
+  test('setAsideUnusable moves a foreign database and its key aside and starts afresh', () => {
+    const s = openIt({ machineId: MACHINE_A });
+    s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET });
+    s.close();
+    const fresh = openIt({ machineId: MACHINE_B, setAsideUnusable: true });
+    assert.ok(fresh.setAside && fresh.setAside.startsWith(join(dir, `${DB_FILE}.unusable-`)), String(fresh.setAside));
+    assert.equal(fresh.getCredentials('main'), undefined);
+    assert.ok(existsSync(fresh.setAside!), 'the old database is kept');
+    assert.ok(readdirSync(dir).some((f) => f.startsWith(`${KEY_FILE}.unusable-`)), 'the old key is kept beside it');
+    fresh.putCredentials('main', 'eta-ereceipt', { clientId: 'new', clientSecret: 'new' });
+    assert.equal(fresh.getCredentials('main')?.credentials.clientId, 'new');
+  });
+
+  test('setAsideUnusable also recovers from a lost key', () => {
+    const s = openIt();
+    s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET });
+    s.close();
+    unlinkSync(join(dir, KEY_FILE));
+    const fresh = openIt({ setAsideUnusable: true });
+    assert.ok(fresh.setAside);
+    assert.equal(fresh.getCredentials('main'), undefined);
+  });
+
+  test('a refresh token is sealed with the access token; its expiry round-trips', () => {
+    const s = openIt();
+    s.putToken('imp', token({ refreshToken: 'REFRESH-CANARY-4411', refreshExpiresAt: 1_767_830_400_000 }));
+    const back = s.getToken('imp');
+    assert.equal(back?.refreshToken, 'REFRESH-CANARY-4411');
+    assert.equal(back?.refreshExpiresAt, 1_767_830_400_000);
+    s.close();
+    assert.equal(stateBytes().includes('REFRESH-CANARY-4411'), false);
+  });
+
+  test('the last good identity round-trips, and a damaged row reads as none', () => {
+    const s = openIt();
+    assert.equal(s.getIdentity('main'), undefined);
+    const identity = { profile: 'generic-x86', fields: { posserial: { value: 'SN-1', source: 'dmi product_serial' } }, readAt: 5 };
+    s.putIdentity('main', identity);
+    assert.deepEqual(s.getIdentity('main'), identity);
+    s.close();
+    const db = new Database(join(dir, DB_FILE));
+    db.prepare("UPDATE identities SET fields = '{not json' WHERE account = 'main'").run();
+    db.close();
+    assert.equal(openIt().getIdentity('main'), undefined);
+  });
+
+  test('a version 1 database is migrated to version 2 keeping its token', () => {
+    const db = new Database(join(dir, DB_FILE));
+    db.pragma('journal_mode = WAL');
+    db.transaction(() => {
+      MIGRATIONS[0]!(db);
+      db.pragma('user_version = 1');
+    })();
+    db.close();
+    const s = openIt();
+    s.putToken('main', token());
+    s.close();
+    const again = openIt();
+    assert.equal(again.getToken('main')?.accessToken, CANARY_TOKEN);
+    assert.equal(again.getToken('main')?.refreshToken, undefined);
   });
 });
