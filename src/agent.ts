@@ -4,13 +4,12 @@
  */
 import { createAuthority, createHttpClient, type HttpClient } from './authorities/index.js';
 import type { AgentConfig } from './config/index.js';
-import { resolveIdentity } from './identity/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { createMetrics } from './lib/metrics.js';
 import { createAgentServer } from './server/index.js';
 import { openStore, type Store } from './store/index.js';
-import { createTokenManager, type TokenManager } from './tokens/index.js';
+import { configIdentityProvider, createTokenManager, type TokenManager } from './tokens/index.js';
 import { VERSION } from './version.js';
 
 export interface AgentDeps {
@@ -39,7 +38,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     {
       store,
       authority: (account) => createAuthority(account.authority, { http, now: () => clock.now() }),
-      identity: resolveIdentity,
+      identity: configIdentityProvider,
       log,
       clock,
       metrics,

@@ -11,3 +11,13 @@ export {
   type UnavailableReason,
 } from './manager.js';
 export { refreshDelayMs, retryDelayMs, REFRESH_FRACTION, REFRESH_JITTER } from './policy.js';
+export {
+  configIdentityProvider,
+  IDENTITY_FIELDS,
+  type IdentityField,
+  type IdentityProvider,
+  type IdentityReading,
+  type IdentityStatus,
+  type IdentityValue,
+} from './identity-tracker.js';
+export { createLoginLimiter, type LoginLimiter } from './login-limiter.js';

@@ -5,14 +5,22 @@
  * Time: expiry is kept on the monotonic clock while running and stored as wall-clock time.
  * Nothing here reads Date.now() or sets a real timer: the Clock does.
  */
-import type { Authority, Credentials, DeviceIdentity, LoginFailure } from '../authorities/index.js';
+import type { Authority, Credentials, DeviceIdentity, LoginFailure, LoginResult } from '../authorities/index.js';
 import { decodeJwtClaims } from '../authorities/index.js';
 import { accountFingerprint, type AccountConfig } from '../config/index.js';
 import { systemClock, type Clock, type Timer } from '../lib/clock.js';
-import type { IdentityResult } from '../identity/index.js';
 import type { Logger } from '../lib/log.js';
 import type { MetricsRegistry } from '../lib/metrics.js';
 import type { LoginRecord, StoredCredentials, StoredToken } from '../store/index.js';
+import {
+  configIdentityProvider,
+  createIdentityTracker,
+  type IdentityProvider,
+  type IdentityStatus,
+  type IdentityStore,
+  type IdentityTracker,
+} from './identity-tracker.js';
+import { createLoginLimiter, type LoginLimiter } from './login-limiter.js';
 import { refreshDelayMs, retryDelayMs, type RetryableReason } from './policy.js';
 
 export type TokenState = 'fresh' | 'stale' | 'expired' | 'none';
@@ -49,12 +57,12 @@ export interface AccountStatus {
   expires_at: string | null;
   last_login_at: string | null;
   last_error: { reason: string; message: string; at: string } | null;
-  identity: Record<string, string | null>;
+  identity: IdentityStatus;
   next_attempt_in_s: number | null;
 }
 
 /** What the manager needs of the store; the SQLite store satisfies it, tests may use a fake. */
-export interface TokenStore {
+export interface TokenStore extends IdentityStore {
   getCredentials(account: string): StoredCredentials | undefined;
   credentialsVersion(account: string): number | undefined;
   getToken(account: string): StoredToken | undefined;
@@ -70,7 +78,10 @@ export interface TokenManagerDeps {
   log: Logger;
   clock?: Clock;
   random?: () => number;
-  identity?: (account: AccountConfig) => Promise<IdentityResult>;
+  /** Device identity; default: the account's config `identity` only. */
+  identity?: IdentityProvider;
+  /** Login limits shared across accounts; default: one for this manager. */
+  limiter?: LoginLimiter;
   metrics?: MetricsRegistry;
 }
 
@@ -103,11 +114,20 @@ interface LastError {
   failure?: LoginFailure;
 }
 
+/** impact-gr: a refresh token, and the access token it goes with (sent as Bearer when renewing). */
+interface HeldRefresh {
+  refreshToken: string;
+  accessToken: string;
+  expiresAtWall: number;
+}
+
 interface Account {
   config: AccountConfig;
   fingerprint: string;
   authority: Authority;
+  tracker: IdentityTracker;
   token?: HeldToken;
+  refresh?: HeldRefresh;
   inflight?: Promise<void>;
   failures: number;
   nextAttemptMono: number;
@@ -125,14 +145,18 @@ const NOT_PROVISIONED_POLL_MS = 30_000;
 const STOP_WAIT_MS = 5_000;
 /** Clock skew tolerated between when a token was obtained and the wall clock at restore. */
 const RESTORE_SKEW_MS = 5_000;
+/** A refresh token this close to its expiry is not used; a login is cheaper than a failed refresh. */
+const REFRESH_MARGIN_MS = 60_000;
+/** Spread accounts that wait for a shared login limit over this much time past the free slot. */
+const LIMIT_SPREAD_MS = 2_000;
 
 export function createTokenManager(deps: TokenManagerDeps, accounts: Record<string, AccountConfig>): TokenManager {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const log = deps.log;
   const store = deps.store;
-  const resolveIdentity =
-    deps.identity ?? (async (a: AccountConfig): Promise<IdentityResult> => ({ ok: true, identity: { ...a.identity } }));
+  const identityProvider = deps.identity ?? configIdentityProvider;
+  const limiter = deps.limiter ?? createLoginLimiter();
   const abort = new AbortController();
   const table = new Map<string, Account>();
   let started = false;
@@ -157,6 +181,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     config,
     fingerprint: accountFingerprint(config),
     authority: deps.authority(config),
+    tracker: createIdentityTracker(config, { provider: identityProvider, store, log, clock }),
     failures: 0,
     nextAttemptMono: 0,
     removed: false,
@@ -269,9 +294,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       a.rejectedVersion = creds.version;
       return;
     }
-    const id = await resolveIdentity(a.config).catch(
-      (err: unknown): IdentityResult => ({ ok: false, message: String(err) }),
-    );
+    const id = await a.tracker.resolve();
     if (!id.ok) {
       fail(a, 'identity_unavailable', `device identity unavailable: ${id.message}`);
       return;
@@ -279,20 +302,52 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     a.identity = id.identity;
     if (a.removed || stopping) return;
 
+    const limit = a.authority.loginLimit?.(a.config, creds.credentials as Credentials);
+    if (limit) {
+      const now = clock.monotonic();
+      const decision = limiter.take(limit.key, limit.perMinute, now);
+      if (!decision.ok) {
+        // Not a failure of this account: it waits its turn without growing its backoff.
+        const message = `waiting for the authority's login limit (${limit.perMinute} per minute for this client ID)`;
+        if (a.lastError?.message !== message) log.info('login deferred by the shared login limit', { account: name });
+        a.lastError = { reason: 'rate_limited', message, atWall: clock.now() };
+        a.nextAttemptMono = decision.retryAtMono + random() * LIMIT_SPREAD_MS;
+        return;
+      }
+    }
+
     const startedMono = clock.monotonic();
     const startedWall = clock.now();
-    log.info('login', { account: name, authority: a.config.authority, trigger });
-    const result = await a.authority.login({
+    const request = {
       account: a.config,
       credentials: creds.credentials as Credentials,
       identity: id.identity,
       signal: abort.signal,
-    });
+    };
+    let kind: 'login' | 'refresh' = 'login';
+    let result: LoginResult | undefined;
+    const held = a.refresh;
+    if (a.authority.refresh && held && clock.now() < held.expiresAtWall - REFRESH_MARGIN_MS) {
+      kind = 'refresh';
+      log.info('refresh', { account: name, authority: a.config.authority, trigger });
+      result = await a.authority.refresh({ ...request, refreshToken: held.refreshToken, accessToken: held.accessToken });
+      if (!result.ok && result.failure.reason === 'credentials_rejected') {
+        log.info('refresh refused; logging in again', { account: name, message: result.failure.message });
+        loginsTotal?.inc({ authority: a.config.authority, kind, outcome: result.failure.reason });
+        a.refresh = undefined;
+        result = undefined;
+        kind = 'login';
+      }
+    }
+    if (!result) {
+      log.info('login', { account: name, authority: a.config.authority, trigger });
+      result = await a.authority.login(request);
+    }
     const receivedMono = clock.monotonic();
     const receivedWall = clock.now();
     const durationMs = receivedMono - startedMono;
     loginSeconds?.observe(durationMs / 1000, { authority: a.config.authority });
-    loginsTotal?.inc({ authority: a.config.authority, outcome: result.ok ? 'ok' : result.failure.reason });
+    loginsTotal?.inc({ authority: a.config.authority, kind, outcome: result.ok ? 'ok' : result.failure.reason });
     a.lastLoginAtWall = receivedWall;
     const record: LoginRecord = {
       account: name,
@@ -311,11 +366,12 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       const f = result.failure;
       fail(a, f.reason, f.message, f);
       if (f.reason === 'credentials_rejected') a.rejectedVersion = creds.version;
+      if (limit && f.reason === 'rate_limited') limiter.block(limit.key, a.nextAttemptMono);
       return;
     }
 
     const lifetimeMs = result.token.expiresInS * 1000;
-    const held: HeldToken = {
+    const fresh: HeldToken = {
       accessToken: result.token.accessToken,
       tokenType: result.token.tokenType,
       ...(result.token.scope !== undefined ? { scope: result.token.scope } : {}),
@@ -323,23 +379,31 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       expiresAtMono: receivedMono + lifetimeMs,
       refreshAtMono: receivedMono + refreshDelayMs(lifetimeMs, random),
     };
-    a.token = held;
+    a.token = fresh;
+    const refreshToken = result.token.refreshToken;
+    const refreshExpiresAtWall =
+      refreshToken !== undefined ? receivedWall + (result.token.refreshExpiresInS ?? 0) * 1000 : undefined;
+    a.refresh =
+      refreshToken !== undefined && refreshExpiresAtWall !== undefined
+        ? { refreshToken, accessToken: fresh.accessToken, expiresAtWall: refreshExpiresAtWall }
+        : undefined;
     a.failures = 0;
     a.nextAttemptMono = 0;
     a.lastError = undefined;
     a.rejectedVersion = undefined;
-    log.info('login succeeded', {
+    log.info(kind === 'refresh' ? 'refresh succeeded' : 'login succeeded', {
       account: name,
       expires_in_s: result.token.expiresInS,
-      refresh_in_s: Math.round((held.refreshAtMono - receivedMono) / 1000),
+      refresh_in_s: Math.round((fresh.refreshAtMono - receivedMono) / 1000),
       duration_ms: Math.round(durationMs),
     });
     safe(
       () =>
         store.putToken(name, {
-          accessToken: held.accessToken,
-          tokenType: held.tokenType,
-          ...(held.scope !== undefined ? { scope: held.scope } : {}),
+          accessToken: fresh.accessToken,
+          tokenType: fresh.tokenType,
+          ...(fresh.scope !== undefined ? { scope: fresh.scope } : {}),
+          ...(refreshToken !== undefined ? { refreshToken, refreshExpiresAt: refreshExpiresAtWall } : {}),
           obtainedAt: receivedWall,
           expiresAt: receivedWall + lifetimeMs,
           lifetimeS: result.token.expiresInS,
@@ -394,6 +458,15 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     }
     if (!stored) return;
     const wall = clock.now();
+    if (
+      stored.refreshToken !== undefined &&
+      stored.refreshExpiresAt !== undefined &&
+      stored.configFingerprint === a.fingerprint &&
+      wall < stored.refreshExpiresAt &&
+      wall >= stored.obtainedAt - RESTORE_SKEW_MS
+    ) {
+      a.refresh = { refreshToken: stored.refreshToken, accessToken: stored.accessToken, expiresAtWall: stored.refreshExpiresAt };
+    }
     const why = rejectStored(stored, a, wall);
     if (why) {
       log.info('not restoring the stored token', { account: name, why });
@@ -508,16 +581,13 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       const out: Record<string, AccountStatus> = {};
       for (const [name, a] of table) {
         const e = a.lastError;
-        const identity: Record<string, string | null> = {};
-        const id = a.identity ?? a.config.identity;
-        for (const k of ['posserial', 'pososversion', 'posmodelframework'] as const) identity[k] = id[k] ?? null;
         out[name] = {
           authority: a.config.authority,
           state: stateOf(a, now),
           expires_at: a.token ? new Date(wallAt(a.token.expiresAtMono)).toISOString() : null,
           last_login_at: a.lastLoginAtWall !== undefined ? new Date(a.lastLoginAtWall).toISOString() : null,
           last_error: e ? { reason: e.reason, message: e.message, at: new Date(e.atWall).toISOString() } : null,
-          identity,
+          identity: a.tracker.status(),
           next_attempt_in_s: a.nextAttemptMono > now ? Math.ceil((a.nextAttemptMono - now) / 1000) : null,
         };
       }
@@ -556,7 +626,9 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           log.info('account config changed; dropping its token and logging in again', { account: config.name });
           a.fingerprint = fingerprint;
           a.authority = deps.authority(config);
+          a.tracker = createIdentityTracker(config, { provider: identityProvider, store, log, clock });
           a.token = undefined;
+          a.refresh = undefined;
           a.failures = 0;
           a.nextAttemptMono = 0;
           a.lastError = undefined;

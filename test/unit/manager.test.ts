@@ -10,10 +10,14 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Authority, LoginRequest, LoginResult } from '../../src/authorities/index.js';
 import { parseConfig, type AccountConfig } from '../../src/config/index.js';
 import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
-import { resolveIdentity } from '../../src/identity/index.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { createTokenManager, type TokenAnswer, type TokenManager } from '../../src/tokens/index.js';
+import {
+  configIdentityProvider,
+  createTokenManager,
+  type TokenAnswer,
+  type TokenManager,
+} from '../../src/tokens/index.js';
 
 const HOUR_S = 3600;
 
@@ -311,7 +315,7 @@ describe('token manager', () => {
     await manager.stop();
     const noSerial = accounts({ identity: { pososversion: 'os' } });
     manager = createTokenManager(
-      { store, authority: () => authority, log: silentLogger, clock, identity: resolveIdentity },
+      { store, authority: () => authority, log: silentLogger, clock, identity: configIdentityProvider },
       noSerial,
     );
     const a = await token();

@@ -32,7 +32,16 @@ const STATUS: Record<string, AccountStatus> = {
     expires_at: '2026-01-01T01:00:00.000Z',
     last_login_at: '2026-01-01T00:00:00.000Z',
     last_error: null,
-    identity: { posserial: 'SER-1', pososversion: null },
+    identity: {
+      posserial: 'SER-1',
+      pososversion: null,
+      posmodelframework: null,
+      profile: null,
+      sources: { posserial: 'config' },
+      degraded: false,
+      problems: {},
+      read_at: null,
+    },
     next_attempt_in_s: null,
   },
 };

@@ -1,0 +1,199 @@
+/**
+ * The device identity an account logs in with: read from the device profile, merged with the
+ * last good identity kept in the store. A source that fails does not stop logins while a stored
+ * value exists (the identity is then "degraded"); a changed value is logged and used.
+ */
+import type { AccountConfig, DeviceIdentity } from '../config/index.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import type { StoredIdentity } from '../store/index.js';
+
+export const IDENTITY_FIELDS = ['posserial', 'pososversion', 'posmodelframework'] as const;
+export type IdentityField = (typeof IDENTITY_FIELDS)[number];
+
+export interface IdentityValue {
+  value: string;
+  /** Where it came from, for people: "dmi product_serial", "serialport /dev/ttyUSB0", "config". */
+  source: string;
+}
+
+export interface IdentityReading {
+  profile: string | null;
+  values: Partial<Record<IdentityField, IdentityValue>>;
+  /** Why a field that has sources yielded nothing. */
+  errors: Partial<Record<IdentityField, string>>;
+  /** Fields not read because their sources are expensive and only cheap ones were asked for. */
+  skipped?: IdentityField[];
+}
+
+/** What the manager needs of identity/: a reader and which fields an authority cannot do without. */
+export interface IdentityProvider {
+  read(account: AccountConfig, options: { cheapOnly: boolean }): Promise<IdentityReading>;
+  required(account: AccountConfig): IdentityField[];
+}
+
+/** The identity as `/v1/status` shows it; identity values are not secrets. */
+export interface IdentityStatus {
+  posserial: string | null;
+  pososversion: string | null;
+  posmodelframework: string | null;
+  profile: string | null;
+  sources: Partial<Record<IdentityField, string>>;
+  /** True while a source fails and a stored value stands in for it. */
+  degraded: boolean;
+  problems: Partial<Record<IdentityField, string>>;
+  read_at: string | null;
+}
+
+export type IdentityOutcome = { ok: true; identity: DeviceIdentity } | { ok: false; message: string };
+
+export interface IdentityStore {
+  getIdentity(account: string): StoredIdentity | undefined;
+  putIdentity(account: string, identity: StoredIdentity): void;
+}
+
+/** Values from the account's config only: the behaviour without a device profile. */
+export const configIdentityProvider: IdentityProvider = {
+  async read(account) {
+    const values: IdentityReading['values'] = {};
+    for (const f of IDENTITY_FIELDS) {
+      const v = account.identity[f];
+      if (v) values[f] = { value: v, source: 'config' };
+    }
+    return { profile: null, values, errors: {} };
+  },
+  required: (account) => (account.authority === 'eta-ereceipt' ? ['posserial'] : []),
+};
+
+export interface IdentityTracker {
+  /** Reads (cheap sources only once a full read has succeeded) and merges with the last good identity. */
+  resolve(): Promise<IdentityOutcome>;
+  status(): IdentityStatus;
+}
+
+export interface IdentityTrackerDeps {
+  provider: IdentityProvider;
+  store: IdentityStore;
+  log: Logger;
+  clock: Clock;
+}
+
+export function createIdentityTracker(account: AccountConfig, deps: IdentityTrackerDeps): IdentityTracker {
+  const name = account.name;
+  const { provider, store, log, clock } = deps;
+  let merged: Partial<Record<IdentityField, IdentityValue>> = {};
+  let problems: Partial<Record<IdentityField, string>> = {};
+  let profile: string | null = account.deviceProfile ?? null;
+  let readAt: number | null = null;
+  /** Whether the expensive sources have been read successfully since start. */
+  let fullReadDone = false;
+  let reading: Promise<IdentityOutcome> | undefined;
+
+  const stored = (): StoredIdentity | undefined => {
+    try {
+      return store.getIdentity(name);
+    } catch (err) {
+      log.error('cannot read the stored identity', { account: name, error: String(err) });
+      return undefined;
+    }
+  };
+
+  const resolveOnce = async (): Promise<IdentityOutcome> => {
+    const required = provider.required(account);
+    const cheapOnly = fullReadDone;
+    let live: IdentityReading;
+    try {
+      live = await provider.read(account, { cheapOnly });
+    } catch (err) {
+      live = { profile, values: {}, errors: {} };
+      for (const f of required) live.errors[f] = (err as Error).message ?? String(err);
+    }
+    profile = live.profile;
+    const last = stored();
+    const lastFields = (last?.fields ?? {}) as Partial<Record<IdentityField, IdentityValue>>;
+    const next: Partial<Record<IdentityField, IdentityValue>> = {};
+    const nextProblems: Partial<Record<IdentityField, string>> = {};
+    for (const f of IDENTITY_FIELDS) {
+      const v = live.values[f];
+      if (v) {
+        next[f] = v;
+      } else if (live.skipped?.includes(f)) {
+        const previous = merged[f] ?? lastFields[f];
+        if (previous) next[f] = previous;
+      } else if (live.errors[f] !== undefined) {
+        nextProblems[f] = live.errors[f]!;
+        const previous = lastFields[f] ?? merged[f];
+        if (previous) next[f] = { value: previous.value, source: `stored (${previous.source} failed)` };
+      }
+    }
+    if (!cheapOnly && Object.keys(live.errors).length === 0) fullReadDone = true;
+
+    for (const f of IDENTITY_FIELDS) {
+      const before = merged[f]?.value ?? lastFields[f]?.value;
+      const after = next[f]?.value;
+      if (live.values[f] && before !== undefined && before !== after) {
+        log.warn('device identity changed; logging in with the new value', { account: name, field: f, from: before, to: after });
+      }
+    }
+    merged = next;
+    problems = nextProblems;
+    readAt = clock.now();
+    for (const [f, why] of Object.entries(nextProblems)) {
+      log.warn(next[f as IdentityField] ? 'identity source failed; using the stored value' : 'identity source failed', {
+        account: name,
+        field: f,
+        problem: why,
+      });
+    }
+
+    // Keep what was read live as the last good identity (fields that failed keep their stored value).
+    const toStore: StoredIdentity['fields'] = { ...lastFields };
+    for (const f of IDENTITY_FIELDS) {
+      const v = live.values[f];
+      if (v) toStore[f] = v;
+    }
+    if (JSON.stringify(toStore) !== JSON.stringify(last?.fields ?? {}) || (last?.profile ?? null) !== profile) {
+      try {
+        store.putIdentity(name, { profile, fields: toStore, readAt: clock.now() });
+      } catch (err) {
+        log.error('cannot store the identity', { account: name, error: String(err) });
+      }
+    }
+
+    const missing = required.filter((f) => !next[f]);
+    if (missing.length) {
+      const why = missing.map((f) => `${f}: ${nextProblems[f] ?? 'no value (no source gives one)'}`).join('; ');
+      const hint = account.deviceProfile
+        ? `check the device profile ${account.deviceProfile} with: pos-token-agent identity --account ${name}`
+        : `set accounts.${name}.identity.${missing[0]} or a deviceProfile in the config`;
+      return { ok: false, message: `${why}; ${hint}` };
+    }
+    const identity: DeviceIdentity = {};
+    for (const f of IDENTITY_FIELDS) if (next[f]) identity[f] = next[f]!.value;
+    return { ok: true, identity };
+  };
+
+  return {
+    resolve() {
+      // Concurrent callers share one read (a serial source must never be read twice at once).
+      reading ??= resolveOnce().finally(() => {
+        reading = undefined;
+      });
+      return reading;
+    },
+    status() {
+      const sources: IdentityStatus['sources'] = {};
+      for (const f of IDENTITY_FIELDS) if (merged[f]) sources[f] = merged[f]!.source;
+      return {
+        posserial: merged.posserial?.value ?? account.identity.posserial ?? null,
+        pososversion: merged.pososversion?.value ?? account.identity.pososversion ?? null,
+        posmodelframework: merged.posmodelframework?.value ?? account.identity.posmodelframework ?? null,
+        profile,
+        sources,
+        degraded: Object.keys(problems).length > 0,
+        problems,
+        read_at: readAt === null ? null : new Date(readAt).toISOString(),
+      };
+    },
+  };
+}
