@@ -4,10 +4,14 @@
  * presharedkey (each left out when it has no value).
  */
 import type { AccountConfig } from '../config/index.js';
-import { DEFAULT_MAX_RESPONSE_BYTES, type HttpRequest, type HttpResponse } from './http.js';
-import { parseOAuthTokenResponse, transportFailure } from './oauth-common.js';
+import type { HttpRequest, HttpResponse } from './http.js';
+import {
+  buildClientCredentialsRequest,
+  missingCredentials,
+  parseOAuthTokenResponse,
+  sendTokenRequest,
+} from './oauth-common.js';
 import type { Authority, AuthorityDeps, Credentials, DeviceIdentity, LoginResult } from './types.js';
-import { failure } from './types.js';
 
 const SERVICE = 'eReceipt identity service';
 
@@ -16,34 +20,21 @@ export function buildTokenRequest(
   credentials: Credentials,
   identity: DeviceIdentity,
 ): HttpRequest {
-  const body = new URLSearchParams({
-    grant_type: 'client_credentials',
-    client_id: credentials.clientId ?? '',
-    client_secret: credentials.clientSecret ?? '',
-  });
-  const headers: Record<string, string> = {
-    'content-type': 'application/x-www-form-urlencoded',
-    accept: 'application/json',
-  };
-  const put = (name: string, value: string | undefined): void => {
-    if (value !== undefined && value !== '') headers[name] = value;
-  };
-  put('posserial', identity.posserial);
-  put('pososversion', identity.pososversion);
-  put('posmodelframework', identity.posmodelframework);
-  put('presharedkey', credentials.presharedKey);
-  return {
+  return buildClientCredentialsRequest(account, credentials, {
     url: `${account.identityUrl}/connect/token`,
-    method: 'POST',
-    headers,
-    body: body.toString(),
-    timeouts: account.timeouts,
-    maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
-  };
+    clientAuth: 'client_secret_post',
+    headers: {
+      posserial: identity.posserial,
+      pososversion: identity.pososversion,
+      posmodelframework: identity.posmodelframework,
+      presharedkey: credentials.presharedKey,
+    },
+  });
 }
 
-export function parseTokenResponse(res: HttpResponse, now: number): LoginResult {
-  return parseOAuthTokenResponse(res, now, SERVICE);
+/** `secrets`: values to redact should the answer echo them. */
+export function parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined> = []): LoginResult {
+  return parseOAuthTokenResponse(res, now, SERVICE, secrets);
 }
 
 export function createEtaEreceipt(deps: AuthorityDeps): Authority {
@@ -56,18 +47,12 @@ export function createEtaEreceipt(deps: AuthorityDeps): Authority {
       { name: 'presharedKey', label: 'POS preshared key', secret: true, required: false },
     ],
     async login({ account, credentials, identity, signal }) {
-      if (!credentials.clientId || !credentials.clientSecret) {
-        return failure('credentials_rejected', 'clientId and clientSecret are required; run provision');
-      }
-      const req = buildTokenRequest(account, credentials, identity);
-      if (signal) req.signal = signal;
-      let res: HttpResponse;
-      try {
-        res = await deps.http.request(req);
-      } catch (err) {
-        return transportFailure(err, SERVICE);
-      }
-      return parseTokenResponse(res, deps.now());
+      const missing = missingCredentials(credentials, ['clientId', 'clientSecret']);
+      if (missing) return missing;
+      const secrets = [credentials.clientSecret, credentials.presharedKey];
+      return sendTokenRequest(deps, buildTokenRequest(account, credentials, identity), signal, SERVICE, (res, now) =>
+        parseTokenResponse(res, now, secrets),
+      );
     },
   };
 }

@@ -1,15 +1,216 @@
 /**
- * Pieces every OAuth-style token endpoint shares: Retry-After, the standard token answer,
- * the standard error object, and the mapping of HTTP statuses to typed failures.
+ * Pieces every token-service adapter shares: building the request (Basic auth, form bodies, the
+ * account's extra headers and TLS options), sending it, Retry-After, the standard OAuth token answer
+ * and error object, reading error details out of less standard bodies, and the mapping of HTTP
+ * statuses to typed failures. Nothing here holds state.
  */
-import type { HttpResponse } from './http.js';
-import { TransportError } from './http.js';
-import { failure, type IssuedToken, type LoginResult } from './types.js';
+import type { AccountConfig } from '../config/index.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, TransportError, type HttpRequest, type HttpResponse } from './http.js';
+import {
+  failure,
+  type Authority,
+  type AuthorityDeps,
+  type CredentialField,
+  type Credentials,
+  type IssuedToken,
+  type LoginResult,
+} from './types.js';
 
 /** Longest wait we accept from a Retry-After; anything longer is clamped. */
 export const MAX_RETRY_AFTER_MS = 3_600_000;
 const MAX_TOKEN_CHARS = 16 * 1024;
 const MAX_LIFETIME_S = 30 * 86_400;
+const MAX_ERROR_CHARS = 100;
+const MAX_DESCRIPTION_CHARS = 200;
+
+// ---------------------------------------------------------------------------------------------
+// Building requests
+
+/** One value encoded as application/x-www-form-urlencoded does it (space as `+`). */
+export function formEncode(value: string): string {
+  return new URLSearchParams([['', value]]).toString().slice(1);
+}
+
+/**
+ * An HTTP Basic `Authorization` value. `rfc6749` (OAuth servers, RFC 6749 section 2.3.1) form-encodes
+ * the id and the secret before joining them; `plain` (RFC 7617) joins them as they are.
+ */
+export function basicAuth(id: string, secret: string, encoding: 'rfc6749' | 'plain' = 'rfc6749'): string {
+  const pair = encoding === 'rfc6749' ? `${formEncode(id)}:${formEncode(secret)}` : `${id}:${secret}`;
+  return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
+}
+
+/** A form body of the given fields in order, leaving out those without a value. */
+export function formBody(fields: ReadonlyArray<readonly [string, string | undefined]>): string {
+  const form = new URLSearchParams();
+  for (const [name, value] of fields) if (value !== undefined && value !== '') form.append(name, value);
+  return form.toString();
+}
+
+/**
+ * A POST to a token service with the account's timeouts, TLS options and extra headers. The
+ * account's `headers` come first (names lower-cased); the adapter's own headers win over them.
+ * A header without a value (undefined or empty) is left out.
+ */
+export function buildRequest(
+  account: AccountConfig,
+  url: string,
+  parts: { headers: Record<string, string | undefined>; body?: string },
+): HttpRequest {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(account.headers ?? {})) headers[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(parts.headers)) {
+    if (value !== undefined && value !== '') headers[name.toLowerCase()] = value;
+  }
+  return {
+    url,
+    method: 'POST',
+    headers,
+    ...(parts.body !== undefined ? { body: parts.body } : {}),
+    timeouts: account.timeouts,
+    maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+    ...(account.tls !== undefined ? { tls: account.tls } : {}),
+  };
+}
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
+
+export interface ClientCredentialsOptions {
+  url: string;
+  clientAuth: ClientAuthMethod;
+  scope?: string | undefined;
+  /** Sent as the form parameter `audience` (Auth0 style). */
+  audience?: string | undefined;
+  /** The authority's own headers (device headers, `onbehalfof`, ...). */
+  headers?: Record<string, string | undefined>;
+}
+
+/** RFC 6749 section 4.4: a client-credentials token request. */
+export function buildClientCredentialsRequest(
+  account: AccountConfig,
+  credentials: Credentials,
+  options: ClientCredentialsOptions,
+): HttpRequest {
+  const id = credentials.clientId ?? '';
+  const secret = credentials.clientSecret ?? '';
+  const inBody = options.clientAuth === 'client_secret_post';
+  const body = formBody([
+    ['grant_type', 'client_credentials'],
+    ['client_id', inBody ? id : undefined],
+    ['client_secret', inBody ? secret : undefined],
+    ['scope', options.scope],
+    ['audience', options.audience],
+  ]);
+  return buildRequest(account, options.url, {
+    headers: {
+      ...options.headers,
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      authorization: inBody ? undefined : basicAuth(id, secret),
+    },
+    body,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A client-credentials authority
+
+/** The credentials of every client-credentials authority but eReceipt. */
+export const CLIENT_CREDENTIAL_FIELDS: ReadonlyArray<CredentialField> = Object.freeze([
+  { name: 'clientId', label: 'Client ID', secret: false, required: true },
+  { name: 'clientSecret', label: 'Client secret', secret: true, required: true },
+]);
+
+export interface ClientCredentialsSpec {
+  name: string;
+  /** How messages name the service ("MyInvois identity service"). */
+  service: string;
+  buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest;
+  parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined>): LoginResult;
+  /** A refusal before any request leaves the box (beyond clientId and clientSecret being present). */
+  precheck?(credentials: Credentials): LoginResult | undefined;
+  loginLimit?: Authority['loginLimit'];
+}
+
+/** An Authority that logs in with clientId and clientSecret, one request per login. */
+export function createClientCredentialsAuthority(deps: AuthorityDeps, spec: ClientCredentialsSpec): Authority {
+  return {
+    name: spec.name,
+    credentialFields: CLIENT_CREDENTIAL_FIELDS,
+    async login({ account, credentials, signal }) {
+      const refused = missingCredentials(credentials, ['clientId', 'clientSecret']) ?? spec.precheck?.(credentials);
+      if (refused) return refused;
+      const secrets = [credentials.clientSecret];
+      return sendTokenRequest(deps, spec.buildTokenRequest(account, credentials), signal, spec.service, (res, now) =>
+        spec.parseTokenResponse(res, now, secrets),
+      );
+    },
+    ...(spec.loginLimit ? { loginLimit: spec.loginLimit } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking credentials before anything leaves the box
+
+/** credentials_rejected naming the missing fields, or undefined when all are there. */
+export function missingCredentials(credentials: Credentials, fields: ReadonlyArray<keyof Credentials>): LoginResult | undefined {
+  const missing = fields.filter((f) => !credentials[f]);
+  if (missing.length === 0) return undefined;
+  return failure(
+    'credentials_rejected',
+    `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} required; run provision`,
+  );
+}
+
+const PLACEHOLDER_WORDS =
+  /^(?:change[-_ .]?me|replace[-_ .]?me|placeholder|todo|tbd|none|null|undefined|nil|n\/?a|example|sample|dummy|test|demo|default|secret|password|client[-_ .]?(?:id|secret))$/i;
+/** Placeholder wording anywhere in the value (checked case-insensitively, except the x's). */
+const PLACEHOLDER_PARTS = /replace|placeholder|change[-_ ]?me|insert[-_ ]?here|(?:your|my)[-_ .]?(?:client|secret|api|key|id\b)/i;
+
+/**
+ * Why a credential value looks like a placeholder rather than something an authority issued, or
+ * undefined when it looks real. Never quotes the value.
+ */
+export function placeholderProblem(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return 'is empty';
+  if (value.trim() !== value || /[\s\x00-\x1f\x7f]/.test(value)) return 'contains spaces or control characters';
+  if (value.length < 8) return 'is too short';
+  if (/^(.)\1*$/.test(value)) return 'repeats one character';
+  if (/^[<{[(%$].*[>}\])%]$/.test(value) || value.startsWith('${')) return 'looks like a template placeholder';
+  if (PLACEHOLDER_WORDS.test(value) || PLACEHOLDER_PARTS.test(value) || /x{4,}|X{4,}/.test(value)) return 'looks like a placeholder';
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+/** Sends one token request; a transport fault becomes upstream_unavailable, anything else goes to `parse`. */
+export async function sendTokenRequest(
+  deps: AuthorityDeps,
+  req: HttpRequest,
+  signal: AbortSignal | undefined,
+  service: string,
+  parse: (res: HttpResponse, now: number) => LoginResult,
+): Promise<LoginResult> {
+  if (signal) req.signal = signal;
+  let res: HttpResponse;
+  try {
+    res = await deps.http.request(req);
+  } catch (err) {
+    return transportFailure(err, service);
+  }
+  return parse(res, deps.now());
+}
+
+export function transportFailure(err: unknown, service: string): LoginResult {
+  if (err instanceof TransportError) {
+    return failure('upstream_unavailable', `${service} unreachable: ${err.message}`);
+  }
+  return failure('upstream_unavailable', `${service} unreachable: unexpected error`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading answers
 
 export function header(res: HttpResponse, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()];
@@ -37,9 +238,21 @@ export function clean(value: unknown, max: number): string | undefined {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 
+/** `text` with every occurrence of each secret (4 characters or more) replaced. */
+export function redact(text: string, secrets: ReadonlyArray<string | undefined>): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret !== undefined && secret.length >= 4) out = out.split(secret).join('[redacted]');
+  }
+  return out;
+}
+
+function mediaType(res: HttpResponse): string {
+  return (header(res, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
 function isJsonContentType(res: HttpResponse): boolean {
-  const ct = header(res, 'content-type') ?? '';
-  return /^application\/([\w.+-]*\+)?json\b/i.test(ct.trim());
+  return /^application\/([\w.+-]*\+)?json$/.test(mediaType(res));
 }
 
 export function parseJsonBody(res: HttpResponse): { ok: true; value: unknown } | { ok: false; why: string } {
@@ -54,8 +267,25 @@ export function parseJsonBody(res: HttpResponse): { ok: true; value: unknown } |
   }
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A member by name, matching case-insensitively when the exact spelling is absent. */
+export function member(obj: Record<string, unknown>, name: string): unknown {
+  if (name in obj) return obj[name];
+  const lower = name.toLowerCase();
+  const key = Object.keys(obj).find((k) => k.toLowerCase() === lower);
+  return key === undefined ? undefined : obj[key];
+}
+
+/** Why a token value cannot be used as an HTTP header value, or undefined when it can. */
+export function tokenValueProblem(value: unknown, name: string): string | undefined {
+  if (typeof value !== 'string' || value.length === 0) return `an answer without ${name}`;
+  if (value.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
+    return `an ${name} that is too long or has characters not allowed in a header`;
+  }
+  return undefined;
 }
 
 /** Seconds between a JWT's iat and exp, when the token is a JWT carrying both. */
@@ -83,12 +313,8 @@ export function decodeJwtClaims(token: string): Record<string, unknown> | undefi
 export function readTokenObject(value: unknown): { ok: true; token: IssuedToken } | { ok: false; why: string } {
   if (!isRecord(value)) return { ok: false, why: 'an answer that is not a JSON object' };
   const accessToken = value.access_token;
-  if (typeof accessToken !== 'string' || accessToken.length === 0) {
-    return { ok: false, why: 'an answer without access_token' };
-  }
-  if (accessToken.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(accessToken)) {
-    return { ok: false, why: 'an access_token that is too long or has characters not allowed in a header' };
-  }
+  const problem = tokenValueProblem(accessToken, 'access_token');
+  if (problem !== undefined || typeof accessToken !== 'string') return { ok: false, why: problem ?? 'no access_token' };
   const tokenType = value.token_type === undefined ? 'Bearer' : value.token_type;
   if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
     return { ok: false, why: `token_type ${JSON.stringify(clean(String(tokenType), 20))} instead of Bearer` };
@@ -102,7 +328,8 @@ export function readTokenObject(value: unknown): { ok: true; token: IssuedToken 
     return { ok: false, why: 'an answer without a usable expires_in (and no exp/iat in the token)' };
   }
   if (!Number.isFinite(expiresIn) || expiresIn < 1 || expiresIn > MAX_LIFETIME_S) {
-    return { ok: false, why: `expires_in ${JSON.stringify(raw)} out of range` };
+    const shown = typeof raw === 'string' ? JSON.stringify(raw.slice(0, 20)) : String(raw);
+    return { ok: false, why: `expires_in ${shown} out of range` };
   }
   const scope = typeof value.scope === 'string' ? clean(value.scope, 200) : undefined;
   return {
@@ -116,8 +343,161 @@ export function readTokenObject(value: unknown): { ok: true; token: IssuedToken 
   };
 }
 
-/** Maps a standard OAuth token-endpoint answer to a LoginResult. */
-export function parseOAuthTokenResponse(res: HttpResponse, now: number, service: string): LoginResult {
+export interface ErrorDetails {
+  /** The authority's own error code. */
+  error?: string;
+  /** Its human-readable explanation. */
+  errorDescription?: string;
+}
+
+const codeText = (v: unknown): string | undefined =>
+  typeof v === 'number' && Number.isFinite(v) ? String(v) : typeof v === 'string' ? v : undefined;
+
+function listText(v: unknown): string | undefined {
+  // ASP.NET validation problems: { errors: { Field: ["msg", ...] } }; others: ["msg"] or [{ message }].
+  const items: string[] = [];
+  const add = (x: unknown, prefix = ''): void => {
+    if (typeof x === 'string') items.push(`${prefix}${x}`);
+    else if (isRecord(x)) {
+      const m = member(x, 'message') ?? member(x, 'description');
+      if (typeof m === 'string') items.push(`${prefix}${m}`);
+    } else if (Array.isArray(x)) for (const y of x) add(y, prefix);
+  };
+  if (Array.isArray(v)) add(v);
+  else if (isRecord(v)) for (const [k, x] of Object.entries(v)) add(x, `${k}: `);
+  return items.length ? items.slice(0, 5).join('; ') : undefined;
+}
+
+function detailsOf(value: unknown): { error?: unknown; description?: unknown } {
+  if (typeof value === 'string') return { description: value };
+  if (!isRecord(value)) return {};
+  const e = member(value, 'error');
+  const nested = isRecord(e) ? e : undefined;
+  const error = typeof e === 'string' ? e
+    : nested ? codeText(member(nested, 'code'))
+    : codeText(member(value, 'code') ?? member(value, 'errorCode') ?? member(value, 'error_code'));
+  const description =
+    [
+      member(value, 'error_description'),
+      nested && member(nested, 'message'),
+      member(value, 'message'),
+      member(value, 'detail'),
+      member(value, 'errorMessage'),
+      member(value, 'title'),
+    ].find((d) => typeof d === 'string' && d.trim() !== '') ?? listText(member(value, 'errors'));
+  return { error, description };
+}
+
+/**
+ * The error code and explanation of an answer, from the common shapes: RFC 6749 `{error,
+ * error_description}`, `{error: {code, message}}`, `{code, message}`, ASP.NET problem details
+ * (`title`, `detail`, `errors`), or a short text/plain body. HTML and unreadable bodies give none.
+ * Secrets are redacted and the texts shortened.
+ */
+export function readErrorDetails(res: HttpResponse, secrets: ReadonlyArray<string | undefined> = []): ErrorDetails {
+  let raw: { error?: unknown; description?: unknown } = {};
+  if (isJsonContentType(res)) {
+    const body = parseJsonBody(res);
+    if (body.ok) raw = detailsOf(body.value);
+  } else if (mediaType(res) === 'text/plain') {
+    raw = { description: res.body.subarray(0, 4096).toString('utf8') };
+  }
+  const safe = (v: unknown, max: number): string | undefined => (typeof v === 'string' ? clean(redact(v, secrets), max) : undefined);
+  const error = safe(raw.error, MAX_ERROR_CHARS);
+  const errorDescription = safe(raw.description, MAX_DESCRIPTION_CHARS);
+  return {
+    ...(error !== undefined ? { error } : {}),
+    ...(errorDescription !== undefined ? { errorDescription } : {}),
+  };
+}
+
+/** Other spellings of standard OAuth error codes (MyInvois documents `unauthorised_client`). */
+const OAUTH_ERROR_ALIASES: Record<string, string> = { unauthorised_client: 'unauthorized_client' };
+
+/** What a person can do about a standard OAuth error (RFC 6749 section 5.2, RFC 8707). */
+const OAUTH_ERROR_HINTS: Record<string, string> = {
+  invalid_client: 'check clientId and clientSecret (provision again)',
+  invalid_grant: 'the credentials were refused; check they are still current on the portal',
+  unauthorized_client: 'this client may not use the client-credentials grant; check its registration on the portal',
+  unsupported_grant_type: 'this endpoint does not offer client credentials; check the URL',
+  invalid_scope: "check the account's scope",
+  invalid_target: "check the account's audience",
+};
+
+/** The standard spelling of an OAuth error code. */
+export function canonicalOAuthError(error: string): string {
+  return OAUTH_ERROR_ALIASES[error.toLowerCase()] ?? error.toLowerCase();
+}
+
+/** OAuth error codes that say "try again later" rather than "your request is wrong". */
+const TRANSIENT_OAUTH_ERRORS = new Set(['server_error', 'temporarily_unavailable']);
+
+export interface StatusFailureOptions {
+  /** "login" or "refresh", for messages. */
+  action?: 'login' | 'refresh';
+  /** What was missing when a rejection carries no explanation ("an OAuth error object"). */
+  expected?: string;
+  /** Error codes that mean "try again later" even on a 400/401/403 (OAuth's server_error). */
+  transientErrors?: ReadonlySet<string>;
+  /** The setting to check on a 404 or 405 (default identityUrl). */
+  urlSetting?: string;
+}
+
+/**
+ * Maps an answer that is not a success to a typed failure: 429 rate_limited, 400/401/403
+ * credentials_rejected (a configuration or credential problem: do not hammer), anything else
+ * upstream_unavailable. Retry-After is kept on 429 and 5xx.
+ */
+export function failureForStatus(
+  res: HttpResponse,
+  now: number,
+  service: string,
+  details: ErrorDetails,
+  options: StatusFailureOptions = {},
+): LoginResult {
+  const action = options.action ?? 'login';
+  const status = res.status;
+  const retryAfterMs = parseRetryAfter(header(res, 'retry-after'), now);
+  const { error, errorDescription } = details;
+  const extra = {
+    httpStatus: status,
+    ...(error !== undefined ? { error } : {}),
+    ...(errorDescription !== undefined ? { errorDescription } : {}),
+  };
+  const detail = error !== undefined ? `${error}${errorDescription !== undefined ? ` (${errorDescription})` : ''}` : errorDescription;
+  if (status === 429) {
+    return failure('rate_limited', `${service} is rate limiting ${action === 'refresh' ? 'refreshes' : 'logins'} (429)`, {
+      ...extra,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+  }
+  const transient = error !== undefined && options.transientErrors?.has(error) === true;
+  if ((status === 400 || status === 401 || status === 403) && !transient) {
+    const hint = error !== undefined ? OAUTH_ERROR_HINTS[canonicalOAuthError(error)] : undefined;
+    const what =
+      detail !== undefined
+        ? `${error === undefined ? `HTTP ${status}: ` : ''}${detail}${hint ? `; ${hint}` : ''}`
+        : `HTTP ${status} without ${options.expected ?? 'an error message'}`;
+    return failure('credentials_rejected', `${service} rejected the ${action}: ${what}`, extra);
+  }
+  const hint = status === 404 || status === 405 ? ` (check ${options.urlSetting ?? 'identityUrl'})` : '';
+  return failure('upstream_unavailable', `${service} answered HTTP ${status}${hint}${detail !== undefined ? `: ${detail}` : ''}`, {
+    ...extra,
+    ...(retryAfterMs !== undefined && (status >= 500 || transient) ? { retryAfterMs } : {}),
+  });
+}
+
+/**
+ * Maps a standard OAuth token-endpoint answer to a LoginResult. `secrets` are redacted from
+ * anything the answer says that ends up in the failure.
+ */
+export function parseOAuthTokenResponse(
+  res: HttpResponse,
+  now: number,
+  service: string,
+  secrets: ReadonlyArray<string | undefined> = [],
+  urlSetting = 'identityUrl',
+): LoginResult {
   const status = res.status;
   if (status === 200) {
     const body = parseJsonBody(res);
@@ -126,35 +506,9 @@ export function parseOAuthTokenResponse(res: HttpResponse, now: number, service:
     if (!token.ok) return failure('upstream_unavailable', `${service} answered 200 with ${token.why}`, { httpStatus: status });
     return { ok: true, token: token.token };
   }
-  const retryAfterMs = parseRetryAfter(header(res, 'retry-after'), now);
-  if (status === 429) {
-    return failure('rate_limited', `${service} is rate limiting logins (429)`, {
-      httpStatus: status,
-      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-    });
-  }
-  if (status === 400 || status === 401 || status === 403) {
-    const body = parseJsonBody(res);
-    const obj = body.ok && isRecord(body.value) ? body.value : {};
-    const error = clean(obj.error, 100);
-    const errorDescription = clean(obj.error_description, 300);
-    const what = error ? `${error}${errorDescription ? ` (${errorDescription})` : ''}` : `HTTP ${status} without an OAuth error object`;
-    return failure('credentials_rejected', `${service} rejected the login: ${what}`, {
-      httpStatus: status,
-      ...(error !== undefined ? { error } : {}),
-      ...(errorDescription !== undefined ? { errorDescription } : {}),
-    });
-  }
-  const hint = status === 404 || status === 405 ? ' (check identityUrl)' : '';
-  return failure('upstream_unavailable', `${service} answered HTTP ${status}${hint}`, {
-    httpStatus: status,
-    ...(retryAfterMs !== undefined && status >= 500 ? { retryAfterMs } : {}),
+  return failureForStatus(res, now, service, readErrorDetails(res, secrets), {
+    expected: 'an OAuth error object',
+    transientErrors: TRANSIENT_OAUTH_ERRORS,
+    urlSetting,
   });
-}
-
-export function transportFailure(err: unknown, service: string): LoginResult {
-  if (err instanceof TransportError) {
-    return failure('upstream_unavailable', `${service} unreachable: ${err.message}`);
-  }
-  return failure('upstream_unavailable', `${service} unreachable: unexpected error`);
 }

@@ -415,5 +415,7 @@ export function accountFingerprint(account: AccountConfig): string {
     account.scope ?? null,
     account.onbehalfof ?? null,
     account.audience ?? null,
+    account.clientAuth ?? null,
+    account.headers,
   ]);
 }

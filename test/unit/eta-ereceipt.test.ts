@@ -89,6 +89,22 @@ describe('buildTokenRequest', () => {
     assert.deepEqual(req.timeouts, { connectMs: 5_000, responseMs: 1234, totalMs: 30_000 });
     assert.equal(req.maxResponseBytes, DEFAULT_MAX_RESPONSE_BYTES);
     assert.equal(req.signal, undefined);
+    assert.deepEqual(req.tls, { legacyServerConnect: false });
+  });
+
+  test("the account's extra headers and TLS options go along; the agent's own headers win", () => {
+    const withExtras = accountFor('https://id.eta.gov.eg', {
+      headers: { 'X-Till-Vendor': 'acme', Accept: 'text/plain' },
+      tls: { legacyServerConnect: true, caFile: '/etc/ssl/eta.pem' },
+    });
+    const req = buildTokenRequest(withExtras, { clientId: 'cid', clientSecret: 'sec' }, { posserial: 'S' });
+    assert.deepEqual(req.headers, {
+      'x-till-vendor': 'acme',
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      posserial: 'S',
+    });
+    assert.deepEqual(req.tls, { legacyServerConnect: true, caFile: '/etc/ssl/eta.pem' });
   });
 
   test('headers whose value is undefined or empty are left out', () => {
@@ -205,7 +221,7 @@ describe('parseTokenResponse', () => {
     assert.equal(f.httpStatus, 401);
     assert.equal(f.error, 'invalid_client');
     assert.equal(f.errorDescription, undefined);
-    assert.equal(f.message, `${SERVICE} rejected the login: invalid_client`);
+    assert.equal(f.message, `${SERVICE} rejected the login: invalid_client; check clientId and clientSecret (provision again)`);
   });
 
   test('429 with Retry-After in seconds', () => {
@@ -215,6 +231,7 @@ describe('parseTokenResponse', () => {
       code: 'ERR_RATE_LIMITED',
       message: `${SERVICE} is rate limiting logins (429)`,
       httpStatus: 429,
+      error: 'rate_limited',
       retryAfterMs: 42_000,
     });
   });
@@ -254,7 +271,7 @@ describe('parseTokenResponse', () => {
     const f = failed(parseTokenResponse(res(404, 'Not Found', { 'retry-after': '5' }, 'text/plain'), NOW));
     assert.equal(f.reason, 'upstream_unavailable');
     assert.equal(f.httpStatus, 404);
-    assert.equal(f.message, `${SERVICE} answered HTTP 404 (check identityUrl)`);
+    assert.equal(f.message, `${SERVICE} answered HTTP 404 (check identityUrl): Not Found`);
     assert.equal('retryAfterMs' in f, false, 'Retry-After is only honoured on 5xx and 429');
   });
 });

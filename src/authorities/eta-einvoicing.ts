@@ -1,0 +1,29 @@
+/**
+ * Egypt ETA eInvoicing, "Login as Taxpayer System": POST {identity}/connect/token with the client
+ * credentials as HTTP Basic (or in the form body with clientAuth client_secret_post), form body
+ * grant_type=client_credentials and an optional scope; an intermediary adds `onbehalfof`.
+ */
+import type { AccountConfig } from '../config/index.js';
+import type { HttpRequest, HttpResponse } from './http.js';
+import { buildClientCredentialsRequest, createClientCredentialsAuthority, parseOAuthTokenResponse } from './oauth-common.js';
+import type { Authority, AuthorityDeps, Credentials, LoginResult } from './types.js';
+
+const SERVICE = 'eInvoicing identity service';
+
+export function buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest {
+  return buildClientCredentialsRequest(account, credentials, {
+    url: `${account.identityUrl}/connect/token`,
+    clientAuth: account.clientAuth ?? 'client_secret_basic',
+    scope: account.scope,
+    headers: { onbehalfof: account.onbehalfof },
+  });
+}
+
+/** `secrets`: values to redact should the answer echo them. */
+export function parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined> = []): LoginResult {
+  return parseOAuthTokenResponse(res, now, SERVICE, secrets);
+}
+
+export function createEtaEinvoicing(deps: AuthorityDeps): Authority {
+  return createClientCredentialsAuthority(deps, { name: 'eta-einvoicing', service: SERVICE, buildTokenRequest, parseTokenResponse });
+}

@@ -1,0 +1,69 @@
+/**
+ * Malaysia LHDN MyInvois, "Login as Taxpayer System": POST {identity}/connect/token, form body
+ * client_id, client_secret, grant_type=client_credentials and an optional scope; an intermediary
+ * adds `onbehalfof: TIN` or `TIN:ROB`. Logins are limited to 12 a minute per client ID, and
+ * calling with empty or placeholder credentials can get the client blocked: such credentials are
+ * refused here without a request.
+ */
+import type { AccountConfig } from '../config/index.js';
+import type { HttpRequest, HttpResponse } from './http.js';
+import {
+  buildClientCredentialsRequest,
+  createClientCredentialsAuthority,
+  parseOAuthTokenResponse,
+  placeholderProblem,
+} from './oauth-common.js';
+import { failure, type Authority, type AuthorityDeps, type Credentials, type LoginResult } from './types.js';
+
+const SERVICE = 'MyInvois identity service';
+export const DEFAULT_LOGINS_PER_MINUTE = 12;
+
+export function buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest {
+  return buildClientCredentialsRequest(account, credentials, {
+    url: `${account.identityUrl}/connect/token`,
+    clientAuth: 'client_secret_post',
+    scope: account.scope,
+    headers: { onbehalfof: account.onbehalfof },
+  });
+}
+
+/**
+ * The standard OAuth answer; the documented `unauthorised_client` is treated as
+ * `unauthorized_client` and kept verbatim in `error`. `secrets` are redacted should the answer echo them.
+ */
+export function parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined> = []): LoginResult {
+  return parseOAuthTokenResponse(res, now, SERVICE, secrets);
+}
+
+/** credentials_rejected when a credential looks empty or like a placeholder (never quoting it). */
+export function checkCredentials(credentials: Credentials): LoginResult | undefined {
+  for (const field of ['clientId', 'clientSecret'] as const) {
+    const problem = placeholderProblem(credentials[field]);
+    if (problem) {
+      return failure(
+        'credentials_rejected',
+        `${field} ${problem}; not sent, as MyInvois can block a client that logs in with placeholder credentials (run provision)`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/** 12 logins a minute (or the account's loginsPerMinute) per client ID at one identity service. */
+export function loginLimit(account: AccountConfig, credentials: Credentials): { key: string; perMinute: number } {
+  return {
+    key: `myinvois ${account.identityUrl} ${credentials.clientId ?? ''}`,
+    perMinute: account.loginsPerMinute ?? DEFAULT_LOGINS_PER_MINUTE,
+  };
+}
+
+export function createMyInvois(deps: AuthorityDeps): Authority {
+  return createClientCredentialsAuthority(deps, {
+    name: 'myinvois',
+    service: SERVICE,
+    buildTokenRequest,
+    parseTokenResponse,
+    precheck: checkCredentials,
+    loginLimit,
+  });
+}
