@@ -8,8 +8,6 @@ import { z } from 'zod';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
 export const SUPPORTED_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
-/** Authorities named by the public interface; the ones not yet in SUPPORTED_AUTHORITIES are refused clearly. */
-export const KNOWN_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
 export type AuthorityName = (typeof SUPPORTED_AUTHORITIES)[number];
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
@@ -85,12 +83,9 @@ const OPTION_KEYS = ['identityUrl', 'tokenUrl', 'scope', 'onbehalfof', 'audience
 const accountSchema = z.strictObject({
   authority: z.string().superRefine((value, ctx) => {
     if ((SUPPORTED_AUTHORITIES as readonly string[]).includes(value)) return;
-    const known = (KNOWN_AUTHORITIES as readonly string[]).includes(value);
     ctx.addIssue({
       code: 'custom',
-      message: known
-        ? `authority ${JSON.stringify(value)} is not supported by this version (supported: ${SUPPORTED_AUTHORITIES.join(', ')})`
-        : `expected one of ${SUPPORTED_AUTHORITIES.join(', ')}, got ${JSON.stringify(value)}`,
+      message: `expected one of ${SUPPORTED_AUTHORITIES.join(', ')}, got ${JSON.stringify(value)}`,
     });
   }),
   identityUrl: identityUrl.optional(),

@@ -51,10 +51,16 @@ describe('parseConfig: valid configs and defaults', () => {
       authority: 'eta-ereceipt',
       identityUrl: 'https://id.eta.gov.eg',
       identity: {},
+      headers: {},
+      tls: { legacyServerConnect: false },
       timeouts: { connectMs: 5_000, responseMs: 15_000, totalMs: 30_000 },
       backoff: { initialMs: 1_000, maxMs: 300_000, rejectedRetryMs: 300_000 },
       forcedRefreshMinIntervalMs: 10_000,
     });
+    assert.equal(c.identityRoot, '/');
+    assert.deepEqual(c.proxy, {});
+    assert.equal(c.deviceProfileDirs.length, 2);
+    assert.equal(c.deviceProfileDirs[1], '/etc/pos-token-agent/device-profiles');
   });
 
   test('socket comes from the first RUNTIME_DIRECTORY entry, stateDir from the first STATE_DIRECTORY entry', () => {
@@ -144,8 +150,8 @@ describe('parseConfig: errors name the key path and what was expected', () => {
   });
 
   test('unknown keys inside an account and inside its sub-objects', () => {
-    assert.deepEqual(problemsOf(config({}, { identityURL: 'x', scope: 'y' })), [
-      'accounts.main: unknown keys "identityURL", "scope"',
+    assert.deepEqual(problemsOf(config({}, { identityURL: 'x', scopes: 'y' })), [
+      'accounts.main: unknown keys "identityURL", "scopes"',
     ]);
     assert.deepEqual(problemsOf(config({}, { identity: { serial: '1' } })), [
       'accounts.main.identity: unknown key "serial"',
@@ -155,7 +161,7 @@ describe('parseConfig: errors name the key path and what was expected', () => {
 
   test('a required key that is missing is reported as missing', () => {
     assert.deepEqual(problemsOf({ accounts: { main: { authority: 'eta-ereceipt' } } }), [
-      'accounts.main.identityUrl: expected string (missing)',
+      'accounts.main.identityUrl: expected a URL (required for authority eta-ereceipt)',
     ]);
     assert.deepEqual(problemsOf({}), ['accounts: expected record (missing)']);
   });
@@ -204,18 +210,67 @@ describe('parseConfig: errors name the key path and what was expected', () => {
     assert.deepEqual(problemsOf({ accounts: {} }), ['accounts: expected at least one account']);
   });
 
-  test('a known but unsupported authority gets its specific message', () => {
-    assert.deepEqual(problemsOf(config({}, { authority: 'myinvois' })), [
-      'accounts.main.authority: authority "myinvois" is not supported by this version (supported: eta-ereceipt)',
+  test('an option the authority does not use is refused by name', () => {
+    assert.deepEqual(problemsOf(config({}, { scope: 'InvoicingAPI', onbehalfof: '123' })), [
+      'accounts.main.scope: not used by authority eta-ereceipt; remove it',
+      'accounts.main.onbehalfof: not used by authority eta-ereceipt; remove it',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { authority: 'myinvois', clientAuth: 'client_secret_basic' })), [
+      'accounts.main.clientAuth: not used by authority myinvois; remove it',
+    ]);
+  });
+
+  test('oauth2 needs tokenUrl, not identityUrl', () => {
+    assert.deepEqual(problemsOf({ accounts: { main: { authority: 'oauth2' } } }), [
+      'accounts.main.tokenUrl: expected a URL (required for authority oauth2)',
     ]);
     assert.deepEqual(problemsOf(config({}, { authority: 'oauth2' })), [
-      'accounts.main.authority: authority "oauth2" is not supported by this version (supported: eta-ereceipt)',
+      'accounts.main.identityUrl: not used by authority oauth2; remove it',
+      'accounts.main.tokenUrl: expected a URL (required for authority oauth2)',
     ]);
+    const c = ok({ accounts: { main: { authority: 'oauth2', tokenUrl: 'https://auth.example/oauth/token?tenant=1', audience: 'api' } } });
+    assert.equal(c.accounts.main!.tokenUrl, 'https://auth.example/oauth/token?tenant=1');
+    assert.equal(c.accounts.main!.audience, 'api');
+    assert.deepEqual(problemsOf({ accounts: { main: { authority: 'oauth2', tokenUrl: 'http://auth.example/token' } } }), [
+      'accounts.main.tokenUrl: expected https:// (plain http:// is allowed only for loopback hosts), got "http://auth.example/token"',
+    ]);
+  });
+
+  test('every authority in the interface is accepted with its options', () => {
+    const c = ok({
+      accounts: {
+        r: account({ deviceProfile: 'generic-x86', tls: { legacyServerConnect: true } }),
+        i: { authority: 'eta-einvoicing', identityUrl: 'https://id.eta.gov.eg', scope: 'InvoicingAPI', onbehalfof: '100200300', clientAuth: 'client_secret_post' },
+        m: { authority: 'myinvois', identityUrl: 'https://preprod-api.myinvois.hasil.gov.my', onbehalfof: 'C1234567890:201901234567', loginsPerMinute: 6 },
+        g: { authority: 'impact-gr', identityUrl: 'https://einvoiceapiuat.impact.gr' },
+        v: { authority: 'sepay', identityUrl: 'https://einvoice-api-sandbox.sepay.vn', headers: { 'X-Shop': '12' } },
+      },
+      tls: { caFile: '/etc/ssl/proxy-ca.pem' },
+      proxy: { url: 'http://proxy.lan:3128', noProxy: ['.lan'] },
+    });
+    assert.equal(c.accounts.r!.tls.legacyServerConnect, true);
+    assert.equal(c.accounts.r!.tls.caFile, '/etc/ssl/proxy-ca.pem', 'the global CA file applies to every account');
+    assert.equal(c.accounts.r!.deviceProfile, 'generic-x86');
+    assert.equal(c.accounts.i!.clientAuth, 'client_secret_post');
+    assert.equal(c.accounts.m!.loginsPerMinute, 6);
+    assert.deepEqual(c.accounts.v!.headers, { 'X-Shop': '12' });
+    assert.deepEqual(c.proxy, { url: 'http://proxy.lan:3128', noProxy: ['.lan'] });
+  });
+
+  test('headers cannot set what the agent sets itself or carry secrets', () => {
+    const problems = problemsOf(config({}, { headers: { presharedkey: 'x', Authorization: 'y', 'bad name': 'z' } }));
+    assert.equal(problems.length, 3, problems.join('\n'));
+    assert.ok(problems.every((p) => p.startsWith('accounts.main.headers.')), problems.join('\n'));
+  });
+
+  test('a proxy that is not an http(s) URL is refused', () => {
+    assert.deepEqual(problemsOf(config({ proxy: { url: 'socks5://p:1080' } })), ['proxy.url: expected an http:// or https:// proxy URL']);
+    assert.deepEqual(ok(config({ proxy: { url: null } })).proxy, { url: null });
   });
 
   test('an unknown authority lists the supported ones', () => {
     assert.deepEqual(problemsOf(config({}, { authority: 'eta' })), [
-      'accounts.main.authority: expected one of eta-ereceipt, got "eta"',
+      'accounts.main.authority: expected one of eta-ereceipt, eta-einvoicing, myinvois, impact-gr, sepay, oauth2, got "eta"',
     ]);
   });
 
