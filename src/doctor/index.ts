@@ -1,0 +1,411 @@
+/**
+ * `doctor`: what is wrong on this box and how to fix it. Each check says what it looked at and,
+ * when it fails, what to do. Checks that depend on a failed one are reported as not run.
+ *
+ * Order: config; state (directory, key, database, permissions); per account: device identity,
+ * stored credentials, network (DNS, TCP, TLS, clock, proxy), credentials accepted; the socket.
+ */
+import { lstatSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../authorities/index.js';
+import { ConfigError, loadConfig, type AccountConfig, type AgentConfig } from '../config/index.js';
+import {
+  createIdentityReader,
+  identityProblem,
+  ProfileError,
+  ProfileNotFoundError,
+  sendsDeviceHeaders,
+  toDeviceIdentity,
+  type IdentityReading,
+} from '../identity/index.js';
+import { stateAccess, type StateDeps } from '../state.js';
+import { DB_FILE, openStore, SecretKeyError, StoreError, type Store } from '../store/index.js';
+import { checkNetwork } from './network.js';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
+
+export interface DoctorCheck {
+  /** e.g. "config", "state.key", "default.identity", "default.tls", "socket". */
+  name: string;
+  status: CheckStatus;
+  /** What was found (ok, skipped) or what is wrong (warn, fail). */
+  detail: string;
+  /** What to do about it (warn, fail). */
+  fix?: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  checks: DoctorCheck[];
+}
+
+export interface DoctorOptions extends StateDeps {
+  configPath: string;
+  env?: NodeJS.ProcessEnv;
+  http?: HttpClient;
+  now?: () => number;
+  /** Skip the login that checks credentials (it counts against the authority's limits). */
+  noLogin?: boolean;
+  timeoutMs?: number;
+  /** Asks the running agent (the CLI passes its socket client); without it the agent is not consulted. */
+  askAgent?: (socket: string, path: string) => Promise<{ status: number; body: string }>;
+}
+
+const PROVISION = (account: string): string => `pos-token-agent provision --account ${account}`;
+
+export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
+  const env = options.env ?? process.env;
+  const now = options.now ?? Date.now;
+  const checks: DoctorCheck[] = [];
+  const add = (c: DoctorCheck): void => void checks.push(c);
+
+  // ---- config -------------------------------------------------------------------------------
+  let config: AgentConfig;
+  try {
+    config = loadConfig(options.configPath, env);
+    const names = Object.keys(config.accounts);
+    add({ name: 'config', status: 'ok', detail: `${config.source} is valid: ${names.length} account(s): ${names.join(', ')}` });
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems.join('; ') : (err as Error).message;
+    add({
+      name: 'config',
+      status: 'fail',
+      detail: `${options.configPath}: ${problems}`,
+      fix: `edit ${options.configPath} (see the README's config table), then run doctor again`,
+    });
+    return finish(checks);
+  }
+
+  // ---- state --------------------------------------------------------------------------------
+  const access = await stateAccess(config, { ...options, env });
+  checks.push(...statePermissions(config.stateDir, access.keyFile, access.keySource));
+  if (access.machineIdProblem) {
+    add({
+      name: 'state.machine-id',
+      status: 'warn',
+      detail: `secrets are sealed with the key alone, not bound to this machine: ${access.machineIdProblem}`,
+      fix: 'make sure /etc/machine-id holds this box\'s id (systemd-machine-id-setup), then re-provision',
+    });
+  }
+  let store: Store | undefined;
+  try {
+    store = openStore({ ...access.options, createKey: false });
+    const integrity = store.integrityCheck();
+    add(
+      integrity === 'ok'
+        ? { name: 'state.database', status: 'ok', detail: `${store.path} opens; integrity_check ok` }
+        : {
+            name: 'state.database',
+            status: 'fail',
+            detail: `${store.path}: integrity_check says ${integrity.slice(0, 200)}`,
+            fix: 'stop the agent, move the database aside and re-provision every account',
+          },
+    );
+  } catch (err) {
+    add({ name: 'state.database', status: 'fail', ...stateFailure(err, join(config.stateDir, DB_FILE), config) });
+  }
+
+  try {
+    const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
+    const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, env });
+    for (const account of Object.values(config.accounts)) {
+      await checkAccount(account, { config, store, http, reader, now, env, options, add });
+    }
+  } finally {
+    store?.close();
+  }
+
+  // ---- socket -------------------------------------------------------------------------------
+  checks.push(await socketCheck(config.socket, options));
+  return finish(checks);
+}
+
+function finish(checks: DoctorCheck[]): DoctorReport {
+  return { ok: !checks.some((c) => c.status === 'fail'), checks };
+}
+
+interface AccountContext {
+  config: AgentConfig;
+  store: Store | undefined;
+  http: HttpClient;
+  reader: ReturnType<typeof createIdentityReader>;
+  now: () => number;
+  env: NodeJS.ProcessEnv;
+  options: DoctorOptions;
+  add: (c: DoctorCheck) => void;
+}
+
+async function checkAccount(account: AccountConfig, ctx: AccountContext): Promise<void> {
+  const { add, store, options } = ctx;
+  const n = account.name;
+
+  // Identity
+  let reading: IdentityReading | undefined;
+  let identityOk = true;
+  if (sendsDeviceHeaders(account.authority)) {
+    try {
+      reading = await ctx.reader.read(account);
+      const problem = identityProblem(account, reading);
+      const shown = Object.entries(reading.values)
+        .map(([f, v]) => `${f}=${v.value} (${v.source})`)
+        .join(', ');
+      if (problem) identityOk = false;
+      add(
+        problem
+          ? {
+              name: `${n}.identity`,
+              status: 'fail',
+              detail: problem,
+              fix: `run: pos-token-agent identity --account ${n}; fix the profile's source or set accounts.${n}.identity in the config`,
+            }
+          : { name: `${n}.identity`, status: 'ok', detail: `profile ${reading.profile ?? '(none: config values)'}: ${shown}` },
+      );
+    } catch (err) {
+      identityOk = false;
+      const known = err instanceof ProfileError || err instanceof ProfileNotFoundError;
+      add({
+        name: `${n}.identity`,
+        status: 'fail',
+        detail: known ? (err as Error).message : `cannot read the identity: ${(err as Error).message}`,
+        fix: 'fix or choose another device profile (pos-token-agent identity --detect lists the ones that fit this box)',
+      });
+    }
+  }
+
+  // Stored credentials
+  let credentials: Credentials | undefined;
+  if (!store) {
+    add({ name: `${n}.credentials`, status: 'skipped', detail: 'not checked: the state database cannot be opened' });
+  } else {
+    try {
+      const stored = store.getCredentials(n);
+      if (!stored) {
+        add({ name: `${n}.credentials`, status: 'fail', detail: `account ${n} has no credentials`, fix: `run: ${PROVISION(n)}` });
+      } else if (stored.authority !== account.authority) {
+        add({
+          name: `${n}.credentials`,
+          status: 'fail',
+          detail: `credentials were provisioned for ${stored.authority}, the config says ${account.authority}`,
+          fix: `run: ${PROVISION(n)}`,
+        });
+      } else {
+        credentials = stored.credentials;
+        add({
+          name: `${n}.credentials`,
+          status: 'ok',
+          detail: `stored (encrypted), provisioned ${new Date(stored.updatedAt).toISOString()}`,
+        });
+      }
+    } catch (err) {
+      add({ name: `${n}.credentials`, status: 'fail', ...stateFailure(err, store.path, ctx.config) });
+    }
+  }
+
+  // Network
+  const url = account.tokenUrl ?? account.identityUrl;
+  const network = await checkNetwork({
+    url,
+    account: n,
+    tls: account.tls,
+    proxy: ctx.config.proxy,
+    env: ctx.env,
+    http: ctx.http,
+    now: ctx.now,
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  });
+  let networkOk = true;
+  for (const step of network) {
+    const r = step.result;
+    if (!r.ok) networkOk = false;
+    add(
+      r.ok
+        ? { name: `${n}.${step.name}`, status: r.skipped ? 'skipped' : 'ok', detail: `${step.target}: ${r.detail}` }
+        : { name: `${n}.${step.name}`, status: 'fail', detail: `${step.target}: ${r.problem}`, fix: r.fix },
+    );
+  }
+
+  // Credentials accepted: what the running agent saw, else one real login.
+  const name = `${n}.login`;
+  const fromAgent = await agentView(ctx.config.socket, n, options);
+  if (fromAgent) {
+    add({ name, ...fromAgent });
+  } else if (options.noLogin) {
+    add({ name, status: 'skipped', detail: 'not checked (--no-login)' });
+  } else if (!credentials || !networkOk || !identityOk) {
+    add({ name, status: 'skipped', detail: 'not checked: an earlier check of this account failed' });
+  } else {
+    const authority = createAuthority(account.authority, { http: ctx.http, now: ctx.now });
+    const result = await authority.login({
+      account,
+      credentials,
+      identity: reading ? toDeviceIdentity(reading) : { ...account.identity },
+    });
+    add(
+      result.ok
+        ? { name, status: 'ok', detail: `one login succeeded: a token valid for ${result.token.expiresInS} s` }
+        : {
+            name,
+            status: result.failure.reason === 'credentials_rejected' ? 'fail' : 'warn',
+            detail: `login failed (${result.failure.reason}): ${result.failure.message}`,
+            fix:
+              result.failure.reason === 'credentials_rejected'
+                ? `check the values on the authority's portal and run: ${PROVISION(n)}`
+                : 'the authority is busy or unreachable; try again later (the agent retries by itself)',
+          },
+    );
+  }
+}
+
+/** The running agent's view of an account, when an agent answers on the socket. */
+async function agentView(
+  socket: string,
+  account: string,
+  options: DoctorOptions,
+): Promise<Omit<DoctorCheck, 'name'> | undefined> {
+  const ask = options.askAgent;
+  if (!ask) return undefined;
+  let status: { accounts?: Record<string, { state: string; last_error: { reason: string; message: string } | null }> };
+  try {
+    const answer = await ask(socket, '/v1/status');
+    if (answer.status !== 200) return undefined;
+    status = JSON.parse(answer.body) as typeof status;
+  } catch {
+    return undefined;
+  }
+  const a = status.accounts?.[account];
+  if (!a) return undefined;
+  const e = a.last_error;
+  if (e?.reason === 'credentials_rejected' || e?.reason === 'not_provisioned') {
+    return {
+      status: 'fail',
+      detail: `the running agent reports ${e.reason}: ${e.message}`,
+      fix: `check the values on the authority's portal and run: ${PROVISION(account)}`,
+    };
+  }
+  if (a.state === 'fresh' || a.state === 'stale') {
+    return { status: 'ok', detail: `the running agent holds a ${a.state} token for ${account}` };
+  }
+  return {
+    status: 'warn',
+    detail: `the running agent has no usable token (${a.state})${e ? `: ${e.reason}: ${e.message}` : ''}`,
+    fix: 'see the checks above and `pos-token-agent status`; the agent retries by itself',
+  };
+}
+
+function statePermissions(dir: string, keyFile: string, keySource: string): DoctorCheck[] {
+  const out: DoctorCheck[] = [];
+  const st = (p: string): Stats | undefined => {
+    try {
+      return statSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  const dirStat = st(dir);
+  if (!dirStat) {
+    out.push({ name: 'state.directory', status: 'fail', detail: `${dir} does not exist`, fix: `run: ${PROVISION('default')} (or install.sh)` });
+    return out;
+  }
+  const mode = (s: Stats): string => (s.mode & 0o777).toString(8).padStart(4, '0');
+  out.push(
+    (dirStat.mode & 0o077) === 0
+      ? { name: 'state.directory', status: 'ok', detail: `${dir} mode ${mode(dirStat)}, owner uid ${dirStat.uid}` }
+      : {
+          name: 'state.directory',
+          status: 'fail',
+          detail: `${dir} has mode ${mode(dirStat)}: other users can look inside`,
+          fix: `chmod 0700 ${dir}`,
+        },
+  );
+  const keyStat = st(keyFile);
+  if (!keyStat) {
+    out.push({
+      name: 'state.key',
+      status: 'warn',
+      detail: `no ${keySource} at ${keyFile} yet (made at the first provisioning)`,
+      fix: `run: ${PROVISION('default')}`,
+    });
+  } else if (keySource === 'key file' && ((keyStat.mode & 0o077) !== 0 || keyStat.uid !== dirStat.uid)) {
+    out.push({
+      name: 'state.key',
+      status: 'fail',
+      detail: `${keyFile} has mode ${mode(keyStat)} and owner uid ${keyStat.uid}; it must be 0600 and owned by the state directory's owner (uid ${dirStat.uid})`,
+      fix: `chmod 0600 ${keyFile} && chown ${dirStat.uid} ${keyFile}`,
+    });
+  } else {
+    out.push({ name: 'state.key', status: 'ok', detail: `${keySource} ${keyFile}, mode ${mode(keyStat)}` });
+  }
+  const dbStat = st(join(dir, DB_FILE));
+  if (dbStat && (dbStat.mode & 0o077) !== 0) {
+    out.push({
+      name: 'state.permissions',
+      status: 'fail',
+      detail: `${join(dir, DB_FILE)} has mode ${mode(dbStat)}`,
+      fix: `chmod 0600 ${join(dir, DB_FILE)}*`,
+    });
+  }
+  return out;
+}
+
+function stateFailure(err: unknown, path: string, config: AgentConfig): { detail: string; fix: string } {
+  const first = Object.keys(config.accounts)[0] ?? 'default';
+  if (err instanceof SecretKeyError) {
+    return {
+      detail: err.message,
+      fix:
+        err.kind === 'missing' && /no secret key yet/.test(err.message)
+          ? `run: ${PROVISION(first)}`
+          : `re-provision every account (${PROVISION(first)}); the unusable database is moved aside, not deleted`,
+    };
+  }
+  if (err instanceof StoreError) {
+    return { detail: err.message, fix: `move ${path} aside and re-provision; keep the old file for a support case` };
+  }
+  return { detail: `${path}: ${(err as Error).message}`, fix: 'check the state directory and its permissions' };
+}
+
+async function socketCheck(socket: string, options: DoctorOptions): Promise<DoctorCheck> {
+  let st: Stats;
+  try {
+    st = lstatSync(socket);
+  } catch {
+    return {
+      name: 'socket',
+      status: 'warn',
+      detail: `nothing at ${socket}: the agent is not running`,
+      fix: 'systemctl enable --now pos-token-agent.socket pos-token-agent.service',
+    };
+  }
+  if (!st.isSocket()) {
+    return { name: 'socket', status: 'fail', detail: `${socket} is not a socket`, fix: `remove ${socket} and restart the agent` };
+  }
+  const mode = st.mode & 0o777;
+  if ((mode & 0o007) !== 0) {
+    return {
+      name: 'socket',
+      status: 'fail',
+      detail: `${socket} has mode ${mode.toString(8)}: any user on the box can take tokens`,
+      fix: 'set SocketMode=0660 in pos-token-agent.socket (or restart the agent, which sets it)',
+    };
+  }
+  const ask = options.askAgent;
+  if (!ask) return { name: 'socket', status: 'ok', detail: `${socket} is a socket with mode ${mode.toString(8)}` };
+  try {
+    const answer = await ask(socket, '/v1/health');
+    return answer.status === 200
+      ? { name: 'socket', status: 'ok', detail: `${socket} (mode ${mode.toString(8)}) answers: every account has a usable token` }
+      : {
+          name: 'socket',
+          status: 'warn',
+          detail: `${socket} answers, but not every account has a usable token: ${answer.body.slice(0, 200)}`,
+          fix: 'see the account checks above and `pos-token-agent status`',
+        };
+  } catch (err) {
+    return {
+      name: 'socket',
+      status: 'fail',
+      detail: `${socket} exists but does not answer: ${(err as Error).message}`,
+      fix: 'systemctl restart pos-token-agent; then journalctl -u pos-token-agent',
+    };
+  }
+}
