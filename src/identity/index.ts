@@ -1,24 +1,101 @@
 /**
- * Device identity for a login. For now the values come from the account's config
- * (`identity`); device profiles extend this.
+ * Device identity for a login: the posserial, pososversion and posmodelframework headers.
+ * Values come from the account's device profile (device-profiles/*.json: DMI, device tree,
+ * os-release, files, the machine id, a fiscal module on a serial port, env, static values)
+ * and from the account's `identity` in the config, which overrides the profile per field.
  */
-import type { AccountConfig, DeviceIdentity } from '../config/index.js';
+import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, type AccountConfig, type DeviceIdentity } from '../config/index.js';
+import { IDENTITY_FIELDS, requiredFields, sendsDeviceHeaders } from './fields.js';
+import { ProfileError, ProfileNotFoundError } from './profile.js';
+import { createIdentityReader, type IdentityReader, type IdentityReaderOptions, type IdentityReading } from './reader.js';
+
+export { FIELD_LIMITS, IDENTITY_FIELDS, requiredFields, sendsDeviceHeaders, type IdentityField } from './fields.js';
+export {
+  parseProfile,
+  PROFILE_NAME,
+  profileJsonSchema,
+  ProfileError,
+  ProfileNotFoundError,
+  type DeviceProfile,
+  type MatchCondition,
+  type SerialSource,
+  type ValueSource,
+} from './profile.js';
+export {
+  createIdentityReader,
+  isExpensive,
+  type DetectedProfile,
+  type DetectResult,
+  type IdentityReader,
+  type IdentityReaderOptions,
+  type IdentityReading,
+  type IdentityValue,
+  type ReadOptions,
+} from './reader.js';
+export { createPortLocks, processPortLocks, type PortLocks } from './serial.js';
 
 export type IdentityResult = { ok: true; identity: DeviceIdentity } | { ok: false; message: string };
 
-/** Identity fields an authority cannot log in without. */
-const REQUIRED: Partial<Record<AccountConfig['authority'], Array<keyof DeviceIdentity>>> = {
-  'eta-ereceipt': ['posserial'],
-};
-
-export async function resolveIdentity(account: AccountConfig): Promise<IdentityResult> {
-  const identity: DeviceIdentity = { ...account.identity };
-  const missing = (REQUIRED[account.authority] ?? []).filter((k) => !identity[k]);
-  if (missing.length) {
-    return {
-      ok: false,
-      message: `no ${missing.join(', ')} for account ${account.name}; set accounts.${account.name}.identity.${missing[0]} in the config`,
-    };
+/**
+ * Why a reading cannot be used for a login, or undefined when it can: a required field is
+ * missing, or a field the profile gives sources for yielded nothing usable.
+ */
+export function identityProblem(account: AccountConfig, reading: IdentityReading): string | undefined {
+  const required = requiredFields(account.authority);
+  const problems: string[] = [];
+  for (const field of IDENTITY_FIELDS) {
+    const why = reading.errors[field];
+    if (why !== undefined) problems.push(`no ${field} (${why})`);
+    else if (required.includes(field) && reading.values[field] === undefined && !reading.skipped.includes(field)) {
+      problems.push(
+        `no ${field}; set accounts.${account.name}.identity.${field} in the config` +
+          (reading.profile === null ? ', or give the account a deviceProfile' : ` (profile ${reading.profile} has no source for it)`),
+      );
+    }
   }
-  return { ok: true, identity };
+  if (problems.length === 0) return undefined;
+  return `account ${account.name}${reading.profile ? ` (device profile ${reading.profile})` : ''}: ${problems.join('; ')}`;
+}
+
+export function toDeviceIdentity(reading: IdentityReading): DeviceIdentity {
+  const identity: DeviceIdentity = {};
+  for (const field of IDENTITY_FIELDS) {
+    const v = reading.values[field];
+    if (v !== undefined) identity[field] = v.value;
+  }
+  return identity;
+}
+
+/**
+ * The function the token manager and `provision` call before a login. Accounts of authorities that
+ * send no device headers get their config identity as it is, without reading any profile.
+ */
+export function createIdentityResolver(
+  options: IdentityReaderOptions | IdentityReader,
+): (account: AccountConfig) => Promise<IdentityResult> {
+  const reader = 'read' in options ? options : createIdentityReader(options);
+  return async (account) => {
+    if (!sendsDeviceHeaders(account.authority)) return { ok: true, identity: { ...account.identity } };
+    let reading: IdentityReading;
+    try {
+      reading = await reader.read(account);
+    } catch (err) {
+      if (err instanceof ProfileError || err instanceof ProfileNotFoundError) return { ok: false, message: err.message };
+      throw err;
+    }
+    const problem = identityProblem(account, reading);
+    return problem === undefined ? { ok: true, identity: toDeviceIdentity(reading) } : { ok: false, message: problem };
+  };
+}
+
+let defaultResolver: ((account: AccountConfig) => Promise<IdentityResult>) | undefined;
+
+/**
+ * Resolves an account's identity with the default places: profiles in the bundled directory then
+ * /etc/pos-token-agent/device-profiles, files under "/". Prefer createIdentityResolver with the
+ * config's deviceProfileDirs and identityRoot.
+ */
+export function resolveIdentity(account: AccountConfig): Promise<IdentityResult> {
+  defaultResolver ??= createIdentityResolver({ profileDirs: [BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR] });
+  return defaultResolver(account);
 }
