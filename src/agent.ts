@@ -8,14 +8,19 @@ import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { createMetrics } from './lib/metrics.js';
 import { createAgentServer } from './server/index.js';
+import { createIdentityReader, requiredFields, sendsDeviceHeaders } from './identity/index.js';
+import { stateAccess } from './state.js';
 import { openStore, type Store } from './store/index.js';
-import { configIdentityProvider, createTokenManager, type TokenManager } from './tokens/index.js';
+import { openReopeningStore } from './store/reopening.js';
+import { createTokenManager, type IdentityProvider, type TokenManager } from './tokens/index.js';
 import { VERSION } from './version.js';
 
 export interface AgentDeps {
   log: Logger;
   clock?: Clock;
   http?: HttpClient;
+  /** Environment for the proxy and the systemd credential; process.env by default. */
+  env?: NodeJS.ProcessEnv;
   /** A listening socket passed by systemd (LISTEN_FDS); without it the agent binds config.socket. */
   listenFd?: number;
 }
@@ -31,14 +36,26 @@ export interface Agent {
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
-  const http = deps.http ?? createHttpClient();
-  const store = openStore({ dir: config.stateDir });
+  const http = deps.http ?? createHttpClient({ proxy: config.proxy, env: deps.env ?? process.env });
+  const access = await stateAccess(config, { env: deps.env ?? process.env });
+  if (access.machineIdProblem) {
+    log.warn('secrets are not bound to this machine', { problem: access.machineIdProblem });
+  }
+  const store = openReopeningStore(() => openStore(access.options), { clock, log, path: access.options.dir });
+  const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, log, clock });
+  const identity: IdentityProvider = {
+    read: (account, options) =>
+      sendsDeviceHeaders(account.authority)
+        ? reader.read(account, options)
+        : Promise.resolve({ profile: null, values: {}, errors: {}, skipped: [] }),
+    required: (account) => requiredFields(account.authority),
+  };
   const metrics = createMetrics();
   const manager = createTokenManager(
     {
       store,
       authority: (account) => createAuthority(account.authority, { http, now: () => clock.now() }),
-      identity: configIdentityProvider,
+      identity,
       log,
       clock,
       metrics,
@@ -79,6 +96,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         await server.close();
         await manager.stop();
         store.close();
+        (http as { close?: () => void }).close?.();
         log.info('stopped');
       })();
       return stopping;

@@ -5,7 +5,9 @@ import { SecretKeyError, StoreError } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { CliError, type Io, println, UsageError } from './common.js';
 import { demoCommand } from './commands/demo.js';
+import { doctorCommand } from './commands/doctor.js';
 import { emulatorCommand } from './commands/emulator.js';
+import { identityCommand } from './commands/identity.js';
 import { provisionCommand } from './commands/provision.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand, tokenCommand } from './commands/token.js';
@@ -15,6 +17,8 @@ const COMMANDS: Record<string, { run: (argv: string[], io: Io) => Promise<number
   provision: { run: provisionCommand, summary: "store an account's credentials (hidden prompt or --stdin JSON)" },
   token: { run: tokenCommand, summary: 'ask the running agent for a token' },
   status: { run: statusCommand, summary: 'what the running agent reports' },
+  identity: { run: identityCommand, summary: "read the device identity with the account's device profile" },
+  doctor: { run: doctorCommand, summary: 'check config, identity, clock, network, TLS, credentials, permissions' },
   emulator: { run: emulatorCommand, summary: 'the bundled identity-service emulator' },
   demo: { run: demoCommand, summary: 'emulator + agent in a temporary directory; prints a token' },
 };

@@ -1,6 +1,7 @@
 import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../../authorities/index.js';
 import { accountFingerprint, type AgentConfig } from '../../config/index.js';
-import { resolveIdentity } from '../../identity/index.js';
+import { createIdentityResolver } from '../../identity/index.js';
+import { stateAccess } from '../../state.js';
 import { openStore } from '../../store/index.js';
 import { CliError, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
 import { ask, readAll } from '../prompt.js';
@@ -15,6 +16,8 @@ Re-running it replaces the account's credentials.`;
 
 export interface ProvisionResult {
   version: number;
+  /** Where an unusable state database was moved. */
+  setAside?: string;
   verified?: { expiresInS: number };
 }
 
@@ -23,14 +26,19 @@ export async function provisionAccount(
   config: AgentConfig,
   name: string,
   credentials: Credentials,
-  options: { verify: boolean; http?: HttpClient },
+  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv },
 ): Promise<ProvisionResult> {
+  const env = options.env ?? process.env;
   const account = config.accounts[name];
   if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source}`);
-  const authority = createAuthority(account.authority, { http: options.http ?? createHttpClient(), now: Date.now });
-  let verified: { accessToken: string; tokenType: string; scope?: string; expiresInS: number; at: number } | undefined;
+  const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
+  const authority = createAuthority(account.authority, { http, now: Date.now });
+  let verified:
+    | { accessToken: string; tokenType: string; scope?: string; expiresInS: number; refreshToken?: string; refreshExpiresInS?: number; at: number }
+    | undefined;
   if (options.verify) {
-    const identity = await resolveIdentity(account);
+    const resolve = createIdentityResolver({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, env });
+    const identity = await resolve(account);
     if (!identity.ok) throw new CliError(`cannot verify: ${identity.message}`);
     const result = await authority.login({ account, credentials, identity: identity.identity });
     if (!result.ok) {
@@ -41,7 +49,10 @@ export async function provisionAccount(
     }
     verified = { ...result.token, at: Date.now() };
   }
-  const store = openStore({ dir: config.stateDir });
+  (http as { close?: () => void }).close?.();
+  const access = await stateAccess(config, { env });
+  // A database that cannot be used here (another machine's, a lost key) is set aside, not deleted.
+  const store = openStore({ ...access.options, setAsideUnusable: true });
   try {
     const version = store.putCredentials(name, account.authority, credentials);
     if (verified) {
@@ -54,10 +65,13 @@ export async function provisionAccount(
         lifetimeS: verified.expiresInS,
         credentialsVersion: version,
         configFingerprint: accountFingerprint(account),
+        ...(verified.refreshToken !== undefined
+          ? { refreshToken: verified.refreshToken, refreshExpiresAt: verified.at + (verified.refreshExpiresInS ?? 0) * 1000 }
+          : {}),
       });
-      return { version, verified: { expiresInS: verified.expiresInS } };
+      return { version, verified: { expiresInS: verified.expiresInS }, ...(store.setAside ? { setAside: store.setAside } : {}) };
     }
-    return { version };
+    return { version, ...(store.setAside ? { setAside: store.setAside } : {}) };
   } finally {
     store.close();
   }
@@ -110,7 +124,13 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
       throw new CliError(`${f.name} must be at most 200 printable characters`);
     }
   }
-  const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'] });
+  const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'], env: io.env });
+  if (result.setAside) {
+    println(
+      io.stderr,
+      `note: the old state database could not be used on this machine (copied from another box, or its key was lost); it was kept as ${result.setAside}. Re-provision the other accounts too.`,
+    );
+  }
   println(
     io.stdout,
     `Stored credentials for account ${values.account} (${account.authority}).` +

@@ -1,0 +1,57 @@
+/**
+ * Where the state lives and what seals it, the same way for the agent, `provision` and `doctor`:
+ * the state directory from the config, the key from a systemd credential when the unit passes one
+ * (LoadCredentialEncrypted=pos-token-agent.key:...) or else `secret.key` in the state directory,
+ * bound to this machine's id.
+ */
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { AgentConfig } from './config/index.js';
+import { checkMachineId } from './identity/sources.js';
+import { defaultMachineId } from './identity/reader.js';
+import { KEY_FILE, type OpenStoreOptions } from './store/index.js';
+
+/** The name of the systemd credential that may carry the key. */
+export const KEY_CREDENTIAL = 'pos-token-agent.key';
+
+export interface StateAccess {
+  options: OpenStoreOptions;
+  keyFile: string;
+  keySource: 'key file' | 'systemd credential';
+  /** Why the key is not bound to the machine id, when it cannot be. */
+  machineIdProblem?: string;
+}
+
+export interface StateDeps {
+  env?: NodeJS.ProcessEnv;
+  machineId?: () => Promise<string>;
+  hostname?: () => string;
+}
+
+export async function stateAccess(config: AgentConfig, deps: StateDeps = {}): Promise<StateAccess> {
+  const env = deps.env ?? process.env;
+  const credentialsDir = env.CREDENTIALS_DIRECTORY;
+  const credential = credentialsDir ? join(credentialsDir, KEY_CREDENTIAL) : undefined;
+  const fromCredential = credential !== undefined && existsSync(credential);
+  const keyFile = fromCredential ? credential : join(config.stateDir, KEY_FILE);
+  let machineId: string | undefined;
+  let machineIdProblem: string | undefined;
+  try {
+    const checked = checkMachineId(await (deps.machineId ?? defaultMachineId)(), (deps.hostname ?? hostname)());
+    if (checked.ok) machineId = checked.value;
+    else machineIdProblem = checked.reason;
+  } catch (err) {
+    machineIdProblem = `cannot read the machine id: ${(err as Error).message}`;
+  }
+  return {
+    options: {
+      dir: config.stateDir,
+      ...(fromCredential ? { keyFile } : {}),
+      ...(machineId !== undefined ? { machineId } : {}),
+    },
+    keyFile,
+    keySource: fromCredential ? 'systemd credential' : 'key file',
+    ...(machineIdProblem !== undefined ? { machineIdProblem } : {}),
+  };
+}
