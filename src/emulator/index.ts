@@ -1,34 +1,34 @@
 /**
- * A faithful emulator of Egypt ETA eReceipt's identity service ("Authenticate POS",
- * POST {identity}/connect/token), with fault injection, for integration tests, the `demo`
- * command and till developers.
+ * A faithful emulator of the token services the agent talks to, with fault injection, for integration
+ * tests, the `demo` command and till developers. One wire module per authority (wire/<name>.ts):
  *
- * Routes: POST /connect/token, GET /.well-known/openid-configuration(/jwks), and the admin
- * endpoints under /_emulator/ (stats, stats/reset, faults, devices).
+ *   eta-ereceipt    POST /connect/token               (+ /.well-known/openid-configuration(/jwks))
+ *   eta-einvoicing  POST /connect/token               (+ discovery)
+ *   myinvois        POST /connect/token               (+ discovery)
+ *   impact-gr       POST /Authentication/login, POST /Authentication/refresh
+ *   sepay           POST /v1/token
+ *   oauth2          POST /oauth2/token                (+ /.well-known/oauth-authorization-server, /oauth2/jwks)
+ *
+ * and, for every authority, the admin endpoints under /_emulator/ (see admin.ts).
  */
-import type { EmulatorDevice } from './types.js';
-
-export { createEmulator } from './emulator.js';
+export { AUTHORITIES, createEmulator, TOKEN_PATHS } from './emulator.js';
+export { DEMO_DEVICE, DEMO_PRINCIPALS } from './demo-principals.js';
 export type {
+  ClientAuthMethod,
+  ClientStatus,
+  DemoPrincipal,
   DeviceStatus,
   Emulator,
+  EmulatorAuthority,
+  EmulatorClient,
+  EmulatorCompany,
   EmulatorDevice,
   EmulatorFaults,
   EmulatorOptions,
+  EmulatorPaths,
   EmulatorStats,
+  ImpactProblem,
+  ImpactTokenAnswer,
+  PrincipalKind,
+  SepayError,
 } from './types.js';
-
-/** A fixed device for the demo command and till developers. Not a real credential. */
-export const DEMO_DEVICE: EmulatorDevice = Object.freeze({
-  clientId: '5b0f4c1e-8d2a-4c6b-9e3f-de0000000001',
-  clientSecrets: Object.freeze([
-    '2c9d7e4a-1f6b-4a8c-b5d3-de0000000001',
-    '8e3a5b9c-7d2f-4e1a-a6c4-de0000000002',
-  ]) as string[],
-  posserial: 'DEMO-POS-0001',
-  pososversion: 'os',
-  posmodelframework: '1',
-  presharedKey: '03ac6742-16f3-4e1a-9c5d-de00000000a1',
-  scope: 'InvoicingAPI',
-  status: 'active',
-});

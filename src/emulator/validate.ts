@@ -1,8 +1,9 @@
 /**
- * Validation of faults and devices, shared by the programmatic API (which throws TypeError)
- * and the admin endpoints (which answer 400). Problems name the key path and what was expected.
+ * Validation of faults and principals (devices, clients, companies), shared by the programmatic API (which
+ * throws TypeError) and the admin endpoints (which answer 400). Problems name the key path and what was
+ * expected, and never echo a secret.
  */
-import type { EmulatorDevice, EmulatorFaults } from './types.js';
+import type { EmulatorClient, EmulatorCompany, EmulatorDevice, EmulatorFaults } from './types.js';
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
@@ -64,15 +65,30 @@ function unknownKeys(problems: string[], path: string, obj: Record<string, unkno
   }
 }
 
-const FAULT_KEYS = ['latencyMs', 'fail5xx', 'status5xx', 'rateLimit', 'drop', 'malformed', 'error', 'lifetimeS'] as const;
+const FAULT_KEYS = [
+  'latencyMs',
+  'fail5xx',
+  'status5xx',
+  'rateLimit',
+  'drop',
+  'malformed',
+  'error',
+  'lifetimeS',
+  'refreshFail',
+] as const;
 
-export function validateFaults(input: unknown, path = 'faults'): Validated<FaultsPatch> {
+/** `refresh`: whether the authority has refresh tokens (the `refreshFail` fault). */
+export function validateFaults(input: unknown, path = 'faults', opts: { refresh?: boolean } = {}): Validated<FaultsPatch> {
   const problems: string[] = [];
   if (!isRecord(input)) return { ok: false, problems: [`${path}: expected an object, got ${describe(input)}`] };
   unknownKeys(problems, path, input, FAULT_KEYS);
   const out: FaultsPatch = {};
   for (const key of FAULT_KEYS) {
     if (!(key in input)) continue;
+    if (key === 'refreshFail' && !opts.refresh) {
+      problems.push(`${path}.refreshFail: only impact-gr has refresh tokens`);
+      continue;
+    }
     const v = input[key];
     const p = `${path}.${key}`;
     if (v === null || v === undefined) {
@@ -86,6 +102,7 @@ export function validateFaults(input: unknown, path = 'faults'): Validated<Fault
       case 'fail5xx':
       case 'drop':
       case 'malformed':
+      case 'refreshFail':
         if (intIn(problems, p, v, 0, MAX_COUNT)) out[key] = v;
         break;
       case 'status5xx':
@@ -108,18 +125,20 @@ export function validateFaults(input: unknown, path = 'faults'): Validated<Fault
       }
       case 'error': {
         if (!isRecord(v)) {
-          problems.push(`${p}: expected an object {code, description?, count?}, got ${describe(v)}`);
+          problems.push(`${p}: expected an object {code, description?, count?, status?}, got ${describe(v)}`);
           break;
         }
         const before = problems.length;
-        unknownKeys(problems, p, v, ['code', 'description', 'count']);
+        unknownKeys(problems, p, v, ['code', 'description', 'count', 'status']);
         str(problems, `${p}.code`, v.code, 1, 100, TOKEN_CHARS);
         if (v.description !== undefined) str(problems, `${p}.description`, v.description, 0, 500);
         if (v.count !== undefined) intIn(problems, `${p}.count`, v.count, 0, MAX_COUNT);
+        if (v.status !== undefined) intIn(problems, `${p}.status`, v.status, 400, 499);
         if (problems.length === before) {
           const error: NonNullable<EmulatorFaults['error']> = { code: v.code as string };
           if (v.description !== undefined) error.description = v.description as string;
           if (v.count !== undefined) error.count = v.count as number;
+          if (v.status !== undefined) error.status = v.status as number;
           out.error = error;
         }
         break;
@@ -147,12 +166,7 @@ export function validateDevice(input: unknown, path = 'device'): Validated<Emula
   unknownKeys(problems, path, input, DEVICE_KEYS);
   str(problems, `${path}.clientId`, input.clientId, 1, 100);
   const secrets = input.clientSecrets;
-  if (!Array.isArray(secrets) || secrets.length < 1 || secrets.length > 10) {
-    problems.push(`${path}.clientSecrets: expected an array of 1 to 10 strings`);
-  } else {
-    // Never echo a secret's value: str() reports only types and lengths.
-    secrets.forEach((s, i) => str(problems, `${path}.clientSecrets[${i}]`, s, 1, 100));
-  }
+  secretList(problems, `${path}.clientSecrets`, secrets, 100);
   str(problems, `${path}.posserial`, input.posserial, 1, 100);
   const optional: Array<[keyof EmulatorDevice, number, number]> = [
     ['pososversion', 0, 50],
@@ -178,4 +192,100 @@ export function validateDevice(input: unknown, path = 'device'): Validated<Emula
   }
   if (status !== undefined) device.status = status as EmulatorDevice['status'];
   return { ok: true, value: device };
+}
+
+function stringList(
+  problems: string[],
+  path: string,
+  value: unknown,
+  max: { items: number; length: number },
+  pattern: RegExp = NO_CONTROL,
+): value is string[] {
+  if (!Array.isArray(value) || value.length > max.items) {
+    problems.push(`${path}: expected an array of at most ${max.items} strings`);
+    return false;
+  }
+  const before = problems.length;
+  value.forEach((s, i) => str(problems, `${path}[${i}]`, s, 1, max.length, pattern));
+  return problems.length === before;
+}
+
+function secretList(problems: string[], path: string, value: unknown, maxLength = 200): void {
+  if (!Array.isArray(value) || value.length < 1 || value.length > 10) {
+    problems.push(`${path}: expected an array of 1 to 10 strings`);
+    return;
+  }
+  // Never echo a secret's value: str() reports only types and lengths.
+  value.forEach((s, i) => str(problems, `${path}[${i}]`, s, 1, maxLength));
+}
+
+export type ClientKey = keyof EmulatorClient;
+export const CLIENT_KEYS: readonly ClientKey[] = [
+  'clientId',
+  'clientSecrets',
+  'scopes',
+  'onbehalfof',
+  'intermediary',
+  'authMethod',
+  'audiences',
+  'status',
+];
+
+/**
+ * Validates a client; `keys` are the keys the authority uses (others are refused by name). The result is a
+ * copy that shares nothing with the input.
+ */
+export function validateClient(
+  input: unknown,
+  path = 'client',
+  keys: readonly ClientKey[] = CLIENT_KEYS,
+): Validated<EmulatorClient> {
+  const problems: string[] = [];
+  if (!isRecord(input)) return { ok: false, problems: [`${path}: expected an object, got ${describe(input)}`] };
+  for (const key of Object.keys(input)) {
+    if (!keys.includes(key as ClientKey)) {
+      const known = (CLIENT_KEYS as readonly string[]).includes(key);
+      problems.push(`${path}.${key.slice(0, 60)}: ${known ? 'not used by this authority' : 'unknown key'}`);
+    }
+  }
+  str(problems, `${path}.clientId`, input.clientId, 1, 100);
+  secretList(problems, `${path}.clientSecrets`, input.clientSecrets);
+  if (input.scopes !== undefined) stringList(problems, `${path}.scopes`, input.scopes, { items: 50, length: 100 }, TOKEN_CHARS);
+  if (input.onbehalfof !== undefined) {
+    stringList(problems, `${path}.onbehalfof`, input.onbehalfof, { items: 1000, length: 100 }, TOKEN_CHARS);
+  }
+  if (input.audiences !== undefined) stringList(problems, `${path}.audiences`, input.audiences, { items: 50, length: 500 });
+  if (input.intermediary !== undefined && typeof input.intermediary !== 'boolean') {
+    problems.push(`${path}.intermediary: expected a boolean, got ${describe(input.intermediary)}`);
+  }
+  const { authMethod, status } = input;
+  if (authMethod !== undefined && authMethod !== 'client_secret_basic' && authMethod !== 'client_secret_post') {
+    problems.push(`${path}.authMethod: expected "client_secret_basic" or "client_secret_post"`);
+  }
+  if (status !== undefined && status !== 'active' && status !== 'blocked' && status !== 'expired') {
+    problems.push(`${path}.status: expected "active", "blocked" or "expired"`);
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  const client: EmulatorClient = {
+    clientId: input.clientId as string,
+    clientSecrets: [...(input.clientSecrets as string[])],
+  };
+  if (input.scopes !== undefined) client.scopes = [...(input.scopes as string[])];
+  if (input.onbehalfof !== undefined) client.onbehalfof = [...(input.onbehalfof as string[])];
+  if (input.audiences !== undefined) client.audiences = [...(input.audiences as string[])];
+  if (input.intermediary !== undefined) client.intermediary = input.intermediary as boolean;
+  if (authMethod !== undefined) client.authMethod = authMethod as EmulatorClient['authMethod'];
+  if (status !== undefined) client.status = status as EmulatorClient['status'];
+  return { ok: true, value: client };
+}
+
+/** Validates an impact-gr company; the result is a copy. */
+export function validateCompany(input: unknown, path = 'company'): Validated<EmulatorCompany> {
+  const problems: string[] = [];
+  if (!isRecord(input)) return { ok: false, problems: [`${path}: expected an object, got ${describe(input)}`] };
+  unknownKeys(problems, path, input, ['vat', 'apiKey']);
+  str(problems, `${path}.vat`, input.vat, 1, 30, TOKEN_CHARS);
+  str(problems, `${path}.apiKey`, input.apiKey, 1, 200);
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, value: { vat: input.vat as string, apiKey: input.apiKey as string } };
 }
