@@ -5,7 +5,7 @@
  * Order: config; state (directory, key, database, permissions); per account: device identity,
  * stored credentials, network (DNS, TCP, TLS, clock, proxy), credentials accepted; the socket.
  */
-import { lstatSync, statSync, type Stats } from 'node:fs';
+import { existsSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../authorities/index.js';
 import { ConfigError, loadConfig, type AccountConfig, type AgentConfig } from '../config/index.js';
@@ -18,7 +18,7 @@ import {
   toDeviceIdentity,
   type IdentityReading,
 } from '../identity/index.js';
-import { stateAccess, type StateDeps } from '../state.js';
+import { stateAccess, type StateAccess, type StateDeps } from '../state.js';
 import { DB_FILE, openStore, SecretKeyError, StoreError, type Store } from '../store/index.js';
 import { checkNetwork } from './network.js';
 
@@ -77,8 +77,18 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   }
 
   // ---- state --------------------------------------------------------------------------------
+  // Doctor only looks: it never creates the state directory, the database or the key (run as root,
+  // it would leave files the agent's user cannot open).
+  const first = Object.keys(config.accounts)[0] ?? 'default';
   const access = await stateAccess(config, { ...options, env });
-  checks.push(...statePermissions(config.stateDir, access.keyFile, access.keySource));
+  // Modes are read before the database is opened: opening it tightens the database file's mode.
+  const permissions = statePermissions(config.stateDir, access.keyFile, access.keySource, first);
+  const state = openState(config, access, first);
+  if (state.keyLost) {
+    const i = permissions.findIndex((c) => c.name === 'state.key' && c.status !== 'fail');
+    if (i >= 0) permissions[i] = state.keyLost;
+  }
+  checks.push(...permissions);
   if (access.machineIdProblem) {
     add({
       name: 'state.machine-id',
@@ -87,11 +97,89 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       fix: 'make sure /etc/machine-id holds this box\'s id (systemd-machine-id-setup), then re-provision',
     });
   }
-  let store: Store | undefined;
+  add(state.check);
+  const { store, noStore } = state;
+
+  let ownHttp: ReturnType<typeof createHttpClient> | undefined;
+  try {
+    const http = options.http ?? (ownHttp = createHttpClient({ proxy: config.proxy, env }));
+    const reader = createIdentityReader({
+      profileDirs: config.deviceProfileDirs,
+      root: config.identityRoot,
+      env,
+      ...(options.machineId ? { machineId: options.machineId } : {}),
+      ...(options.hostname ? { hostname: options.hostname } : {}),
+    });
+    for (const account of Object.values(config.accounts)) {
+      await checkAccount(account, { config, store, noStore, http, reader, now, env, options, add });
+    }
+  } finally {
+    store?.close();
+    ownHttp?.close();
+  }
+
+  // ---- socket -------------------------------------------------------------------------------
+  checks.push(await socketCheck(config.socket, options));
+  return finish(checks);
+}
+
+interface StateOpened {
+  store?: Store;
+  /** Without a store: what the credentials checks say instead. */
+  noStore: NoStore;
+  check: DoctorCheck;
+  /** Replaces the key check when the database was sealed with a key that is gone. */
+  keyLost?: DoctorCheck;
+}
+
+interface NoStore {
+  status: 'fail' | 'skipped';
+  why: string;
+}
+
+/** Opens the state database without creating anything: no directory, database or key is made here. */
+function openState(config: AgentConfig, access: StateAccess, first: string): StateOpened {
+  const dbPath = join(config.stateDir, DB_FILE);
+  if (!existsSync(config.stateDir)) {
+    const why = 'the state directory does not exist';
+    return { noStore: { status: 'skipped', why }, check: { name: 'state.database', status: 'skipped', detail: `not checked: ${why}` } };
+  }
+  if (!existsSync(dbPath)) {
+    return {
+      noStore: { status: 'fail', why: 'nothing has been provisioned on this box (no state database)' },
+      check: {
+        name: 'state.database',
+        status: 'warn',
+        detail: `no state database at ${dbPath} yet (made at the first provisioning)`,
+        fix: `run: ${PROVISION(first)}`,
+      },
+    };
+  }
+  const noStore: NoStore = { status: 'skipped', why: 'the state database cannot be opened' };
+  let store: Store;
   try {
     store = openStore({ ...access.options, createKey: false });
-    const integrity = store.integrityCheck();
-    add(
+  } catch (err) {
+    const check: DoctorCheck = { name: 'state.database', status: 'fail', ...stateFailure(err, dbPath, config) };
+    if (!(err instanceof SecretKeyError && err.kind === 'missing' && access.keySource === 'key file')) return { noStore, check };
+    return {
+      noStore,
+      check,
+      keyLost: {
+        name: 'state.key',
+        status: 'fail',
+        detail: `${access.keyFile} is missing, but ${dbPath} was sealed with it: the stored credentials cannot be read`,
+        fix:
+          `restore ${access.keyFile} from a backup (mode 0600, owned by the state directory's owner), ` +
+          `or re-provision every account (${PROVISION(first)})`,
+      },
+    };
+  }
+  const integrity = store.integrityCheck();
+  return {
+    store,
+    noStore,
+    check:
       integrity === 'ok'
         ? { name: 'state.database', status: 'ok', detail: `${store.path} opens; integrity_check ok` }
         : {
@@ -100,24 +188,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
             detail: `${store.path}: integrity_check says ${integrity.slice(0, 200)}`,
             fix: 'stop the agent, move the database aside and re-provision every account',
           },
-    );
-  } catch (err) {
-    add({ name: 'state.database', status: 'fail', ...stateFailure(err, join(config.stateDir, DB_FILE), config) });
-  }
-
-  try {
-    const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
-    const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, env });
-    for (const account of Object.values(config.accounts)) {
-      await checkAccount(account, { config, store, http, reader, now, env, options, add });
-    }
-  } finally {
-    store?.close();
-  }
-
-  // ---- socket -------------------------------------------------------------------------------
-  checks.push(await socketCheck(config.socket, options));
-  return finish(checks);
+  };
 }
 
 function finish(checks: DoctorCheck[]): DoctorReport {
@@ -127,6 +198,7 @@ function finish(checks: DoctorCheck[]): DoctorReport {
 interface AccountContext {
   config: AgentConfig;
   store: Store | undefined;
+  noStore: NoStore;
   http: HttpClient;
   reader: ReturnType<typeof createIdentityReader>;
   now: () => number;
@@ -162,20 +234,40 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
       );
     } catch (err) {
       identityOk = false;
-      const known = err instanceof ProfileError || err instanceof ProfileNotFoundError;
-      add({
-        name: `${n}.identity`,
-        status: 'fail',
-        detail: known ? (err as Error).message : `cannot read the identity: ${(err as Error).message}`,
-        fix: 'fix or choose another device profile (pos-token-agent identity --detect lists the ones that fit this box)',
-      });
+      const detect = 'pos-token-agent identity --detect lists the ones that fit this box';
+      add(
+        err instanceof ProfileNotFoundError
+          ? {
+              name: `${n}.identity`,
+              status: 'fail',
+              detail: err.message,
+              fix: `set accounts.${n}.deviceProfile in the config to a profile that exists (${detect}), or add ${err.profile}.json to one of those directories`,
+            }
+          : err instanceof ProfileError
+            ? {
+                name: `${n}.identity`,
+                status: 'fail',
+                detail: `invalid device profile ${err.file}: ${err.problems.join('; ')}`,
+                fix: `fix ${err.file} as listed, or set accounts.${n}.deviceProfile to another profile (${detect})`,
+              }
+            : {
+                name: `${n}.identity`,
+                status: 'fail',
+                detail: `cannot read the identity: ${(err as Error).message}`,
+                fix: `run: pos-token-agent identity --account ${n}; or set accounts.${n}.deviceProfile to another profile (${detect})`,
+              },
+      );
     }
   }
 
   // Stored credentials
   let credentials: Credentials | undefined;
   if (!store) {
-    add({ name: `${n}.credentials`, status: 'skipped', detail: 'not checked: the state database cannot be opened' });
+    add(
+      ctx.noStore.status === 'fail'
+        ? { name: `${n}.credentials`, status: 'fail', detail: `account ${n} has no credentials: ${ctx.noStore.why}`, fix: `run: ${PROVISION(n)}` }
+        : { name: `${n}.credentials`, status: 'skipped', detail: `not checked: ${ctx.noStore.why}` },
+    );
   } else {
     try {
       const stored = store.getCredentials(n);
@@ -216,7 +308,8 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
   let networkOk = true;
   for (const step of network) {
     const r = step.result;
-    if (!r.ok) networkOk = false;
+    // A clock far off is worth reporting, but the login can still tell whether the credentials work.
+    if (!r.ok && step.name !== 'clock') networkOk = false;
     add(
       r.ok
         ? { name: `${n}.${step.name}`, status: r.skipped ? 'skipped' : 'ok', detail: `${step.target}: ${r.detail}` }
@@ -292,7 +385,7 @@ async function agentView(
   };
 }
 
-function statePermissions(dir: string, keyFile: string, keySource: string): DoctorCheck[] {
+function statePermissions(dir: string, keyFile: string, keySource: string, account: string): DoctorCheck[] {
   const out: DoctorCheck[] = [];
   const st = (p: string): Stats | undefined => {
     try {
@@ -303,7 +396,7 @@ function statePermissions(dir: string, keyFile: string, keySource: string): Doct
   };
   const dirStat = st(dir);
   if (!dirStat) {
-    out.push({ name: 'state.directory', status: 'fail', detail: `${dir} does not exist`, fix: `run: ${PROVISION('default')} (or install.sh)` });
+    out.push({ name: 'state.directory', status: 'fail', detail: `${dir} does not exist`, fix: `run: ${PROVISION(account)} (or install.sh)` });
     return out;
   }
   const mode = (s: Stats): string => (s.mode & 0o777).toString(8).padStart(4, '0');
@@ -323,7 +416,7 @@ function statePermissions(dir: string, keyFile: string, keySource: string): Doct
       name: 'state.key',
       status: 'warn',
       detail: `no ${keySource} at ${keyFile} yet (made at the first provisioning)`,
-      fix: `run: ${PROVISION('default')}`,
+      fix: `run: ${PROVISION(account)}`,
     });
   } else if (keySource === 'key file' && ((keyStat.mode & 0o077) !== 0 || keyStat.uid !== dirStat.uid)) {
     out.push({
@@ -380,20 +473,21 @@ async function socketCheck(socket: string, options: DoctorOptions): Promise<Doct
     return { name: 'socket', status: 'fail', detail: `${socket} is not a socket`, fix: `remove ${socket} and restart the agent` };
   }
   const mode = st.mode & 0o777;
+  const shown = mode.toString(8).padStart(4, '0');
   if ((mode & 0o007) !== 0) {
     return {
       name: 'socket',
       status: 'fail',
-      detail: `${socket} has mode ${mode.toString(8)}: any user on the box can take tokens`,
+      detail: `${socket} has mode ${shown}: any user on the box can take tokens`,
       fix: 'set SocketMode=0660 in pos-token-agent.socket (or restart the agent, which sets it)',
     };
   }
   const ask = options.askAgent;
-  if (!ask) return { name: 'socket', status: 'ok', detail: `${socket} is a socket with mode ${mode.toString(8)}` };
+  if (!ask) return { name: 'socket', status: 'ok', detail: `${socket} is a socket with mode ${shown}` };
   try {
     const answer = await ask(socket, '/v1/health');
     return answer.status === 200
-      ? { name: 'socket', status: 'ok', detail: `${socket} (mode ${mode.toString(8)}) answers: every account has a usable token` }
+      ? { name: 'socket', status: 'ok', detail: `${socket} (mode ${shown}) answers: every account has a usable token` }
       : {
           name: 'socket',
           status: 'warn',
