@@ -174,6 +174,10 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   let closing: Promise<void> | undefined;
   return {
     async listen() {
+      if (options.listenFd !== undefined) {
+        await listenOnInheritedFd(server, options.listenFd, options.socketPath, log);
+        return;
+      }
       await prepareSocketPath(options.socketPath);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -293,6 +297,35 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
     ...headers,
   });
   res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/**
+ * Serves on a listening socket systemd passed (socket activation). The path, its owner and
+ * mode belong to the socket unit: nothing is unlinked or chmod'ed here. Only a Unix stream
+ * socket is accepted, so a unit cannot turn the agent into a TCP service by mistake.
+ */
+async function listenOnInheritedFd(server: Server, fd: number, configured: string, log: Logger): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // Node reports an inet socket as an object, a Unix one opened from an fd as null (no name known).
+  const address = server.address();
+  if (address !== null && typeof address === 'object') {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw new Error(`the socket systemd passed as fd ${fd} is not a Unix stream socket; use ListenStream=/path in the socket unit`);
+  }
+  server.on('error', (err) => log.error('socket server error', { error: String(err) }));
+  if (typeof address === 'string' && address !== '' && address !== configured) {
+    log.info('the socket from systemd is not at the configured path; clients must use the one systemd listens on', {
+      socket: address,
+      configured,
+    });
+  }
+  log.info('listening', { socket: address || configured, fd, from: 'systemd' });
 }
 
 /** Makes the socket's directory (0750) and replaces a stale socket file; refuses to steal a live one. */

@@ -1,14 +1,22 @@
 import { startAgent } from '../../agent.js';
 import { ConfigError, loadConfig, resolveConfigPath } from '../../config/index.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
-import { configOption, type Io, parse, println } from '../common.js';
+import { createNotifier, listenFds } from '../../lib/systemd.js';
+import type { AccountStatus } from '../../tokens/index.js';
+import { askAgent, configOption, type Io, parse, println } from '../common.js';
 
 export const runHelp = `Usage: pos-token-agent run [--config FILE]
 
 Runs the agent in the foreground (systemd's ExecStart): keeps a token for every account
 and serves it on the Unix socket. Logs are JSON lines on standard error.
 Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the config (a bad config is
-reported and the running one kept).`;
+reported and the running one kept).
+Under systemd it serves on the socket of pos-token-agent.socket (LISTEN_FDS) and reports
+readiness, status and watchdog pings (NOTIFY_SOCKET, WATCHDOG_USEC) via systemd-notify.`;
+
+/** How often the STATUS= line shown by `systemctl status` is recomputed; sent only when it changes. */
+const STATUS_POLL_MS = 5_000;
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, configOption);
@@ -16,34 +24,113 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const path = resolveConfigPath(values.config, io.env);
   const config = loadConfig(path, io.env);
   const log = createLogger({ level: config.logLevel, write: (l) => io.stderr.write(l) });
+  const clock: Clock = systemClock;
+  // Read (and removed from the environment) before anything could pass them on to a child.
+  const inherited = listenFds(io.env);
+  if (inherited.length > 1) {
+    log.warn('systemd passed more than one socket; serving on the first', { fds: inherited });
+  }
+  const notifier = createNotifier({ env: io.env, log, clock });
+  notifier.startWatchdog();
+  // Signals are handled from here on, also while starting: a stop then waits for the start.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  let onHangup = (): void => log.warn('SIGHUP while starting: ignored');
+  const hangup = (): void => onHangup();
+  process.on('SIGHUP', hangup);
   process.umask(0o027);
-  const agent = await startAgent(config, { log });
-  log.info('agent started', { config: path, accounts: Object.keys(config.accounts), pid: process.pid });
+  let agent: Awaited<ReturnType<typeof startAgent>>;
+  try {
+    agent = await startAgent(config, { log, ...(inherited[0] ? { listenFd: inherited[0].fd } : {}) });
+  } catch (err) {
+    process.off('SIGHUP', hangup);
+    notifier.status(`failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    await notifier.close();
+    throw err;
+  }
+  log.info('agent started', {
+    config: path,
+    accounts: Object.keys(config.accounts),
+    pid: process.pid,
+    ...(inherited[0] ? { socket_from: 'systemd' } : {}),
+  });
 
+  // Ready once the socket answers (tokens were restored by startAgent).
+  try {
+    await askAgent(config.socket, 'GET', '/v1/health', undefined, 2_000);
+  } catch (err) {
+    log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
+  }
+  const statusLine = (): string => describeAgentStatus(agent.manager.status(), clock.now());
+  let lastStatus = statusLine();
+  notifier.ready(lastStatus);
+
+  let pollTimer = notifier.enabled ? clock.setTimer(poll, STATUS_POLL_MS) : undefined;
+  function poll(): void {
+    const line = statusLine();
+    if (line !== lastStatus) notifier.status(line);
+    lastStatus = line;
+    pollTimer = clock.setTimer(poll, STATUS_POLL_MS);
+  }
+  onHangup = () => {
+    notifier.reloading('reloading the config');
+    try {
+      agent.reload(loadConfig(path, io.env));
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [String(err)];
+      log.error('config reload refused; keeping the running config', { config: path, problems });
+    }
+    lastStatus = statusLine();
+    notifier.ready(lastStatus);
+  };
+
+  const signal = await stopSignal;
+  log.info('stopping', { signal });
+  notifier.stopping(`stopping (${signal})`);
+  pollTimer?.cancel();
+  pollTimer = undefined;
+  process.off('SIGHUP', hangup);
   return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('stopping', { signal });
-      process.off('SIGHUP', reload);
-      const force = setTimeout(() => {
-        log.error('stop took too long; exiting');
-        resolve(1);
-      }, 10_000);
-      force.unref();
-      void agent.stop().then(() => {
+    const force = setTimeout(() => {
+      log.error('stop took too long; exiting');
+      resolve(1);
+    }, 10_000);
+    force.unref();
+    void agent
+      .stop()
+      .then(() => notifier.close())
+      .then(() => {
         clearTimeout(force);
         resolve(0);
       });
-    };
-    const reload = (): void => {
-      try {
-        agent.reload(loadConfig(path, io.env));
-      } catch (err) {
-        const problems = err instanceof ConfigError ? err.problems : [String(err)];
-        log.error('config reload refused; keeping the running config', { config: path, problems });
-      }
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', reload);
   });
+}
+
+/**
+ * The one-line STATUS= for `systemctl status`, e.g. "serving: default fresh, expires in 41 min".
+ * Names, states and times only: never a token or a secret.
+ */
+export function describeAgentStatus(
+  accounts: Record<string, Pick<AccountStatus, 'state' | 'expires_at' | 'last_error'>>,
+  nowMs: number,
+): string {
+  const parts = Object.entries(accounts).map(([name, a]) => {
+    let text = `${name} ${a.state}`;
+    if (a.expires_at) {
+      const leftS = Math.round((Date.parse(a.expires_at) - nowMs) / 1000);
+      text += leftS > 0 ? `, expires in ${duration(leftS)}` : `, expired ${duration(-leftS)} ago`;
+    }
+    if (a.last_error && a.state !== 'fresh') text += ` (${a.last_error.reason})`;
+    return text;
+  });
+  return parts.length ? `serving: ${parts.join('; ')}` : 'serving: no accounts';
+}
+
+function duration(s: number): string {
+  if (s < 120) return `${s} s`;
+  if (s < 120 * 60) return `${Math.floor(s / 60)} min`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86_400)} d`;
 }

@@ -1,0 +1,356 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { describeAgentStatus } from '../../src/cli/commands/run.js';
+import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
+import { createLogger } from '../../src/lib/log.js';
+import {
+  createNotifier,
+  listenFds,
+  notifyArgs,
+  watchdogInterval,
+  type NotifyChild,
+  type SpawnFn,
+} from '../../src/lib/systemd.js';
+import type { AccountStatus } from '../../src/tokens/index.js';
+
+describe('listenFds', () => {
+  const PID = 4242;
+
+  test('no variables: no sockets', () => {
+    assert.deepEqual(listenFds({}, { pid: PID }), []);
+  });
+
+  test('fds start at 3, named from LISTEN_FDNAMES, and the variables are removed', () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: String(PID), LISTEN_FDS: '2', LISTEN_FDNAMES: 'api:metrics', OTHER: 'x' };
+    assert.deepEqual(listenFds(env, { pid: PID }), [
+      { fd: 3, name: 'api' },
+      { fd: 4, name: 'metrics' },
+    ]);
+    assert.deepEqual(env, { OTHER: 'x' });
+  });
+
+  test('without names, or with the wrong number of names, the fds are "unknown"', () => {
+    assert.deepEqual(listenFds({ LISTEN_PID: String(PID), LISTEN_FDS: '1' }, { pid: PID }), [{ fd: 3, name: 'unknown' }]);
+    assert.deepEqual(listenFds({ LISTEN_PID: String(PID), LISTEN_FDS: '2', LISTEN_FDNAMES: 'only-one' }, { pid: PID }), [
+      { fd: 3, name: 'unknown' },
+      { fd: 4, name: 'unknown' },
+    ]);
+  });
+
+  test('sockets meant for another process are ignored, and the variables still removed', () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: '1', LISTEN_FDS: '1' };
+    assert.deepEqual(listenFds(env, { pid: PID }), []);
+    assert.deepEqual(env, {});
+  });
+
+  test('malformed values give no sockets', () => {
+    for (const [pid, fds] of [
+      [String(PID), '0'],
+      [String(PID), '-1'],
+      [String(PID), 'abc'],
+      [String(PID), '1.5'],
+      [String(PID), '1000'],
+      [String(PID), ''],
+      [`${PID}x`, '1'],
+      ['', '1'],
+      ['0', '1'],
+    ] as const) {
+      assert.deepEqual(listenFds({ LISTEN_PID: pid, LISTEN_FDS: fds }, { pid: PID }), [], `${pid} ${fds}`);
+    }
+    assert.deepEqual(listenFds({ LISTEN_FDS: '1' }, { pid: PID }), [], 'LISTEN_PID is required');
+  });
+
+  test('unsetEnv: false leaves the environment alone', () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: String(PID), LISTEN_FDS: '1' };
+    assert.equal(listenFds(env, { pid: PID, unsetEnv: false }).length, 1);
+    assert.deepEqual(env, { LISTEN_PID: String(PID), LISTEN_FDS: '1' });
+  });
+
+  test('defaults to process.env and process.pid', () => {
+    process.env.LISTEN_PID = String(process.pid);
+    process.env.LISTEN_FDS = '1';
+    assert.deepEqual(listenFds(), [{ fd: 3, name: 'unknown' }]);
+    assert.equal(process.env.LISTEN_PID, undefined);
+    assert.equal(process.env.LISTEN_FDS, undefined);
+  });
+});
+
+class FakeChild extends EventEmitter implements NotifyChild {
+  stderr = new PassThrough();
+  killed: NodeJS.Signals[] = [];
+  constructor(readonly args: string[]) {
+    super();
+  }
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    this.killed.push(signal);
+    setImmediate(() => this.emit('close', null, signal));
+    return true;
+  }
+  exit(code = 0, stderr = ''): void {
+    if (stderr) this.stderr.write(stderr);
+    this.emit('close', code, null);
+  }
+}
+
+function harness(env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/systemd/notify' }, options: { timeoutMs?: number; pid?: number } = {}) {
+  const clock = new FakeClock();
+  const children: FakeChild[] = [];
+  const calls: Array<{ command: string; args: string[]; env: NodeJS.ProcessEnv }> = [];
+  const spawn: SpawnFn = (command, args, opts) => {
+    calls.push({ command, args, env: opts.env });
+    const child = new FakeChild(args);
+    children.push(child);
+    return child;
+  };
+  const logs: Array<Record<string, unknown>> = [];
+  const log = createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) });
+  const notifier = createNotifier({ env, log, clock, spawn, timeoutMs: options.timeoutMs ?? 1000, pid: options.pid ?? 77 });
+  const running = () => children.filter((c) => c.listenerCount('close') > 0);
+  return { clock, children, calls, logs, notifier, running };
+}
+
+describe('notifier', () => {
+  test('without NOTIFY_SOCKET it does nothing at all', async () => {
+    const h = harness({ WATCHDOG_USEC: '400000' });
+    assert.equal(h.notifier.enabled, false);
+    assert.equal(h.notifier.watchdogIntervalMs, undefined);
+    h.notifier.ready('up');
+    h.notifier.status('s');
+    h.notifier.watchdog();
+    h.notifier.reloading();
+    h.notifier.stopping();
+    h.notifier.startWatchdog();
+    assert.equal(h.clock.pendingTimers, 0);
+    await h.clock.advance(10_000);
+    assert.equal(h.calls.length, 0);
+    await h.notifier.close();
+  });
+
+  test('runs systemd-notify with the message as arguments and the environment', () => {
+    const h = harness({ NOTIFY_SOCKET: '/run/systemd/notify', PATH: '/usr/bin' });
+    h.notifier.ready('serving: default fresh');
+    assert.equal(h.calls.length, 1);
+    assert.equal(h.calls[0]!.command, 'systemd-notify');
+    assert.deepEqual(h.calls[0]!.args, ['--ready', '--status=serving: default fresh']);
+    assert.equal(h.calls[0]!.env.NOTIFY_SOCKET, '/run/systemd/notify');
+  });
+
+  test('arguments of every kind of message', () => {
+    assert.deepEqual(notifyArgs({ state: 'READY' }), ['--ready']);
+    assert.deepEqual(notifyArgs({ state: 'RELOADING', status: 'r' }), ['RELOADING=1', '--status=r']);
+    assert.deepEqual(notifyArgs({ state: 'STOPPING' }), ['STOPPING=1']);
+    assert.deepEqual(notifyArgs({ status: 'a\nb\tc' }), ['--status=a b c']);
+    assert.deepEqual(notifyArgs({ watchdog: true }), ['WATCHDOG=1']);
+    const long = notifyArgs({ status: 'x'.repeat(500) })[0]!;
+    assert.equal(long.length, '--status='.length + 200);
+  });
+
+  test('one state child at a time: later messages wait, statuses coalesce, state changes keep their order', async () => {
+    const h = harness();
+    h.notifier.ready('a');
+    h.notifier.status('b');
+    h.notifier.reloading('c');
+    h.notifier.status('c2');
+    h.notifier.ready('d');
+    h.notifier.status('e');
+    assert.equal(h.calls.length, 1, 'nothing else starts while the first runs');
+    h.children[0]!.exit(0);
+    await flushMicrotasks();
+    assert.deepEqual(h.calls[1]!.args, ['RELOADING=1', '--status=c2'], 'the status before it joined the reload');
+    h.children[1]!.exit(0);
+    await flushMicrotasks();
+    assert.deepEqual(h.calls[2]!.args, ['--ready', '--status=e']);
+    h.children[2]!.exit(0);
+    await flushMicrotasks();
+    assert.equal(h.calls.length, 3, 'nothing left to send');
+    h.notifier.status('f');
+    assert.deepEqual(h.calls[3]!.args, ['--status=f'], 'a bare status carries no state');
+  });
+
+  test('a burst of state changes keeps only the latest few', async () => {
+    const h = harness();
+    h.notifier.status('running');
+    for (let i = 0; i < 10; i++) {
+      h.notifier.reloading(`r${i}`);
+      h.notifier.ready(`ok${i}`);
+    }
+    h.notifier.stopping('bye');
+    for (let i = 0; i < 10 && h.children[i]; i++) {
+      h.children[i]!.exit(0);
+      await flushMicrotasks();
+    }
+    assert.deepEqual(h.calls[0]!.args, ['--status=running']);
+    assert.deepEqual(
+      h.calls.slice(1).map((c) => c.args),
+      [
+        ['--ready', '--status=ok8'],
+        ['RELOADING=1', '--status=r9'],
+        ['--ready', '--status=ok9'],
+        ['STOPPING=1', '--status=bye'],
+      ],
+    );
+  });
+
+  test('a watchdog ping is dropped while one is in flight, and does not wait for state messages', async () => {
+    const h = harness();
+    h.notifier.ready('a');
+    h.notifier.watchdog();
+    h.notifier.watchdog();
+    h.notifier.watchdog();
+    assert.deepEqual(
+      h.calls.map((c) => c.args),
+      [['--ready', '--status=a'], ['WATCHDOG=1']],
+    );
+    h.children[1]!.exit(0);
+    await flushMicrotasks();
+    h.notifier.watchdog();
+    assert.equal(h.calls.length, 3);
+    assert.deepEqual(h.calls[2]!.args, ['WATCHDOG=1']);
+  });
+
+  test('a child that hangs is killed after the timeout, and the next message goes out', async () => {
+    const h = harness(undefined, { timeoutMs: 1000 });
+    h.notifier.ready('a');
+    h.notifier.status('b');
+    await h.clock.advance(999);
+    assert.deepEqual(h.children[0]!.killed, []);
+    await h.clock.advance(1);
+    assert.deepEqual(h.children[0]!.killed, ['SIGKILL']);
+    await flushMicrotasks();
+    assert.equal(h.calls.length, 2);
+    assert.deepEqual(h.calls[1]!.args, ['--status=b']);
+    assert.ok(h.logs.some((l) => l.level === 'warn' && /did not finish in time/.test(String(l.msg))));
+    h.children[1]!.exit(0);
+    await flushMicrotasks();
+    assert.equal(h.clock.pendingTimers, 0, 'the timeout timer of a finished child is cancelled');
+  });
+
+  test('a failing systemd-notify is logged with its exit code and stderr', async () => {
+    const h = harness();
+    h.notifier.ready();
+    h.children[0]!.stderr.write('Failed to notify init system: Connection refused\n');
+    await flushMicrotasks();
+    h.children[0]!.exit(1);
+    await flushMicrotasks();
+    const warn = h.logs.find((l) => l.msg === 'systemd-notify failed');
+    assert.equal(warn?.code, 1);
+    assert.match(String(warn?.stderr), /Connection refused/);
+  });
+
+  test('a missing systemd-notify is logged once and never run again', async () => {
+    const h = harness({ NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '1000000' });
+    h.notifier.startWatchdog();
+    h.notifier.ready('a');
+    h.notifier.status('queued');
+    const enoent = Object.assign(new Error('spawn systemd-notify ENOENT'), { code: 'ENOENT' });
+    h.children[0]!.emit('error', enoent);
+    await flushMicrotasks();
+    h.notifier.status('b');
+    h.notifier.watchdog();
+    await h.clock.advance(5_000);
+    assert.equal(h.calls.length, 1);
+    assert.equal(h.logs.filter((l) => l.level === 'error').length, 1);
+    assert.match(String(h.logs.find((l) => l.level === 'error')?.msg), /systemd-notify not found/);
+    await h.notifier.close();
+  });
+
+  test('spawn throwing synchronously counts as a failed child', async () => {
+    const logs: string[] = [];
+    const notifier = createNotifier({
+      env: { NOTIFY_SOCKET: '/x' },
+      log: createLogger({ write: (l) => logs.push(l) }),
+      clock: new FakeClock(),
+      spawn: () => {
+        throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' });
+      },
+    });
+    notifier.ready();
+    notifier.status('again');
+    await notifier.close();
+    assert.equal(logs.filter((l) => /cannot run systemd-notify/.test(l)).length, 2);
+  });
+
+  test('close() stops the watchdog and waits for notifications in flight', async () => {
+    const h = harness({ NOTIFY_SOCKET: '/x', WATCHDOG_USEC: '400000' });
+    h.notifier.startWatchdog();
+    h.notifier.stopping('bye');
+    let closed = false;
+    const done = h.notifier.close().then(() => (closed = true));
+    await flushMicrotasks();
+    assert.equal(closed, false);
+    h.children[0]!.exit(0);
+    await done;
+    await h.clock.advance(10_000);
+    assert.equal(h.calls.length, 1, 'no watchdog after close');
+  });
+});
+
+describe('watchdog', () => {
+  test('the interval is half of WATCHDOG_USEC, for this pid or any when WATCHDOG_PID is unset', () => {
+    assert.equal(watchdogInterval({ WATCHDOG_USEC: '400000' }, 7), 200);
+    assert.equal(watchdogInterval({ WATCHDOG_USEC: '60000000', WATCHDOG_PID: '7' }, 7), 30_000);
+    assert.equal(watchdogInterval({ WATCHDOG_USEC: '60000000', WATCHDOG_PID: '8' }, 7), undefined);
+    assert.equal(watchdogInterval({ WATCHDOG_USEC: '1' }, 7), 1);
+    for (const bad of ['', '0', '-5', 'abc', '1e6']) assert.equal(watchdogInterval({ WATCHDOG_USEC: bad }, 7), undefined, bad);
+    assert.equal(watchdogInterval({}, 7), undefined);
+  });
+
+  test('WATCHDOG=1 every half interval on the clock', async () => {
+    const h = harness({ NOTIFY_SOCKET: '/x', WATCHDOG_USEC: '400000' });
+    assert.equal(h.notifier.watchdogIntervalMs, 200);
+    h.notifier.startWatchdog();
+    h.notifier.startWatchdog();
+    assert.equal(h.clock.pendingTimers, 1, 'started once');
+    await h.clock.advance(199);
+    assert.equal(h.calls.length, 0);
+    await h.clock.advance(1);
+    assert.deepEqual(h.calls.map((c) => c.args), [['WATCHDOG=1']]);
+    h.children[0]!.exit(0);
+    await h.clock.advance(200);
+    assert.equal(h.calls.length, 2);
+    // A ping still in flight at the next tick: that tick is dropped, the one after goes out.
+    await h.clock.advance(200);
+    assert.equal(h.calls.length, 2);
+    h.children[1]!.exit(0);
+    await h.clock.advance(200);
+    assert.equal(h.calls.length, 3);
+    h.children[2]!.exit(0);
+    await h.notifier.close();
+    await h.clock.advance(1_000);
+    assert.equal(h.calls.length, 3, 'no ping after close');
+  });
+
+  test('no watchdog for another process (WATCHDOG_PID)', async () => {
+    const h = harness({ NOTIFY_SOCKET: '/x', WATCHDOG_USEC: '400000', WATCHDOG_PID: '1' }, { pid: 77 });
+    h.notifier.startWatchdog();
+    assert.equal(h.clock.pendingTimers, 0);
+    await h.clock.advance(5_000);
+    assert.equal(h.calls.length, 0);
+  });
+});
+
+describe('STATUS line', () => {
+  const base: Pick<AccountStatus, 'state' | 'expires_at' | 'last_error'> = { state: 'fresh', expires_at: null, last_error: null };
+  const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+  test('names accounts, states and time left, never a token', () => {
+    assert.equal(
+      describeAgentStatus({ default: { ...base, expires_at: new Date(now + 41 * 60_000 + 5_000).toISOString() } }, now),
+      'serving: default fresh, expires in 41 min',
+    );
+    assert.equal(
+      describeAgentStatus(
+        {
+          a: { ...base, state: 'stale', expires_at: new Date(now + 90_000).toISOString() },
+          b: { ...base, state: 'none', last_error: { reason: 'not_provisioned', message: 'm', at: 'x' } },
+          c: { ...base, state: 'expired', expires_at: new Date(now - 3 * 3600_000).toISOString() },
+        },
+        now,
+      ),
+      'serving: a stale, expires in 90 s; b none (not_provisioned); c expired, expired 3 h ago',
+    );
+    assert.equal(describeAgentStatus({}, now), 'serving: no accounts');
+  });
+});
