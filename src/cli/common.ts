@@ -1,7 +1,8 @@
 /** Shared pieces of the commands: argument parsing, usage errors, output, the socket client. */
 import { request } from 'node:http';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfig, resolveConfigPath, type AgentConfig } from '../config/index.js';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, resolveConfigPath, type AgentConfig } from '../config/index.js';
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
@@ -35,10 +36,19 @@ export function readConfig(flag: string | undefined, env: NodeJS.ProcessEnv): Ag
   return loadConfig(resolveConfigPath(flag, env), env);
 }
 
-/** The socket to talk to: --socket, else the config's, else the default place. */
+/**
+ * The socket to talk to: --socket, else the config's, else the default place. Till users may not
+ * read the config (0640 root:pos-token-agent); they then get the default place.
+ */
 export function socketPath(values: { socket?: string | undefined; config?: string | undefined }, env: NodeJS.ProcessEnv): string {
   if (values.socket) return values.socket;
-  return readConfig(values.config, env).socket;
+  try {
+    return readConfig(values.config, env).socket;
+  } catch (err) {
+    const denied = err instanceof ConfigError && err.problems.some((p) => p.includes('permission denied'));
+    if (!denied) throw err;
+    return join(env.RUNTIME_DIRECTORY?.split(':')[0] ?? '/run/pos-token-agent', 'agent.sock');
+  }
 }
 
 export interface SocketAnswer {
