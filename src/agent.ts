@@ -78,6 +78,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     throw err;
   }
   manager.start();
+  if (Object.keys(config.accounts).length === 0) {
+    log.warn('no accounts in the config yet; run pos-token-agent-provision', { config: config.source });
+  }
   let current = config;
   let stopping: Promise<void> | undefined;
   return {

@@ -180,7 +180,6 @@ const configSchema = z.strictObject({
     .record(z.string(), accountSchema)
     .superRefine((accounts, ctx) => {
       const names = Object.keys(accounts);
-      if (names.length === 0) ctx.addIssue({ code: 'custom', message: 'expected at least one account' });
       for (const name of names) {
         if (!ACCOUNT_NAME.test(name)) {
           ctx.addIssue({

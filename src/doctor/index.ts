@@ -64,7 +64,16 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     config = loadConfig(options.configPath, env);
     const names = Object.keys(config.accounts);
-    add({ name: 'config', status: 'ok', detail: `${config.source} is valid: ${names.length} account(s): ${names.join(', ')}` });
+    add(
+      names.length
+        ? { name: 'config', status: 'ok', detail: `${config.source} is valid: ${names.length} account(s): ${names.join(', ')}` }
+        : {
+            name: 'config',
+            status: 'fail',
+            detail: `${config.source} is valid but has no accounts yet`,
+            fix: 'run pos-token-agent-provision (or add an account to the config and run pos-token-agent provision)',
+          },
+    );
   } catch (err) {
     const problems = err instanceof ConfigError ? err.problems.join('; ') : (err as Error).message;
     add({

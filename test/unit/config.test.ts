@@ -206,8 +206,8 @@ describe('parseConfig: errors name the key path and what was expected', () => {
     assert.match(problems[1]!, /^accounts\.main\.backoff\.rejectedRetryS: /);
   });
 
-  test('no accounts at all', () => {
-    assert.deepEqual(problemsOf({ accounts: {} }), ['accounts: expected at least one account']);
+  test('no accounts yet is a valid config (a fresh install, before provisioning)', () => {
+    assert.deepEqual(ok({ accounts: {} }).accounts, {});
   });
 
   test('an option the authority does not use is refused by name', () => {

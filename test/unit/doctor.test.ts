@@ -4,7 +4,18 @@
  * once, asserting what the technician reads: the status, what is wrong and what to do.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -227,6 +238,15 @@ describe('doctor', () => {
     assert.equal(report.ok, false);
     assert.equal(report.checks.length, 1);
     broken(report, 'config', 'fail', /unknown key "stateDirectory"/, new RegExp(`^edit ${box.configPath.replace(/[.]/g, '\\.')} `));
+  });
+
+  test('config: a fresh install with no accounts yet fails, saying to run the provisioning script', async () => {
+    const box = await makeBox({ credentials: null });
+    const raw = JSON.parse(readFileSync(box.configPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(box.configPath, JSON.stringify({ ...raw, accounts: {} }));
+    const report = await box.run();
+    assert.equal(report.ok, false);
+    broken(report, 'config', 'fail', /has no accounts yet/, /pos-token-agent-provision/);
   });
 
   test('state.directory: mode 0755 fails (other users can look inside) with chmod 0700', async () => {
