@@ -26,7 +26,12 @@ const SERVICE = 'Impact eInvoicing API';
 /** Documented lifetimes, used when the answer does not say otherwise. */
 export const DEFAULT_ACCESS_LIFETIME_S = 15 * 60;
 export const DEFAULT_REFRESH_LIFETIME_S = 7 * 86_400;
-/** A lifetime read from the answer outside these bounds is not believed. */
+/**
+ * A lifetime read from the answer outside these bounds is not believed. exp - iat is the authority's own
+ * statement and is believed down to 1 s (believing a longer life than the token has would serve it expired);
+ * exp - now depends on this box's clock, so a short result there more likely means a clock far ahead.
+ */
+const STATED_LIFETIME_BOUNDS_S = [1, 86_400] as const;
 const ACCESS_LIFETIME_BOUNDS_S = [60, 86_400] as const;
 const REFRESH_LIFETIME_BOUNDS_S = [60, 90 * 86_400] as const;
 const MAX_REFRESH_TOKEN_CHARS = 16 * 1024;
@@ -51,16 +56,17 @@ const within = (v: number, [min, max]: readonly [number, number]): boolean => Nu
 
 /**
  * The access token's lifetime from its JWT claims: exp - iat when both are there (independent of
- * this box's clock), else exp - now; the documented 15 minutes when there is no exp or the result
- * is implausible (a POS clock far off).
+ * this box's clock; believed however short), else exp - now; the documented 15 minutes when there
+ * is no exp or the result is implausible (a POS clock far off).
  */
 export function accessLifetimeS(accessToken: string, now: number): number {
   const claims = decodeJwtClaims(accessToken);
   const exp = claims?.exp;
   if (typeof exp !== 'number') return DEFAULT_ACCESS_LIFETIME_S;
   const iat = claims?.iat;
-  const lifetime = typeof iat === 'number' && exp > iat ? exp - iat : exp - Math.floor(now / 1000);
-  return within(lifetime, ACCESS_LIFETIME_BOUNDS_S) ? Math.floor(lifetime) : DEFAULT_ACCESS_LIFETIME_S;
+  const stated = typeof iat === 'number' && exp > iat;
+  const lifetime = stated ? exp - iat : exp - Math.floor(now / 1000);
+  return within(lifetime, stated ? STATED_LIFETIME_BOUNDS_S : ACCESS_LIFETIME_BOUNDS_S) ? Math.floor(lifetime) : DEFAULT_ACCESS_LIFETIME_S;
 }
 
 const EXPIRY_MEMBERS = ['expires', 'expiresAt', 'expires_at', 'expiration', 'expirationDate', 'expiryDate', 'expiry', 'expiresOn', 'validTo', 'validUntil'];

@@ -368,6 +368,17 @@ function listText(v: unknown): string | undefined {
   return items.length ? items.slice(0, 5).join('; ') : undefined;
 }
 
+/**
+ * RFC 9457 problem details (ASP.NET's shape: impact-gr): `title` names the kind of problem and `detail`
+ * this occurrence. With both there, the title is the code; a title alone stays the description.
+ */
+function problemTitle(value: Record<string, unknown>): string | undefined {
+  const title = member(value, 'title');
+  const detail = member(value, 'detail');
+  if (typeof member(value, 'status') !== 'number' || typeof title !== 'string' || typeof detail !== 'string') return undefined;
+  return title.trim() !== '' && detail.trim() !== '' ? title : undefined;
+}
+
 function detailsOf(value: unknown): { error?: unknown; description?: unknown } {
   if (typeof value === 'string') return { description: value };
   if (!isRecord(value)) return {};
@@ -375,7 +386,7 @@ function detailsOf(value: unknown): { error?: unknown; description?: unknown } {
   const nested = isRecord(e) ? e : undefined;
   const error = typeof e === 'string' ? e
     : nested ? codeText(member(nested, 'code'))
-    : codeText(member(value, 'code') ?? member(value, 'errorCode') ?? member(value, 'error_code'));
+    : codeText(member(value, 'code') ?? member(value, 'errorCode') ?? member(value, 'error_code')) ?? problemTitle(value);
   const description =
     [
       member(value, 'error_description'),

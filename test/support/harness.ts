@@ -1,13 +1,22 @@
 /**
  * Test harness for integration tests: the real CLI (compiled, in dist/) in a child process,
- * a temporary state directory, and the bundled emulator in the test process.
+ * a temporary state directory, and the bundled emulator in the test process: one eta-ereceipt
+ * emulator and account (`fixture()`), or one emulator per authority and several accounts
+ * (`multiFixture()`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createEmulator, DEMO_DEVICE, type Emulator, type EmulatorOptions } from '../../src/emulator/index.js';
+import {
+  createEmulator,
+  DEMO_DEVICE,
+  DEMO_PRINCIPALS,
+  type Emulator,
+  type EmulatorAuthority,
+  type EmulatorOptions,
+} from '../../src/emulator/index.js';
 
 export const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js');
 export { DEMO_DEVICE };
@@ -143,6 +152,48 @@ export class AgentProcess {
   }
 }
 
+/** A temporary directory holding the socket, the state and the config of one agent. */
+interface Workspace {
+  dir: string;
+  stateDir: string;
+  socket: string;
+  configPath: string;
+  agent: AgentProcess;
+  /** Writes the config file: socket, stateDir and debug logs, then `top`, then the accounts. */
+  writeConfig(accounts: Record<string, unknown>, top?: Record<string, unknown>): void;
+  provision(account: string, credentials: Readonly<Record<string, string | undefined>>, args: string[]): Promise<CliResult>;
+  /** Stops the agent, then the emulators, then removes the directory. */
+  cleanup(emulators: Iterable<Emulator>): Promise<void>;
+}
+
+function workspace(): Workspace {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-it-'));
+  const socket = join(dir, 'run', 'agent.sock');
+  const stateDir = join(dir, 'state');
+  const configPath = join(dir, 'config.json');
+  const agent = new AgentProcess(configPath, socket);
+  return {
+    dir,
+    stateDir,
+    socket,
+    configPath,
+    agent,
+    writeConfig(accounts, top = {}) {
+      writeFileSync(configPath, JSON.stringify({ socket, stateDir, logLevel: 'debug', ...top, accounts }));
+    },
+    provision(account, credentials, args) {
+      return runCli(['provision', '--config', configPath, '--account', account, '--stdin', ...args], {
+        stdin: JSON.stringify(credentials),
+      });
+    },
+    async cleanup(emulators) {
+      await agent.stop();
+      await Promise.all([...emulators].map((e) => e.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 export interface Fixture {
   dir: string;
   stateDir: string;
@@ -155,49 +206,155 @@ export interface Fixture {
   cleanup(): Promise<void>;
 }
 
+/** One eta-ereceipt emulator (no rate limit unless given) and one account `default` for it. */
 export async function fixture(options: EmulatorOptions = {}): Promise<Fixture> {
-  const dir = mkdtempSync(join(tmpdir(), 'pta-it-'));
+  const w = workspace();
   const emulator = createEmulator({ devices: [DEMO_DEVICE], rateLimitPerMinute: 0, ...options });
   await emulator.start();
-  const socket = join(dir, 'run', 'agent.sock');
-  const stateDir = join(dir, 'state');
-  const configPath = join(dir, 'config.json');
   const f: Fixture = {
-    dir,
-    stateDir,
-    socket,
-    configPath,
+    dir: w.dir,
+    stateDir: w.stateDir,
+    socket: w.socket,
+    configPath: w.configPath,
     emulator,
-    agent: new AgentProcess(configPath, socket),
+    agent: w.agent,
     writeConfig(account = {}, top = {}) {
-      writeFileSync(
-        configPath,
-        JSON.stringify({
-          socket,
-          stateDir,
-          logLevel: 'debug',
-          ...top,
-          accounts: {
-            default: {
-              authority: 'eta-ereceipt',
-              identityUrl: emulator.url,
-              identity: { posserial: DEMO_DEVICE.posserial, pososversion: 'os', posmodelframework: '1' },
-              ...account,
-            },
+      w.writeConfig(
+        {
+          default: {
+            authority: 'eta-ereceipt',
+            identityUrl: emulator.url,
+            identity: { posserial: DEMO_DEVICE.posserial, pososversion: 'os', posmodelframework: '1' },
+            ...account,
           },
-        }),
+        },
+        top,
       );
     },
     provision(credentials = DEMO_CREDENTIALS, args = ['--no-verify']) {
-      return runCli(['provision', '--config', configPath, '--account', 'default', '--stdin', ...args], {
-        stdin: JSON.stringify(credentials),
-      });
+      return w.provision('default', credentials, args);
     },
-    async cleanup() {
-      await f.agent.stop();
-      await emulator.stop();
-      rmSync(dir, { recursive: true, force: true });
+    cleanup: () => w.cleanup([emulator]),
+  };
+  f.writeConfig();
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several authorities and accounts
+
+/**
+ * The config of an account of `authority` served by the emulator at `emulatorUrl`, for its demo principal:
+ * `identityUrl` (oauth2: `tokenUrl`, the URL plus the token path) and the settings DEMO_PRINCIPALS gives
+ * (eta-ereceipt's identity values, oauth2's clientAuth), then `options`.
+ */
+export function demoAccount(
+  authority: EmulatorAuthority,
+  emulatorUrl: string,
+  options: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const { identity, clientAuth, tokenPath } = DEMO_PRINCIPALS[authority].account;
+  return {
+    authority,
+    ...(authority === 'oauth2' ? { tokenUrl: `${emulatorUrl}${tokenPath}` } : { identityUrl: emulatorUrl }),
+    ...(identity !== undefined ? { identity: { ...identity } } : {}),
+    ...(clientAuth !== undefined ? { clientAuth } : {}),
+    ...options,
+  };
+}
+
+export interface AccountSpec {
+  authority: EmulatorAuthority;
+  /** More account settings (scope, onbehalfof, backoff, ...). */
+  options?: Record<string, unknown>;
+}
+
+export interface MultiFixtureOptions {
+  /** One emulator per authority, each with its demo principal registered; the options are added to that. */
+  emulators: Partial<Record<EmulatorAuthority, Omit<EmulatorOptions, 'authority'>>>;
+  accounts: Record<string, AccountSpec>;
+}
+
+export interface MultiFixture {
+  dir: string;
+  stateDir: string;
+  socket: string;
+  configPath: string;
+  agent: AgentProcess;
+  accounts: Readonly<Record<string, AccountSpec>>;
+  /** The emulator of an authority; throws if the fixture has none. */
+  emulator(authority: EmulatorAuthority): Emulator;
+  /** The emulator an account logs in to. */
+  emulatorOf(account: string): Emulator;
+  writeConfig(top?: Record<string, unknown>): void;
+  /** `provision --account NAME --stdin` with the demo credentials of its authority (verified unless args say). */
+  provision(account: string, args?: string[]): Promise<CliResult>;
+  /**
+   * Provisions every account: the first alone (it creates the state database and key), the others a few
+   * at a time. Throws, with the CLI's error output, if one fails.
+   */
+  provisionAll(args?: string[]): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+const PROVISION_CONCURRENCY = 3;
+
+export async function multiFixture(options: MultiFixtureOptions): Promise<MultiFixture> {
+  const w = workspace();
+  const emulators = new Map<EmulatorAuthority, Emulator>();
+  try {
+    for (const [authority, extra] of Object.entries(options.emulators) as Array<[EmulatorAuthority, EmulatorOptions]>) {
+      const emulator = createEmulator({ ...extra, authority, ...DEMO_PRINCIPALS[authority].register });
+      emulators.set(authority, emulator);
+      await emulator.start();
+    }
+  } catch (err) {
+    await w.cleanup(emulators.values());
+    throw err;
+  }
+  const emulator = (authority: EmulatorAuthority): Emulator => {
+    const e = emulators.get(authority);
+    if (!e) throw new Error(`the fixture has no ${authority} emulator`);
+    return e;
+  };
+  const spec = (name: string): AccountSpec => {
+    const a = options.accounts[name];
+    if (!a) throw new Error(`the fixture has no account ${name}`);
+    return a;
+  };
+  const f: MultiFixture = {
+    dir: w.dir,
+    stateDir: w.stateDir,
+    socket: w.socket,
+    configPath: w.configPath,
+    agent: w.agent,
+    accounts: options.accounts,
+    emulator,
+    emulatorOf: (name) => emulator(spec(name).authority),
+    writeConfig(top = {}) {
+      const accounts = Object.fromEntries(
+        Object.entries(options.accounts).map(([name, a]) => [name, demoAccount(a.authority, emulator(a.authority).url, a.options)]),
+      );
+      w.writeConfig(accounts, top);
     },
+    provision(name, args = []) {
+      return w.provision(name, DEMO_PRINCIPALS[spec(name).authority].credentials, args);
+    },
+    async provisionAll(args = []) {
+      const names = Object.keys(options.accounts);
+      const one = async (name: string): Promise<void> => {
+        const r = await f.provision(name, args);
+        if (r.code !== 0) throw new Error(`provision --account ${name} exited ${r.code}: ${r.stderr}`);
+      };
+      const [first, ...rest] = names;
+      if (first !== undefined) await one(first);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < rest.length) await one(rest[next++]!);
+      };
+      await Promise.all(Array.from({ length: Math.min(PROVISION_CONCURRENCY, rest.length) }, worker));
+    },
+    cleanup: () => w.cleanup(emulators.values()),
   };
   f.writeConfig();
   return f;
