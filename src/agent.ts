@@ -87,11 +87,22 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     manager,
     store,
     reload(next) {
-      for (const key of ['socket', 'stateDir'] as const) {
-        if (next[key] !== current[key]) log.warn('config change needs a restart to apply', { setting: key });
+      for (const key of ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server'] as const) {
+        if (JSON.stringify(next[key]) !== JSON.stringify(current[key])) {
+          log.warn('config change needs a restart to apply', { setting: key });
+        }
       }
       manager.reconfigure(next.accounts);
-      current = { ...next, socket: current.socket, stateDir: current.stateDir };
+      // What needs a restart stays as it was running, so the warning repeats until the restart.
+      current = {
+        ...next,
+        socket: current.socket,
+        stateDir: current.stateDir,
+        deviceProfileDirs: current.deviceProfileDirs,
+        identityRoot: current.identityRoot,
+        proxy: current.proxy,
+        server: current.server,
+      };
       log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts) });
     },
     stop() {
