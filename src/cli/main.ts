@@ -4,23 +4,31 @@ import { ConfigError } from '../config/index.js';
 import { SecretKeyError, StoreError } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { CliError, type Io, println, UsageError } from './common.js';
-import { demoCommand } from './commands/demo.js';
-import { doctorCommand } from './commands/doctor.js';
-import { emulatorCommand } from './commands/emulator.js';
-import { identityCommand } from './commands/identity.js';
-import { provisionCommand } from './commands/provision.js';
-import { runCommand } from './commands/run.js';
-import { statusCommand, tokenCommand } from './commands/token.js';
+type Command = (argv: string[], io: Io) => Promise<number>;
 
-const COMMANDS: Record<string, { run: (argv: string[], io: Io) => Promise<number>; summary: string }> = {
-  run: { run: runCommand, summary: 'the agent in the foreground (systemd ExecStart)' },
-  provision: { run: provisionCommand, summary: "store an account's credentials (hidden prompt or --stdin JSON)" },
-  token: { run: tokenCommand, summary: 'ask the running agent for a token' },
-  status: { run: statusCommand, summary: 'what the running agent reports' },
-  identity: { run: identityCommand, summary: "read the device identity with the account's device profile" },
-  doctor: { run: doctorCommand, summary: 'check config, identity, clock, network, TLS, credentials, permissions' },
-  emulator: { run: emulatorCommand, summary: 'the bundled identity-service emulator' },
-  demo: { run: demoCommand, summary: 'emulator + agent in a temporary directory; prints a token' },
+// Commands are loaded when used: `run` (the service, started at every boot) must not pay for the
+// emulator, doctor or provisioning code, in start time or in resident memory.
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  run: { load: async () => (await import('./commands/run.js')).runCommand, summary: 'the agent in the foreground (systemd ExecStart)' },
+  provision: {
+    load: async () => (await import('./commands/provision.js')).provisionCommand,
+    summary: "store an account's credentials (hidden prompt or --stdin JSON)",
+  },
+  token: { load: async () => (await import('./commands/token.js')).tokenCommand, summary: 'ask the running agent for a token' },
+  status: { load: async () => (await import('./commands/token.js')).statusCommand, summary: 'what the running agent reports' },
+  identity: {
+    load: async () => (await import('./commands/identity.js')).identityCommand,
+    summary: "read the device identity with the account's device profile",
+  },
+  doctor: {
+    load: async () => (await import('./commands/doctor.js')).doctorCommand,
+    summary: 'check config, identity, clock, network, TLS, credentials, permissions',
+  },
+  emulator: { load: async () => (await import('./commands/emulator.js')).emulatorCommand, summary: 'the bundled identity-service emulator' },
+  demo: {
+    load: async () => (await import('./commands/demo.js')).demoCommand,
+    summary: 'emulator + agent in a temporary directory; prints a token',
+  },
 };
 
 export const HELP = `Usage: pos-token-agent <command> [options]
@@ -49,7 +57,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const command = COMMANDS[name];
   try {
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
-    return await command.run(rest, io);
+    return await (await command.load())(rest, io);
   } catch (err) {
     if (err instanceof UsageError) {
       println(io.stderr, `pos-token-agent: ${err.message}\nSee: pos-token-agent ${command ? `${name} ` : ''}--help`);
