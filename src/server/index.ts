@@ -145,6 +145,9 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       headersTimeout: options.limits.headersTimeoutMs,
       requestTimeout: options.limits.headersTimeoutMs * 2,
       keepAliveTimeout: Math.min(5_000, options.limits.idleTimeoutMs),
+      // Node checks headersTimeout/requestTimeout only this often (30 s by default), which let a client
+      // trickling partial headers hold a connection for half a minute.
+      connectionsCheckingInterval: Math.min(1_000, options.limits.headersTimeoutMs),
       noDelay: true,
     },
     (req, res) => {
@@ -153,6 +156,19 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   );
   server.maxConnections = options.limits.maxConnections;
   server.timeout = options.limits.idleTimeoutMs;
+  // A connection must deliver its first request's headers within headersTimeoutMs. Node's own check
+  // (above) does not cover a connection that never sends a byte once the checking interval is short,
+  // so the first request gets its own deadline; later ones on a kept-alive connection are covered by
+  // keepAliveTimeout and headersTimeout.
+  const firstRequestSeen = new WeakSet<Socket>();
+  server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(() => {
+      if (!firstRequestSeen.has(socket)) socket.destroy();
+    }, options.limits.headersTimeoutMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
+  server.on('request', (req) => firstRequestSeen.add(req.socket));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET' && !socket.bytesWritten)) {
       socket.destroy();

@@ -532,7 +532,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     for (let round = 0; round < 3; round++) {
       const now = clock.monotonic();
       const t = a.token;
-      if (t && t.expiresAtMono - now >= minTtlMs) {
+      if (t && now < t.expiresAtMono && t.expiresAtMono - now >= minTtlMs) {
         if (now >= t.refreshAtMono && !a.inflight) void ensureLogin(a, 'stale');
         return { ok: true, token: serve(a, t, now) };
       }

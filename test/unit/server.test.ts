@@ -487,3 +487,46 @@ describe('socket server: listen and close', () => {
     assert.throws(() => lstatSync(path), { code: 'ENOENT' });
   });
 });
+
+describe('socket server: slow and silent clients', () => {
+  const FAST = { maxConnections: 64, headersTimeoutMs: 400, idleTimeoutMs: 5_000 };
+  let dir: string;
+  let server: AgentServer;
+  let socketPath: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pta-slow-'));
+    socketPath = join(dir, 'agent.sock');
+    server = createAgentServer(new FakeSource(), { socketPath, limits: FAST, version: 't', log: silentLogger });
+    await server.listen();
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Opens a connection, runs `behave` on it, and resolves with how long the server kept it open. */
+  const heldFor = (behave: (write: (s: string) => void) => void): Promise<number> =>
+    new Promise((resolve) => {
+      const started = Date.now();
+      const c = connect(socketPath);
+      c.on('error', () => {});
+      c.on('close', () => resolve(Date.now() - started));
+      behave((s) => c.writable && c.write(s));
+    });
+
+  test('a connection that never sends a byte is closed after headersTimeoutMs', async () => {
+    const held = await heldFor(() => {});
+    assert.ok(held >= 350 && held < 2_500, `held for ${held} ms`);
+  });
+
+  test('a client trickling partial headers is cut within headersTimeoutMs plus the 1 s check interval', async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const held = await heldFor((write) => {
+      write('GET /v1/health HTTP/1.1\r\n');
+      timer = setInterval(() => write('X-Slow: 1\r\n'), 50);
+    });
+    clearInterval(timer);
+    assert.ok(held < 2_500, `held for ${held} ms`);
+  });
+});
