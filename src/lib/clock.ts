@@ -2,6 +2,8 @@
  * Time as a collaborator. Decision code never calls Date.now() or setTimeout directly:
  * it asks a Clock, so tests drive time with FakeClock and nothing sleeps for real.
  */
+import { readFileSync } from 'node:fs';
+
 export interface Timer {
   cancel(): void;
 }
@@ -13,11 +15,38 @@ export interface Clock {
   monotonic(): number;
   /** Runs fn after ms on the monotonic time line. The timer never keeps the process alive. */
   setTimer(fn: () => void, ms: number): Timer;
+  /**
+   * Which boot this is and how long since it started, suspend included (Linux: boot_id and
+   * /proc/uptime): a time line that survives a restart of the agent and ignores wall-clock steps.
+   * Undefined where it cannot be read.
+   */
+  boot?(): BootTime | undefined;
+}
+
+export interface BootTime {
+  id: string;
+  uptimeMs: number;
+}
+
+let bootId: string | null | undefined;
+
+/** Linux's boot id and uptime; undefined elsewhere or when /proc cannot be read. */
+export function readBootTime(): BootTime | undefined {
+  try {
+    bootId ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    if (!bootId) return undefined;
+    const uptimeS = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    return Number.isFinite(uptimeS) ? { id: bootId, uptimeMs: uptimeS * 1000 } : undefined;
+  } catch {
+    bootId = null;
+    return undefined;
+  }
 }
 
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
   monotonic: () => performance.now(),
+  boot: readBootTime,
   setTimer(fn: () => void, ms: number): Timer {
     const handle = setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
     handle.unref();
@@ -67,6 +96,19 @@ export class FakeClock implements Clock {
 
   now(): number {
     return this.#wall;
+  }
+
+  /** One boot for the whole test, its uptime on the monotonic time line; `reboot()` starts another. */
+  #bootId = 1;
+  #bootOrigin = 0;
+  boot(): BootTime {
+    return { id: `fake-boot-${this.#bootId}`, uptimeMs: this.#mono - this.#bootOrigin };
+  }
+
+  /** A new boot: another boot id, and uptime starts again from 0 (the monotonic clock goes on). */
+  reboot(): void {
+    this.#bootId += 1;
+    this.#bootOrigin = this.#mono;
   }
 
   monotonic(): number {

@@ -39,6 +39,9 @@ export interface StoredToken {
   /** impact-gr: the refresh token (sealed with the access token) and when it expires (wall-clock ms). */
   refreshToken?: string;
   refreshExpiresAt?: number;
+  /** The boot (Linux boot_id) the token was obtained in, and the uptime in ms at that moment. */
+  bootId?: string;
+  bootUptimeMs?: number;
 }
 
 export interface StoredIdentity {
@@ -282,6 +285,8 @@ interface TokenRow {
   credentials_version: number;
   config_fingerprint: string;
   refresh_expires_at: number | null;
+  boot_id: string | null;
+  boot_uptime_ms: number | null;
 }
 
 interface LoginRow {
@@ -318,15 +323,16 @@ function buildStore(
          version = excluded.version, updated_at = excluded.updated_at`,
     ),
     getToken: db.prepare(
-      'SELECT secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at FROM tokens WHERE account = ?',
+      'SELECT secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at, boot_id, boot_uptime_ms FROM tokens WHERE account = ?',
     ),
     putToken: db.prepare(
-      `INSERT INTO tokens (account, secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO tokens (account, secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at, boot_id, boot_uptime_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(account) DO UPDATE SET secret = excluded.secret, token_type = excluded.token_type,
          scope = excluded.scope, obtained_at = excluded.obtained_at, expires_at = excluded.expires_at,
          lifetime_s = excluded.lifetime_s, credentials_version = excluded.credentials_version,
-         config_fingerprint = excluded.config_fingerprint, refresh_expires_at = excluded.refresh_expires_at`,
+         config_fingerprint = excluded.config_fingerprint, refresh_expires_at = excluded.refresh_expires_at,
+         boot_id = excluded.boot_id, boot_uptime_ms = excluded.boot_uptime_ms`,
     ),
     putIdentity: db.prepare(
       `INSERT INTO identities (account, profile, fields, read_at) VALUES (?, ?, ?, ?)
@@ -363,6 +369,7 @@ function buildStore(
       configFingerprint: row.config_fingerprint,
       ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
       ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
+      ...(row.boot_id !== null && row.boot_uptime_ms !== null ? { bootId: row.boot_id, bootUptimeMs: row.boot_uptime_ms } : {}),
     };
   };
 
@@ -407,6 +414,8 @@ function buildStore(
           token.credentialsVersion,
           token.configFingerprint,
           token.refreshExpiresAt !== undefined ? Math.round(token.refreshExpiresAt) : null,
+          token.bootId ?? null,
+          token.bootUptimeMs !== undefined ? Math.round(token.bootUptimeMs) : null,
         );
       }).immediate();
     },

@@ -47,6 +47,10 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
     db.exec(`
       -- impact-gr: when the refresh token (sealed in tokens.secret with the access token) expires.
       ALTER TABLE tokens ADD COLUMN refresh_expires_at INTEGER;
+      -- The boot the token was obtained in and the uptime then: a restart within the same boot
+      -- measures the token's age without trusting the wall clock.
+      ALTER TABLE tokens ADD COLUMN boot_id TEXT;
+      ALTER TABLE tokens ADD COLUMN boot_uptime_ms INTEGER;
       -- The last identity read in full, so a login can go ahead when a source fails.
       CREATE TABLE identities (
         account TEXT PRIMARY KEY,

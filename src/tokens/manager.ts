@@ -345,6 +345,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     }
     const receivedMono = clock.monotonic();
     const receivedWall = clock.now();
+    const receivedBoot = clock.boot?.();
     const durationMs = receivedMono - startedMono;
     loginSeconds?.observe(durationMs / 1000, { authority: a.config.authority });
     loginsTotal?.inc({ authority: a.config.authority, kind, outcome: result.ok ? 'ok' : result.failure.reason });
@@ -405,6 +406,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           ...(fresh.scope !== undefined ? { scope: fresh.scope } : {}),
           ...(refreshToken !== undefined ? { refreshToken, refreshExpiresAt: refreshExpiresAtWall } : {}),
           obtainedAt: receivedWall,
+          ...(receivedBoot ? { bootId: receivedBoot.id, bootUptimeMs: receivedBoot.uptimeMs } : {}),
           expiresAt: receivedWall + lifetimeMs,
           lifetimeS: result.token.expiresInS,
           credentialsVersion: creds.version,
@@ -467,30 +469,53 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     ) {
       a.refresh = { refreshToken: stored.refreshToken, accessToken: stored.accessToken, expiresAtWall: stored.refreshExpiresAt };
     }
-    const why = rejectStored(stored, a, wall);
+    // Within the same boot the token's age is measured on the boot's own time line, which a wall
+    // clock step does not move; only across a reboot is the wall clock all there is.
+    const now = clock.boot?.();
+    const ageByBoot =
+      now && stored.bootId === now.id && stored.bootUptimeMs !== undefined && now.uptimeMs >= stored.bootUptimeMs
+        ? now.uptimeMs - stored.bootUptimeMs
+        : undefined;
+    const why = rejectStored(stored, a, wall, ageByBoot);
     if (why) {
       log.info('not restoring the stored token', { account: name, why });
       return;
     }
-    let expiresAtWall = stored.expiresAt;
-    const exp = decodeJwtClaims(stored.accessToken)?.exp;
-    if (typeof exp === 'number') expiresAtWall = Math.min(expiresAtWall, exp * 1000);
-    const mono = clock.monotonic();
     const lifetimeMs = stored.lifetimeS * 1000;
+    let leftMs: number;
+    let ageMs: number;
+    if (ageByBoot !== undefined) {
+      ageMs = ageByBoot;
+      leftMs = statedLifetimeMs(stored) - ageByBoot;
+    } else {
+      let expiresAtWall = stored.expiresAt;
+      const exp = decodeJwtClaims(stored.accessToken)?.exp;
+      if (typeof exp === 'number') expiresAtWall = Math.min(expiresAtWall, exp * 1000);
+      ageMs = wall - stored.obtainedAt;
+      leftMs = expiresAtWall - wall;
+    }
+    const mono = clock.monotonic();
     a.token = {
       accessToken: stored.accessToken,
       tokenType: stored.tokenType,
       ...(stored.scope !== undefined ? { scope: stored.scope } : {}),
       lifetimeMs,
-      expiresAtMono: mono + (expiresAtWall - wall),
-      refreshAtMono: mono + (stored.obtainedAt + refreshDelayMs(lifetimeMs, random) - wall),
+      expiresAtMono: mono + leftMs,
+      refreshAtMono: mono + refreshDelayMs(lifetimeMs, random) - ageMs,
     };
     a.lastLoginAtWall = stored.obtainedAt;
-    log.info('restored the stored token', { account: name, expires_in_s: Math.floor((expiresAtWall - wall) / 1000) });
+    log.info('restored the stored token', {
+      account: name,
+      expires_in_s: Math.floor(leftMs / 1000),
+      measured_by: ageByBoot !== undefined ? 'uptime (same boot)' : 'wall clock',
+    });
   };
 
-  const rejectStored = (t: StoredToken, a: Account, wall: number): string | undefined => {
+  const rejectStored = (t: StoredToken, a: Account, wall: number, ageByBoot: number | undefined): string | undefined => {
     if (t.configFingerprint !== a.fingerprint) return 'the account config changed since it was obtained';
+    if (ageByBoot !== undefined) {
+      return ageByBoot >= statedLifetimeMs(t) ? 'expired: its lifetime has passed since it was obtained in this boot' : undefined;
+    }
     if (wall < t.obtainedAt - RESTORE_SKEW_MS) {
       return 'the wall clock reads earlier than when the token was obtained; the clock cannot be trusted';
     }
@@ -654,6 +679,14 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       return stopping;
     },
   };
+}
+
+/** The shorter of the lifetime the authority stated and, for a JWT, exp - iat (both clock-free). */
+function statedLifetimeMs(t: StoredToken): number {
+  const claims = decodeJwtClaims(t.accessToken);
+  const lifetime = t.lifetimeS * 1000;
+  if (typeof claims?.exp !== 'number' || typeof claims.iat !== 'number') return lifetime;
+  return Math.min(lifetime, (claims.exp - claims.iat) * 1000);
 }
 
 function failureJournal(f: LoginFailure): Pick<LoginRecord, 'error' | 'httpStatus' | 'message'> {

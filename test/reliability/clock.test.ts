@@ -142,25 +142,33 @@ describe('reliability: wall clock jumps, in process (FakeClock)', () => {
     lifetimeS: number;
     elapsedMs: number;
     jumpMs: number;
-    restored: boolean;
+    /** Restored when the agent restarts in the same boot (its age measured by uptime). */
+    sameBoot: boolean;
+    /** Restored after a reboot (only the wall clock is left). */
+    afterReboot: boolean;
   }
   const restoreCases: RestoreCase[] = [
-    { name: 'no step: restored', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: 0, restored: true },
-    { name: 'a step back of 3 s (within the tolerated skew): restored', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -3_000, restored: true },
-    { name: 'a step back of 1 h: refused (the clock reads before the token was obtained), login', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -HOUR, restored: false },
-    { name: 'a step back of 1 d: refused, login', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -DAY, restored: false },
-    { name: 'a step forward of 1 h on a 2 h token: restored with at most its true remaining life', lifetimeS: 7200, elapsedMs: 10 * MIN, jumpMs: HOUR, restored: true },
-    { name: 'a step forward of 1 h on a 1 h token: refused (expired by the wall clock), login', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: HOUR, restored: false },
-    { name: 'a step forward of 1 d: refused, login', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: DAY, restored: false },
+    { name: 'no step', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: 0, sameBoot: true, afterReboot: true },
+    { name: 'a step back of 3 s (within the tolerated skew)', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -3_000, sameBoot: true, afterReboot: true },
+    { name: 'a step back of 1 h (the clock reads before the token was obtained)', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -HOUR, sameBoot: true, afterReboot: false },
+    { name: 'a step back of 1 d', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: -DAY, sameBoot: true, afterReboot: false },
+    { name: 'a step forward of 1 h on a 2 h token', lifetimeS: 7200, elapsedMs: 10 * MIN, jumpMs: HOUR, sameBoot: true, afterReboot: true },
+    { name: 'a step forward of 1 h on a 1 h token (expired by the wall clock)', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: HOUR, sameBoot: true, afterReboot: false },
+    { name: 'a step forward of 1 d', lifetimeS: 3600, elapsedMs: 10 * MIN, jumpMs: DAY, sameBoot: true, afterReboot: false },
+    { name: 'no step, 70 min on a 1 h token', lifetimeS: 3600, elapsedMs: 70 * MIN, jumpMs: 0, sameBoot: false, afterReboot: false },
   ];
 
-  const restoreAfter = async (c: Pick<RestoreCase, 'lifetimeS' | 'elapsedMs' | 'jumpMs'>): Promise<{ before: string; after: TokenAnswer; logins: number }> => {
+  const restoreAfter = async (
+    c: Pick<RestoreCase, 'lifetimeS' | 'elapsedMs' | 'jumpMs'>,
+    reboot = false,
+  ): Promise<{ before: string; after: TokenAnswer; logins: number }> => {
     authority.lifetimeS = c.lifetimeS;
     const first = await token();
     assert.ok(first.ok, JSON.stringify(first));
     // The agent is down meanwhile (no refresh): time passes, then the wall clock steps.
     await manager.stop();
     await clock.advance(c.elapsedMs);
+    if (reboot) clock.reboot();
     clock.jumpWall(c.jumpMs);
     authority = new TrueTimeAuthority(clock);
     authority.lifetimeS = c.lifetimeS;
@@ -171,22 +179,26 @@ describe('reliability: wall clock jumps, in process (FakeClock)', () => {
   };
 
   for (const c of restoreCases) {
-    it(`restore after ${c.name}`, async () => {
-      // Proves the restore rule for this step: a stored token is trusted only while the wall clock can be,
-      // and never for longer than it really lives. Fails on a wrong refusal/acceptance or an overstated life.
-      const { before, after, logins } = await restoreAfter(c);
-      assert.ok(after.ok, JSON.stringify(after));
-      assert.equal(after.token.accessToken === before, c.restored, c.restored ? 'the stored token is served' : 'a new token is served');
-      assert.equal(logins, c.restored ? 0 : 1);
-      const trueLeft = trueExpiry(after.token.accessToken) - authority.trueNow();
-      assert.ok(trueLeft > 0, 'not expired');
-      assert.ok(after.token.expiresIn * 1000 <= trueLeft + SKEW_MS, `claims ${after.token.expiresIn} s, has ${trueLeft / 1000} s`);
-    });
+    for (const reboot of [false, true]) {
+      const restored = reboot ? c.afterReboot : c.sameBoot;
+      it(`restore after ${c.name}, ${reboot ? 'after a reboot' : 'in the same boot'}: ${restored ? 'restored' : 'refused, login'}`, async () => {
+        // Proves the restore rule for this step: in the same boot a stored token is trusted for exactly its
+        // true remaining life (measured by uptime, whatever the wall clock says); after a reboot only while the
+        // wall clock can be trusted. Fails on a wrong refusal/acceptance or an overstated life.
+        const { before, after, logins } = await restoreAfter(c, reboot);
+        assert.ok(after.ok, JSON.stringify(after));
+        assert.equal(after.token.accessToken === before, restored, restored ? 'the stored token is served' : 'a new token is served');
+        assert.equal(logins, restored ? 0 : 1);
+        const trueLeft = trueExpiry(after.token.accessToken) - authority.trueNow();
+        assert.ok(trueLeft > 0, 'not expired');
+        assert.ok(after.token.expiresIn * 1000 <= trueLeft + SKEW_MS, `claims ${after.token.expiresIn} s, has ${trueLeft / 1000} s`);
+      });
+    }
   }
 
-  it('restore after a step back of 1 h when 90 min passed since a 1 h token was obtained: must not serve it (it expired 30 min ago)', { todo: 'BUG/limitation: restore() trusts any wall clock that reads later than obtainedAt - 5 s; a backward step smaller than the time elapsed since the login makes an expired token look valid (here: served with 30 min "left", 30 min after its true expiry). Needs a second time source, e.g. boot_id + CLOCK_BOOTTIME stored with the token for restarts within one boot' }, async () => {
-    // Proves (once fixed): a token that has truly expired is never restored, even when the wall clock was
-    // stepped back while the agent was down. Fails today: the stored token is served.
+  it('restore after a step back of 1 h when 90 min passed since a 1 h token was obtained: must not serve it (it expired 30 min ago)', async () => {
+    // Proves: within one boot a token that has truly expired is never restored, even when the wall clock was
+    // stepped back while the agent was down (its age is measured by uptime, which a clock step does not move).
     const { before, after } = await restoreAfter({ lifetimeS: 3600, elapsedMs: 90 * MIN, jumpMs: -HOUR });
     assert.ok(after.ok, JSON.stringify(after));
     const trueLeft = trueExpiry(after.token.accessToken) - authority.trueNow();
@@ -272,45 +284,39 @@ describe('reliability: wall clock jumps, the real agent under libfaketime', () =
     ['an hour behind', -HOUR],
     ['a day behind', -DAY],
   ] as const) {
-    it(`restart with the clock ${label}, again with it still off, then with it corrected: a valid token within 5 s each time, never an expired one, a login whenever the stored times cannot be trusted`, async () => {
-      // Proves the restore rules on the real process with a really wrong clock. Fails on a served token that
-      // has expired (true clock), a claimed life longer than the true one, no token within 5 s, or the stored
-      // token restored although the wall clock reads before it was obtained or after it expired.
+    it(`restart with the clock ${label}, again with it still off, then with it corrected: the stored token is kept (same boot), valid and never overstated`, async () => {
+      // Proves the restore rules on the real process with a really wrong clock: within one boot the agent
+      // measures the stored token's age by uptime (boot_id + /proc/uptime, which libfaketime does not touch),
+      // so a wrong wall clock neither throws a valid token away nor revives an expired one. Fails on a served
+      // token that has expired (true clock), a claimed life longer than the true one, no token within 5 s, or
+      // a login although the stored token is valid.
       await restartAt(0);
       const base = await served('at +0');
-      let requests = f.emulator.stats().requests;
-
-      await restartAt(ms);
-      const off = await served(`restarted ${label}`);
-      // Ahead: the stored token has expired by the wall clock. Behind: the clock reads before it was obtained.
-      assert.notEqual(off.token, base.token, 'the stored token is not trusted');
-      assert.equal(f.emulator.stats().requests, requests + 1, 'one login');
-      if (ms < 0) assert.match(agent.output, /the wall clock reads earlier than when the token was obtained/);
-      requests = f.emulator.stats().requests;
-
-      // Still off: a token obtained behind is trusted again (same clock); one obtained ahead carries an exp on the
-      // true clock, which reads as expired on this one: one more login, still within seconds.
-      await restartAt(ms);
-      const still = await served(`restarted ${label} again`);
-      if (ms < 0) {
-        assert.equal(still.token, off.token, 'restored');
-        assert.equal(f.emulator.stats().requests, requests);
-      } else {
-        assert.equal(f.emulator.stats().requests, requests + 1);
+      const requests = f.emulator.stats().requests;
+      for (const [what, at] of [
+        [`restarted ${label}`, ms],
+        [`restarted ${label} again`, ms],
+        [`corrected after ${label}`, 0],
+      ] as const) {
+        await restartAt(at);
+        const s = await served(what);
+        assert.equal(s.token, base.token, `${what}: the stored token is kept`);
+        assert.ok(s.expiresIn <= base.expiresIn, `${what}: claims ${s.expiresIn} s, had ${base.expiresIn} s`);
       }
-      requests = f.emulator.stats().requests;
-
-      // Corrected (NTP): a token stamped ahead reads as obtained in the future; one stamped behind has expired
-      // by the wall clock (600 s tokens, an hour or more behind). Either way: a login.
-      await restartAt(0);
-      await served(`corrected after ${label}`);
-      assert.equal(f.emulator.stats().requests, requests + 1);
+      assert.equal(f.emulator.stats().requests, requests, 'no login');
+      assert.match(agent.output, /uptime \(same boot\)/);
     });
   }
 
-  it('restart an hour behind after 90 min down, holding a 1 h token: must not serve it (it expired 30 min ago)', { todo: 'BUG/limitation, same as the in-process case: restore() cannot tell a wall clock an hour behind from a correct one once it reads later than obtainedAt - 5 s; the agent serves a token that expired 30 min ago and claims 30 min left. A till then gets 401s until it calls /v1/token/refresh' }, async () => {
-    // Proves (once fixed): a token that has truly expired is never served after a restart with a clock that
-    // is behind. Fails today.
+  it('restart an hour behind after 90 min down, holding a 1 h token: must not serve it (it expired 30 min ago)', {
+    todo:
+      'LIMITATION across a reboot: the agent measures a stored token\'s age by uptime within one boot (boot_id + /proc/uptime; ' +
+      'see the in-process test above and test/unit/manager.test.ts), but 90 min off means a reboot, after which only the wall ' +
+      'clock is left, and a clock stepped back by less than the downtime cannot be told from a right one without another time ' +
+      'source. libfaketime cannot move /proc/uptime, so this test stages exactly that across-reboot case.',
+  }, async () => {
+    // Proves (if ever fixed): a token that has truly expired is never served after a restart with a clock that
+    // is behind, even across a reboot.
     f.emulator.setFaults({ lifetimeS: 3600 });
     await restartAt(0);
     const current = await served('at +0');

@@ -359,11 +359,34 @@ describe('token manager', () => {
       assert.ok(a.ok && a.token.accessToken === 'tok-1' && a.token.expiresIn === HOUR_S - 600);
     });
 
-    it('refuses a stored token when the wall clock reads earlier than when it was obtained', async () => {
+    it('after a reboot, refuses a stored token when the wall clock reads earlier than when it was obtained', async () => {
       await token();
+      clock.reboot();
       clock.jumpWall(-3_600_000);
       await restart();
       assert.equal(authority.calls.length, 1, 'logged in anew');
+    });
+
+    it('within one boot, measures the age by uptime: a clock stepped back by less than the downtime does not revive an expired token', async () => {
+      await token();
+      await manager.stop();
+      await clock.advance(90 * 60_000); // the agent is down for 90 min...
+      clock.jumpWall(-3_600_000); // ...and the wall clock is stepped back an hour meanwhile
+      await restart();
+      assert.equal(authority.calls.length, 1, 'the 1 h token expired 30 min ago: logged in anew');
+      const a = await token();
+      assert.ok(a.ok && a.token.accessToken === 'tok-1' && a.token.expiresIn === HOUR_S, 'the new token is served');
+    });
+
+    it('within one boot, a wall clock stepped a day ahead does not throw away a valid token', async () => {
+      await token();
+      await clock.advance(60_000);
+      clock.jumpWall(86_400_000);
+      await restart();
+      const a = await token();
+      assert.ok(a.ok && a.token.accessToken === 'tok-1', 'restored');
+      assert.equal(a.ok && a.token.expiresIn, HOUR_S - 60);
+      assert.equal(authority.calls.length, 0);
     });
 
     it("refuses a stored token whose own exp has passed, even if the stored expiry has not", async () => {

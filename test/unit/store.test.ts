@@ -371,7 +371,7 @@ describe('store', () => {
     s.putToken('a', token());
     s.close();
     const db = new Database(join(dir, DB_FILE));
-    db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at FROM tokens WHERE account = 'a'").run();
+    db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at, boot_id, boot_uptime_ms FROM tokens WHERE account = 'a'").run();
     db.close();
     const again = openIt();
     assert.equal(again.getToken('a')?.accessToken, CANARY_TOKEN);
