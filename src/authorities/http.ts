@@ -14,10 +14,21 @@ import type { Agent as HttpAgent, ClientRequestArgs } from 'node:http';
 import { Agent as HttpsAgent, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import got, { RequestError } from 'got';
+import type { RequestError } from 'got';
 import type { Duplex } from 'node:stream';
 import { HttpProxyAgent, HttpsProxyAgent, type HttpProxyAgentOptions, type HttpsProxyAgentOptions } from 'hpagent';
 import type { ProxyConfig } from '../config/index.js';
+
+type GotModule = typeof import('got');
+let gotModule: Promise<GotModule> | undefined;
+let RequestErrorClass: GotModule['RequestError'] | undefined;
+/** got and its dependencies (~20 MiB, ~150 ms to load) are loaded for the first request, not at start. */
+const loadGot = (): Promise<GotModule> =>
+  (gotModule ??= import('got').then((m) => {
+    RequestErrorClass = m.RequestError;
+    return m;
+  }));
+const isRequestError = (err: unknown): err is RequestError => RequestErrorClass !== undefined && err instanceof RequestErrorClass;
 
 export type { ProxyConfig };
 
@@ -177,6 +188,7 @@ export function createHttpClient(options: HttpClientOptions = {}): NodeHttpClien
         throw new TransportError('config', `a ${req.method} request cannot carry a body (${safeOrigin(req.url)})`);
       }
       const agent = await agentFor(target, proxy, req.tls, req.timeouts.connectMs);
+      const { default: got } = await loadGot();
       const options = {
         method: req.method,
         headers: { 'user-agent': 'pos-token-agent', ...req.headers },
@@ -585,7 +597,7 @@ function translate(err: unknown, url: string, proxy: URL | undefined): Transport
   const via = proxy ? ` through proxy ${displayProxy(proxy)}` : '';
   const scrub = (s: string): string => scrubProxySecrets(s, proxy);
   const cause = safeCause(err, scrub);
-  if (err instanceof RequestError) {
+  if (isRequestError(err)) {
     const code = err.code;
     const message = scrub(err.message);
     if (err.name === 'TimeoutError' || code === 'ETIMEDOUT') {
@@ -631,7 +643,7 @@ function translate(err: unknown, url: string, proxy: URL | undefined): Transport
  */
 function safeCause(err: unknown, scrub: (s: string) => string): Error | undefined {
   if (!(err instanceof Error)) return undefined;
-  const inner = err instanceof RequestError && err.cause instanceof Error ? err.cause : err;
+  const inner = isRequestError(err) && err.cause instanceof Error ? err.cause : err;
   const copy = new Error(scrub(firstLine(inner.message)));
   copy.name = inner.name;
   const code = (inner as NodeJS.ErrnoException).code;

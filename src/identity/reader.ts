@@ -2,8 +2,8 @@
  * The identity reader: finds an account's device profile, reads each field's sources in order
  * and reports every value with where it came from, or why a field has none.
  */
+import { readFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
-import machineIdModule from 'node-machine-id';
 import type { AccountConfig } from '../config/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { silentLogger, type Logger } from '../lib/log.js';
@@ -88,7 +88,22 @@ export function isExpensive(source: ValueSource): boolean {
   return EXPENSIVE.has(source.source);
 }
 
-export const defaultMachineId = (): Promise<string> => machineIdModule.machineId(true);
+/**
+ * node-machine-id's machineId(true) without its shell (`cat /var/lib/dbus/machine-id /etc/machine-id | head -n 1`,
+ * ~15 ms and a fork at every start): the same files in the same order, first line. Its hostname fallback is
+ * refused by checkMachineId anyway, so a missing file is an error here.
+ */
+export const defaultMachineId = async (): Promise<string> => {
+  for (const path of ['/var/lib/dbus/machine-id', '/etc/machine-id']) {
+    try {
+      const line = (await readFile(path, 'utf8')).split('\n', 1)[0]!.trim();
+      if (line !== '') return line;
+    } catch {
+      /* the next one */
+    }
+  }
+  throw new Error('neither /var/lib/dbus/machine-id nor /etc/machine-id can be read');
+};
 
 export function createIdentityReader(options: IdentityReaderOptions): IdentityReader {
   const root = options.root ?? '/';

@@ -9,7 +9,7 @@
  * Other processes are kept off by serialport's exclusive lock on the open port.
  */
 import { realpath } from 'node:fs/promises';
-import { DelimiterParser, SerialPort } from 'serialport';
+import type { SerialPort } from 'serialport';
 import { sleep, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { SERIAL_DEFAULTS, type SerialSource } from './profile.js';
@@ -122,11 +122,17 @@ function keepingAlive<T>(work: Promise<T>): Promise<T> {
   return work.finally(() => clearInterval(handle));
 }
 
+type SerialportModule = typeof import('serialport');
+let serialportModule: Promise<SerialportModule> | undefined;
+/** serialport (a native binding: ~13 MiB and ~100 ms to load) is loaded the first time a port is read, not at start. */
+const loadSerialport = (): Promise<SerialportModule> => (serialportModule ??= import('serialport'));
+
 async function tries(s: Settings, deps: SerialDeps): Promise<SourceOutcome> {
+  const serialport = await loadSerialport();
   const total = s.retries + 1;
   const reasons: string[] = [];
   for (let attempt = 1; attempt <= total; attempt++) {
-    const result = await oneTry(s, deps);
+    const result = await oneTry(s, deps, serialport);
     if (result.ok) {
       if (attempt > 1) deps.log.info('serial identity read after retries', { port: s.path, attempt });
       return result;
@@ -142,7 +148,7 @@ async function tries(s: Settings, deps: SerialDeps): Promise<SourceOutcome> {
   };
 }
 
-function oneTry(s: Settings, deps: SerialDeps): Promise<SourceOutcome> {
+function oneTry(s: Settings, deps: SerialDeps, { SerialPort, DelimiterParser }: SerialportModule): Promise<SourceOutcome> {
   return new Promise<SourceOutcome>((resolve) => {
     const port = new SerialPort({
       path: s.path,

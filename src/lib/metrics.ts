@@ -8,6 +8,25 @@ function labelKey(labels: Labels): string {
     .join(',');
 }
 
+/**
+ * labelKey sorts and escapes on every call; the same few label sets come back on every request, so each metric
+ * remembers the keys it has seen (bounded: past the limit it just computes them).
+ */
+const MEMO_LIMIT = 1_000;
+function labelKeyMemo(): (labels: Labels) => string {
+  const memo = new Map<string, string>();
+  return (labels) => {
+    let raw = '';
+    for (const k in labels) raw += `${k}\u0000${labels[k]}\u0001`;
+    let key = memo.get(raw);
+    if (key === undefined) {
+      key = labelKey(labels);
+      if (memo.size < MEMO_LIMIT) memo.set(raw, key);
+    }
+    return key;
+  };
+}
+
 export interface Counter {
   inc(labels?: Labels, by?: number): void;
 }
@@ -28,6 +47,7 @@ export function createMetrics(): MetricsRegistry {
   return {
     counter(name, help) {
       const values = new Map<string, number>();
+      const keyOf = labelKeyMemo();
       blocks.push(() => {
         let out = `# HELP ${name} ${help}\n# TYPE ${name} counter\n`;
         for (const [k, v] of values) out += `${name}${k ? `{${k}}` : ''} ${v}\n`;
@@ -35,7 +55,7 @@ export function createMetrics(): MetricsRegistry {
       });
       return {
         inc(labels = {}, by = 1) {
-          const k = labelKey(labels);
+          const k = keyOf(labels);
           values.set(k, (values.get(k) ?? 0) + by);
         },
       };

@@ -9,11 +9,13 @@ import type { ServerLimits } from '../config/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { MetricsRegistry } from '../lib/metrics.js';
-import type { AccountStatus, TokenAnswer } from '../tokens/index.js';
+import type { AccountStatus, ServedToken, TokenAnswer } from '../tokens/index.js';
 
 /** What the server needs of the token manager. */
 export interface TokenSource {
   getToken(account: string, minTtlS: number): Promise<TokenAnswer>;
+  /** The answer without waiting when there is one (a fresh token); the hot path skips getToken's promises. */
+  peek?(account: string, minTtlS: number): TokenAnswer | undefined;
   refresh(account: string, rejectedToken: string, minTtlS: number): Promise<TokenAnswer>;
   status(): Record<string, AccountStatus>;
   unhealthy(): string[];
@@ -40,6 +42,8 @@ const MAX_MIN_TTL_S = 86_400;
 const MAX_BODY_BYTES = 16 * 1024;
 const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
+/** Distinct request targets whose parse is kept (tills ask for the same one again and again). */
+const TARGET_CACHE_SIZE = 64;
 
 class HttpError extends Error {
   constructor(
@@ -56,6 +60,17 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   const log = options.log;
   const startedMono = clock.monotonic();
   const requests = options.metrics?.counter('pos_token_agent_http_requests_total', 'Socket API requests by route and status.');
+  const targets = new Map<string, URL>();
+  const parseTarget = (raw: string): URL => {
+    let url = targets.get(raw);
+    if (url === undefined) {
+      url = new URL(raw, 'http://agent');
+      if (targets.size >= TARGET_CACHE_SIZE) targets.delete(targets.keys().next().value!);
+      targets.set(raw, url);
+    }
+    return url;
+  };
+  const bodies = createTokenBodyCache();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let route = 'other';
@@ -73,7 +88,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       }
       let url: URL;
       try {
-        url = new URL(req.url ?? '/', 'http://agent');
+        url = parseTarget(req.url ?? '/');
       } catch {
         throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
       }
@@ -84,7 +99,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           const account = accountParam(url.searchParams.get('account'));
           const rawMinTtl = url.searchParams.get('min_ttl');
           const minTtl = rawMinTtl === null ? DEFAULT_MIN_TTL_S : minTtlParam(rawMinTtl);
-          send(res, ...tokenAnswer(await source.getToken(account, minTtl)));
+          sendToken(res, source.peek?.(account, minTtl) ?? (await source.getToken(account, minTtl)), bodies);
           return;
         }
         case '/v1/token/refresh': {
@@ -100,7 +115,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
             body.min_ttl === undefined
               ? DEFAULT_MIN_TTL_S
               : minTtlParam(typeof body.min_ttl === 'number' ? String(body.min_ttl) : '');
-          send(res, ...tokenAnswer(await source.refresh(account, rejected, minTtl)));
+          sendToken(res, await source.refresh(account, rejected, minTtl), bodies);
           return;
         }
         case '/v1/status':
@@ -139,6 +154,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     }
   };
 
+  const firstRequestSeen = new WeakSet<Socket>();
   const server: Server = createServer(
     {
       maxHeaderSize: 8 * 1024,
@@ -151,6 +167,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       noDelay: true,
     },
     (req, res) => {
+      firstRequestSeen.add(req.socket);
       void handle(req, res);
     },
   );
@@ -160,7 +177,6 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   // (above) does not cover a connection that never sends a byte once the checking interval is short,
   // so the first request gets its own deadline; later ones on a kept-alive connection are covered by
   // keepAliveTimeout and headersTimeout.
-  const firstRequestSeen = new WeakSet<Socket>();
   server.on('connection', (socket: Socket) => {
     const timer = setTimeout(() => {
       if (!firstRequestSeen.has(socket)) socket.destroy();
@@ -168,7 +184,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
   });
-  server.on('request', (req) => firstRequestSeen.add(req.socket));
+
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET' && !socket.bytesWritten)) {
       socket.destroy();
@@ -197,7 +213,9 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       await prepareSocketPath(options.socketPath);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(options.socketPath, () => {
+        // A backlog as deep as the connection limit: a burst of tills connecting at once (after a reboot, or while
+        // the loop is busy for a moment) waits in the kernel's queue instead of failing with EAGAIN at 511.
+        server.listen({ path: options.socketPath, backlog: options.limits.maxConnections }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -301,6 +319,48 @@ function tokenAnswer(answer: TokenAnswer): [number, Record<string, unknown>, Rec
         { 'retry-after': String(e.retryAfterS) },
       ];
   }
+}
+
+interface TokenBody {
+  token: ServedToken;
+  text: string;
+  length: number;
+}
+
+/**
+ * The JSON of the last 200 answer per account: the same token with the same seconds left is serialized once
+ * (expires_in changes once a second), not once per request.
+ */
+function createTokenBodyCache(): (t: ServedToken) => TokenBody {
+  const last = new Map<string, TokenBody>();
+  return (t) => {
+    const hit = last.get(t.account);
+    if (
+      hit &&
+      hit.token.accessToken === t.accessToken &&
+      hit.token.expiresIn === t.expiresIn &&
+      hit.token.expiresAt === t.expiresAt &&
+      hit.token.tokenType === t.tokenType &&
+      hit.token.scope === t.scope
+    ) {
+      return hit;
+    }
+    const text = JSON.stringify(tokenAnswer({ ok: true, token: t })[1]);
+    const body = { token: t, text, length: Buffer.byteLength(text) };
+    last.set(t.account, body);
+    return body;
+  };
+}
+
+function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedToken) => TokenBody): void {
+  if (!answer.ok) {
+    send(res, ...tokenAnswer(answer));
+    return;
+  }
+  if (res.headersSent) return;
+  const body = bodies(answer.token);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' });
+  res.end(res.req.method === 'HEAD' ? undefined : body.text);
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

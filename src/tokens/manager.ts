@@ -89,6 +89,11 @@ export interface TokenManager {
   /** Restores stored tokens and starts background renewal. */
   start(): void;
   getToken(account: string, minTtlS: number): Promise<TokenAnswer>;
+  /**
+   * getToken's answer when it needs no waiting: a fresh token with at least minTtlS left (counted like getToken).
+   * Undefined otherwise (unknown account, no token, too little left, or due for renewal): then call getToken.
+   */
+  peek(account: string, minTtlS: number): TokenAnswer | undefined;
   refresh(account: string, rejectedToken: string, minTtlS: number): Promise<TokenAnswer>;
   status(): Record<string, AccountStatus>;
   /** Accounts without a usable token. */
@@ -105,6 +110,8 @@ interface HeldToken {
   lifetimeMs: number;
   expiresAtMono: number;
   refreshAtMono: number;
+  /** serve()'s expires_at, kept with the whole-second wall time it was made for. */
+  expiresAtIso?: { wallS: number; iso: string };
 }
 
 interface LastError {
@@ -198,11 +205,13 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
 
   const serve = (a: Account, t: HeldToken, now: number): ServedToken => {
     const leftMs = t.expiresAtMono - now;
+    const wallS = Math.floor(wallAt(t.expiresAtMono) / 1000);
+    if (t.expiresAtIso?.wallS !== wallS) t.expiresAtIso = { wallS, iso: new Date(wallS * 1000).toISOString() };
     return {
       accessToken: t.accessToken,
       tokenType: t.tokenType,
       expiresIn: Math.floor(leftMs / 1000),
-      expiresAt: new Date(Math.floor(wallAt(t.expiresAtMono) / 1000) * 1000).toISOString(),
+      expiresAt: t.expiresAtIso.iso,
       account: a.config.name,
       scope: t.scope ?? null,
     };
@@ -600,6 +609,16 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       }
     },
     getToken: (name, minTtlS) => count(answer(name, minTtlS)),
+    peek(name, minTtlS) {
+      const a = table.get(name);
+      const t = a?.token;
+      if (!a || !t) return undefined;
+      const now = clock.monotonic();
+      // A stale token goes through getToken, which also starts its renewal.
+      if (t.expiresAtMono - now < minTtlS * 1000 || now >= t.refreshAtMono) return undefined;
+      requestsTotal?.inc({ result: 'ok' });
+      return { ok: true, token: serve(a, t, now) };
+    },
     refresh: (name, rejected, minTtlS) => count(answer(name, minTtlS, rejected)),
     status() {
       const now = clock.monotonic();
