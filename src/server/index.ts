@@ -72,6 +72,43 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   };
   const bodies = createTokenBodyCache();
 
+  /** GET /v1/token targets already checked: their account and min_ttl, or null when they need the full path. */
+  const tokenTargets = new Map<string, { account: string; minTtl: number } | null>();
+  const tokenTarget = (raw: string): { account: string; minTtl: number } | null => {
+    let t = tokenTargets.get(raw);
+    if (t === undefined) {
+      t = null;
+      try {
+        const url = new URL(raw, 'http://agent');
+        if (url.pathname === '/v1/token') {
+          const minTtl = url.searchParams.get('min_ttl');
+          t = { account: accountParam(url.searchParams.get('account')), minTtl: minTtl === null ? DEFAULT_MIN_TTL_S : minTtlParam(minTtl) };
+        }
+      } catch {
+        t = null; // the full path answers it with the right error
+      }
+      if (tokenTargets.size >= TARGET_CACHE_SIZE) tokenTargets.delete(tokenTargets.keys().next().value!);
+      tokenTargets.set(raw, t);
+    }
+    return t;
+  };
+
+  /**
+   * The hot path, without promises: a well-formed GET /v1/token for an account holding a fresh token.
+   * Anything else (an error to answer, a token to wait for) goes through `handle`, which checks it all.
+   */
+  const answerFresh = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (req.method !== 'GET' || !source.peek || req.headers['x-pos-agent'] !== '1') return false;
+    for (const h of FORBIDDEN_HEADERS) if (req.headers[h] !== undefined) return false;
+    const target = tokenTarget(req.url ?? '/');
+    if (!target) return false;
+    const answer = source.peek(target.account, target.minTtl);
+    if (!answer) return false;
+    sendToken(res, answer, bodies);
+    requests?.inc({ route: '/v1/token', status: '200' });
+    return true;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let route = 'other';
     try {
@@ -168,7 +205,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     },
     (req, res) => {
       firstRequestSeen.add(req.socket);
-      void handle(req, res);
+      if (!answerFresh(req, res)) void handle(req, res);
     },
   );
   server.maxConnections = options.limits.maxConnections;
