@@ -7,24 +7,12 @@ import type { AccountConfig, DeviceIdentity } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { StoredIdentity } from '../store/index.js';
+import { IDENTITY_FIELDS, type IdentityField, type IdentityReading as ReaderReading, type IdentityValue } from '../identity/index.js';
 
-export const IDENTITY_FIELDS = ['posserial', 'pososversion', 'posmodelframework'] as const;
-export type IdentityField = (typeof IDENTITY_FIELDS)[number];
+export { IDENTITY_FIELDS, type IdentityField, type IdentityValue };
 
-export interface IdentityValue {
-  value: string;
-  /** Where it came from, for people: "dmi product_serial", "serialport /dev/ttyUSB0", "config". */
-  source: string;
-}
-
-export interface IdentityReading {
-  profile: string | null;
-  values: Partial<Record<IdentityField, IdentityValue>>;
-  /** Why a field that has sources yielded nothing. */
-  errors: Partial<Record<IdentityField, string>>;
-  /** Fields not read because their sources are expensive and only cheap ones were asked for. */
-  skipped?: IdentityField[];
-}
+/** A reading as identity/ makes it; `skipped` may be left out by providers that have no expensive sources. */
+export type IdentityReading = Omit<ReaderReading, 'skipped'> & { skipped?: IdentityField[] };
 
 /** What the manager needs of identity/: a reader and which fields an authority cannot do without. */
 export interface IdentityProvider {
