@@ -103,11 +103,11 @@ describe('reliability: the authority misbehaving', () => {
 
   /** A token with at least 3 of its 4 s left, with when it is surely valid and surely expired by. */
   const freshToken = async (): Promise<{ token: string; validFrom: number; validTo: number }> => {
-    const sentAt = Date.now();
     const { answer, at } = await tokenWithin(f.socket, 10_000, LIFETIME_S - 1);
     const expiresIn = answer.json.expires_in as number;
-    // The agent's expiry lies between (answer + expires_in) and (ask + expires_in + 1) s: expires_in is floored.
-    return { token: answer.json.access_token as string, validFrom: at + expiresIn * 1000 - 150, validTo: sentAt + (expiresIn + 1) * 1000 + 150 };
+    // The agent's expiry lies between (answer + expires_in) and (answer + expires_in + 1) s: expires_in is floored,
+    // and the answer was made at the latest when it arrived (a login in between makes the ask time too early).
+    return { token: answer.json.access_token as string, validFrom: at + expiresIn * 1000 - 150, validTo: at + (expiresIn + 1) * 1000 + 150 };
   };
 
   const recover = async (): Promise<number> => {
@@ -213,10 +213,9 @@ describe('reliability: the network gone for longer than a token lives', () => {
     // Proves the outage story end to end with connections refused (not answered badly). Fails when a valid
     // token is refused or an expired one served, the 503 is wrong, the agent retries more than the backoff
     // allows (counted from its own "login" log lines), or it takes longer than the budget to recover.
-    const sentAt = Date.now();
     const { answer, at } = await tokenWithin(f.socket, 10_000, 2);
     const expiresIn = answer.json.expires_in as number;
-    const fresh = { token: answer.json.access_token as string, validFrom: at + expiresIn * 1000 - 150, validTo: sentAt + (expiresIn + 1) * 1000 + 150 };
+    const fresh = { token: answer.json.access_token as string, validFrom: at + expiresIn * 1000 - 150, validTo: at + (expiresIn + 1) * 1000 + 150 };
     await f.emulator.stop();
     const logFrom = f.agent.output.length;
     const seen = await pollTokens(f.socket, Date.now() + OUTAGE_MS);
