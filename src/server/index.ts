@@ -237,7 +237,14 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     socket.end(
       `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
-    socket.destroySoon?.();
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      // The client may still be sending its oversized headers: closing now would reset the connection and
+      // could throw the 431 away before it is read. Drop what still comes; the client closes once answered,
+      // and the first-request deadline bounds a client that does not.
+      socket.resume();
+    } else {
+      socket.destroySoon?.();
+    }
   });
 
   let closing: Promise<void> | undefined;
