@@ -5,14 +5,15 @@
  * slowloris-style partial headers; afterwards the agent answers correctly and its memory and file
  * descriptors are back near idle.
  *
- * Memory bound: VmRSS at most 30 MB above the idle figure, both taken as the lowest over 3 s of settling. The
+ * Memory bound: VmRSS at most 40 MB above the idle figure, both taken as the lowest over 3 s of settling. The
  * idle figure is that of an agent which has served a short warm-up of the same traffic (2,000 of these
  * requests, 1,100 connections opened and closed, two pipelining clients), not of a fresh process: V8 sizes its
  * heap to the load it has seen and collects the old generation lazily (with --trace-gc, the only mark-compact
  * in a whole run is the one at start-up), so a fresh agent's figure (about 87 MB here) would measure heap
  * sizing and uncollected garbage (30-60 MB after this abuse), not what the agent keeps. Against the warmed-up
  * figure, a leak of a few kilobytes per request or connection (10,000 requests, 2,000+ connections) exceeds
- * 30 MB, while V8's and malloc's normal slack stays under it.
+ * 40 MB, while V8's and malloc's normal slack stays under it: seven clean-clone runs measured +12 to +32 MB
+ * (the bound was 30 MB until a CI run measured +32 MB with no leak: the figure depends on when V8 collects).
  */
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
@@ -23,7 +24,7 @@ import { openFds, rssKb, seededRandom, settledRssKb, sleep, type Random } from '
 const REQUESTS = 10_000;
 const CONCURRENCY = 64;
 const IDLE_CONNECTIONS = 1_000;
-const RSS_BOUND_KB = 30 * 1024;
+const RSS_BOUND_KB = 40 * 1024;
 const HEADERS_TIMEOUT_MS = 5_000;
 const IDLE_TIMEOUT_MS = 30_000;
 /** Slowloris observers kept open through the whole file: fewer than 1024 - 1000 - 1. */
