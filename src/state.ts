@@ -8,8 +8,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AgentConfig } from './config/index.js';
-import { checkMachineId } from './identity/sources.js';
-import { defaultMachineId } from './identity/reader.js';
+import { checkMachineId, defaultMachineId } from './identity/index.js';
 import { KEY_FILE, type OpenStoreOptions } from './store/index.js';
 
 /** The name of the systemd credential that may carry the key. */

@@ -4,7 +4,7 @@
  * os-release, files, the machine id, a fiscal module on a serial port, env, static values)
  * and from the account's `identity` in the config, which overrides the profile per field.
  */
-import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, type AccountConfig, type DeviceIdentity } from '../config/index.js';
+import type { AccountConfig, DeviceIdentity } from '../config/index.js';
 import { IDENTITY_FIELDS, requiredFields, sendsDeviceHeaders } from './fields.js';
 import { ProfileError, ProfileNotFoundError } from './profile.js';
 import { createIdentityReader, type IdentityReader, type IdentityReaderOptions, type IdentityReading } from './reader.js';
@@ -23,6 +23,7 @@ export {
 } from './profile.js';
 export {
   createIdentityReader,
+  defaultMachineId,
   isExpensive,
   type DetectedProfile,
   type DetectResult,
@@ -33,6 +34,7 @@ export {
   type ReadOptions,
 } from './reader.js';
 export { createPortLocks, processPortLocks, type PortLocks } from './serial.js';
+export { checkMachineId } from './sources.js';
 
 export type IdentityResult = { ok: true; identity: DeviceIdentity } | { ok: false; message: string };
 
@@ -67,7 +69,8 @@ export function toDeviceIdentity(reading: IdentityReading): DeviceIdentity {
 }
 
 /**
- * The function the token manager and `provision` call before a login. Accounts of authorities that
+ * What `provision` calls before its verifying login (the agent merges readings with the last good
+ * identity in tokens/identity-tracker.ts instead). Accounts of authorities that
  * send no device headers get their config identity as it is, without reading any profile.
  */
 export function createIdentityResolver(
@@ -86,16 +89,4 @@ export function createIdentityResolver(
     const problem = identityProblem(account, reading);
     return problem === undefined ? { ok: true, identity: toDeviceIdentity(reading) } : { ok: false, message: problem };
   };
-}
-
-let defaultResolver: ((account: AccountConfig) => Promise<IdentityResult>) | undefined;
-
-/**
- * Resolves an account's identity with the default places: profiles in the bundled directory then
- * /etc/pos-token-agent/device-profiles, files under "/". Prefer createIdentityResolver with the
- * config's deviceProfileDirs and identityRoot.
- */
-export function resolveIdentity(account: AccountConfig): Promise<IdentityResult> {
-  defaultResolver ??= createIdentityResolver({ profileDirs: [BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR] });
-  return defaultResolver(account);
 }

@@ -60,16 +60,6 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   const log = options.log;
   const startedMono = clock.monotonic();
   const requests = options.metrics?.counter('pos_token_agent_http_requests_total', 'Socket API requests by route and status.');
-  const targets = new Map<string, URL>();
-  const parseTarget = (raw: string): URL => {
-    let url = targets.get(raw);
-    if (url === undefined) {
-      url = new URL(raw, 'http://agent');
-      if (targets.size >= TARGET_CACHE_SIZE) targets.delete(targets.keys().next().value!);
-      targets.set(raw, url);
-    }
-    return url;
-  };
   const bodies = createTokenBodyCache();
 
   /** GET /v1/token targets already checked: their account and min_ttl, or null when they need the full path. */
@@ -125,7 +115,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       }
       let url: URL;
       try {
-        url = parseTarget(req.url ?? '/');
+        url = new URL(req.url ?? '/', 'http://agent');
       } catch {
         throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
       }
@@ -136,7 +126,8 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           const account = accountParam(url.searchParams.get('account'));
           const rawMinTtl = url.searchParams.get('min_ttl');
           const minTtl = rawMinTtl === null ? DEFAULT_MIN_TTL_S : minTtlParam(rawMinTtl);
-          sendToken(res, source.peek?.(account, minTtl) ?? (await source.getToken(account, minTtl)), bodies);
+          // A fresh token was already answered by answerFresh; here a token may need waiting for.
+          sendToken(res, await source.getToken(account, minTtl), bodies);
           return;
         }
         case '/v1/token/refresh': {

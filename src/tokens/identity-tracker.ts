@@ -7,7 +7,13 @@ import type { AccountConfig, DeviceIdentity } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { StoredIdentity } from '../store/index.js';
-import { IDENTITY_FIELDS, type IdentityField, type IdentityReading as ReaderReading, type IdentityValue } from '../identity/index.js';
+import {
+  IDENTITY_FIELDS,
+  requiredFields,
+  type IdentityField,
+  type IdentityReading as ReaderReading,
+  type IdentityValue,
+} from '../identity/index.js';
 
 export { IDENTITY_FIELDS, type IdentityField, type IdentityValue };
 
@@ -50,7 +56,7 @@ export const configIdentityProvider: IdentityProvider = {
     }
     return { profile: null, values, errors: {} };
   },
-  required: (account) => (account.authority === 'eta-ereceipt' ? ['posserial'] : []),
+  required: (account) => requiredFields(account.authority),
 };
 
 export interface IdentityTracker {

@@ -5,7 +5,7 @@
  * Time: expiry is kept on the monotonic clock while running and stored as wall-clock time.
  * Nothing here reads Date.now() or sets a real timer: the Clock does.
  */
-import type { Authority, Credentials, DeviceIdentity, LoginFailure, LoginResult } from '../authorities/index.js';
+import type { Authority, Credentials, LoginFailure, LoginResult } from '../authorities/index.js';
 import { decodeJwtClaims } from '../authorities/index.js';
 import { accountFingerprint, type AccountConfig } from '../config/index.js';
 import { systemClock, type Clock, type Timer } from '../lib/clock.js';
@@ -143,7 +143,6 @@ interface Account {
   rejectedVersion?: number;
   lastLoginAtWall?: number;
   lastForcedMono?: number;
-  identity?: DeviceIdentity;
   timer?: Timer;
   removed: boolean;
 }
@@ -308,7 +307,6 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       fail(a, 'identity_unavailable', `device identity unavailable: ${id.message}`);
       return;
     }
-    a.identity = id.identity;
     if (a.removed || stopping) return;
 
     const limit = a.authority.loginLimit?.(a.config, creds.credentials as Credentials);
@@ -391,11 +389,13 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     };
     a.token = fresh;
     const refreshToken = result.token.refreshToken;
-    const refreshExpiresAtWall =
-      refreshToken !== undefined ? receivedWall + (result.token.refreshExpiresInS ?? 0) * 1000 : undefined;
     a.refresh =
-      refreshToken !== undefined && refreshExpiresAtWall !== undefined
-        ? { refreshToken, accessToken: fresh.accessToken, expiresAtWall: refreshExpiresAtWall }
+      refreshToken !== undefined
+        ? {
+            refreshToken,
+            accessToken: fresh.accessToken,
+            expiresAtWall: receivedWall + (result.token.refreshExpiresInS ?? 0) * 1000,
+          }
         : undefined;
     a.failures = 0;
     a.nextAttemptMono = 0;
@@ -413,7 +413,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           accessToken: fresh.accessToken,
           tokenType: fresh.tokenType,
           ...(fresh.scope !== undefined ? { scope: fresh.scope } : {}),
-          ...(refreshToken !== undefined ? { refreshToken, refreshExpiresAt: refreshExpiresAtWall } : {}),
+          ...(a.refresh ? { refreshToken: a.refresh.refreshToken, refreshExpiresAt: a.refresh.expiresAtWall } : {}),
           obtainedAt: receivedWall,
           ...(receivedBoot ? { bootId: receivedBoot.id, bootUptimeMs: receivedBoot.uptimeMs } : {}),
           expiresAt: receivedWall + lifetimeMs,
@@ -676,7 +676,6 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           a.failures = 0;
           a.nextAttemptMono = 0;
           a.lastError = undefined;
-          a.identity = undefined;
           if (started) void ensureLogin(a, 'config');
         }
       }

@@ -34,9 +34,10 @@ the profile's. Nothing is sent anywhere; identity values are not secrets.
   --detect         list the device profiles matching this hardware, most specific first
   --json           print one JSON object instead of a table
 
-Exits 1 when the agent could not log in with what was read (a required value missing, or
-a value the profile gives sources for unreadable or unsendable), and with --detect when no
-profile matches.`;
+Exits 1 when what was read is not usable for a login on its own (a required value missing,
+or a value the profile gives sources for unreadable or unsendable; the running agent would
+then log in with its last good identity, if it has one), and with --detect when no profile
+matches.`;
 
 const options = {
   ...configOption,

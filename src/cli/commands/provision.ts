@@ -11,8 +11,12 @@ export const provisionHelp = `Usage: pos-token-agent provision --account NAME [-
 Stores an account's credentials, encrypted, in the state database. Secrets are asked for
 with hidden input, or read as one JSON object on standard input with --stdin, e.g.
   {"clientId": "...", "clientSecret": "...", "presharedKey": "..."}
+The fields depend on the authority: clientId, clientSecret (and presharedKey for eta-ereceipt);
+vat and apiKey for impact-gr.
 Unless --no-verify, they are first checked with one real login; nothing is stored if it fails.
-Re-running it replaces the account's credentials.`;
+Re-running it replaces the account's credentials. A state database that cannot be used on this
+machine (copied from another box, or its key lost) is renamed aside (*.unusable-<time>), not
+deleted, and a fresh one is made.`;
 
 export interface ProvisionResult {
   version: number;

@@ -3,12 +3,18 @@ import { askAgent, CliError, configOption, type Io, parse, println, socketPath, 
 export const tokenHelp = `Usage: pos-token-agent token [--account NAME] [--min-ttl S] [--json] [--socket PATH | --config FILE]
 
 Asks the running agent for a token with at least S seconds left (default 60) and prints
-the bare token, or with --json the whole answer.`;
+the bare token, or with --json the whole answer.
+
+The socket is --socket, else the config's; a user who may not read the config (till
+software) gets the default /run/pos-token-agent/agent.sock.`;
 
 export const statusHelp = `Usage: pos-token-agent status [--json] [--socket PATH | --config FILE]
 
 Shows what the running agent reports: each account's state, expiry, last login and last error.
-Exits 1 when an account holds no usable token.`;
+Exits 1 when an account holds no usable token.
+
+The socket is --socket, else the config's; a user who may not read the config (till
+software) gets the default /run/pos-token-agent/agent.sock.`;
 
 const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
 

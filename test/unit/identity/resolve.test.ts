@@ -3,7 +3,6 @@ import { describe, test } from 'node:test';
 import {
   createIdentityResolver,
   requiredFields,
-  resolveIdentity,
   sendsDeviceHeaders,
 } from '../../../src/identity/index.js';
 import { checkValue } from '../../../src/identity/fields.js';
@@ -13,7 +12,10 @@ import { account, SHIPPED_PROFILES, tree } from './helpers.js';
 
 const resolver = (root: string) => createIdentityResolver({ profileDirs: [SHIPPED_PROFILES], root, env: {} });
 
-describe('resolveIdentity: what the token manager and provision call before a login', () => {
+describe('createIdentityResolver: what provision calls before a login', () => {
+  /** An account without a device profile reads no profile, whatever the profile directories hold. */
+  const resolveIdentity = resolver('/');
+
   test('an eReceipt account without deviceProfile and without posserial is refused naming the config key', async () => {
     const r = await resolveIdentity(account());
     assert.deepEqual(r, {
