@@ -517,21 +517,26 @@ export async function checkClock(url: string, http: HttpClient, now: () => numbe
     return {
       ok: false,
       offsetMs,
-      problem: `this box's clock is ${duration(Math.abs(offsetMs))} ${offsetMs > 0 ? 'behind' : 'ahead of'} the time at ${host} (box: ${box}, server: ${server})`,
+      problem: `this box's clock is ${formatOffset(Math.abs(offsetMs))} ${offsetMs > 0 ? 'behind' : 'ahead of'} the time at ${host} (box: ${box}, server: ${server})`,
       fix:
         'fix the time sync: timedatectl status should say "System clock synchronized: yes"; enable NTP with ' +
         'timedatectl set-ntp true (and check the NTP server in /etc/systemd/timesyncd.conf is reachable), ' +
         'or set the time with timedatectl set-time; tokens are refused or expire early while the clock is off',
     };
   }
-  return { ok: true, offsetMs, detail: `this box's clock is within ${duration(Math.max(1000, Math.abs(offsetMs)))} of the time at ${host}` };
+  return { ok: true, offsetMs, detail: `this box's clock is within ${formatOffset(Math.max(1000, Math.abs(offsetMs)))} of the time at ${host}` };
 }
 
-function duration(ms: number): string {
+/**
+ * A clock offset for people: seconds under a minute, minutes and seconds under an hour, hours and minutes beyond.
+ * Each is rounded at the unit it shows, so an offset of 3599.6 s (a Date header is only good to the second) reads
+ * "1 h 0 min", not "59 min 59 s" or "1 h 59 min".
+ */
+export function formatOffset(ms: number): string {
   const s = Math.round(ms / 1000);
   if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${s % 60} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  const m = Math.round(ms / 60_000);
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 

@@ -10,6 +10,7 @@ import {
   checkProxy,
   checkTcp,
   checkTls,
+  formatOffset,
   type CheckResult,
 } from '../../src/doctor/network.js';
 import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
@@ -25,6 +26,9 @@ import {
 } from '../support/tls.js';
 
 const HOUR = 3_600_000;
+// The skews below are an hour and 20 s: a Date header is good to a second and the request's own time blurs the
+// reading by a few hundred ms more, so a skew of exactly an hour may read "59 min 59 s" (a CI run did).
+const SKEW = HOUR + 20_000;
 const SECRET = 'pr0xy-Secret';
 
 function passed(r: CheckResult): string {
@@ -107,7 +111,7 @@ describe('checkTls and checkClock against loopback HTTPS servers', () => {
     expired = await startHttpsServer(pki.expired);
     skewed = await startHttpsServer(pki.server, {
       handler: (_req, res) => {
-        res.setHeader('date', new Date(Date.now() - HOUR).toUTCString());
+        res.setHeader('date', new Date(Date.now() - SKEW).toUTCString());
         res.writeHead(405);
         res.end();
       },
@@ -190,11 +194,22 @@ describe('checkTls and checkClock against loopback HTTPS servers', () => {
     const f = failed(r);
     assert.match(f.problem, /^this box's clock is 1 h 0 min ahead of the time at localhost:\d+ \(box: .*, server: .*\)$/);
     assert.match(f.fix, /timedatectl set-ntp true/);
-    assert.ok(Math.abs(r.offsetMs! + HOUR) < 5_000, String(r.offsetMs));
+    assert.ok(Math.abs(r.offsetMs! + SKEW) < 5_000, String(r.offsetMs));
+  });
+
+  test('formatOffset rounds at the unit it shows', () => {
+    assert.equal(formatOffset(400), '0 s');
+    assert.equal(formatOffset(59_400), '59 s');
+    assert.equal(formatOffset(59_600), '1 min 0 s');
+    assert.equal(formatOffset(3_599_400), '59 min 59 s');
+    assert.equal(formatOffset(3_599_600), '1 h 0 min');
+    assert.equal(formatOffset(HOUR + 29_000), '1 h 0 min');
+    assert.equal(formatOffset(HOUR + 31_000), '1 h 1 min');
+    assert.equal(formatOffset(26 * HOUR), '26 h 0 min');
   });
 
   test('checkClock against a box clock an hour behind (injected now)', async () => {
-    const r = await checkClock(url(good), client, () => Date.now() - HOUR, { tls: { caFile: pki.caFile } });
+    const r = await checkClock(url(good), client, () => Date.now() - SKEW, { tls: { caFile: pki.caFile } });
     assert.match(failed(r).problem, /^this box's clock is 1 h 0 min behind/);
   });
 

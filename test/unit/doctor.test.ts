@@ -453,7 +453,8 @@ describe('doctor', () => {
   test('clock: an identity service whose Date header is an hour off fails the clock check, saying to fix time sync', async () => {
     const skewed: HttpServer = createHttpServer((req, res) => {
       req.resume();
-      res.setHeader('date', new Date(Date.now() + HOUR).toUTCString());
+      // 20 s over the hour: the reading is only good to about a second, so exactly an hour may read 59 min 59 s.
+      res.setHeader('date', new Date(Date.now() + HOUR + 20_000).toUTCString());
       res.writeHead(404);
       res.end();
     });
