@@ -14,6 +14,10 @@ const named = selections.includes(process.argv[2]);
 const pick = named ? [process.argv[2]] : suites;
 const extra = process.argv.slice(named ? 3 : 2);
 const concurrency = pick.includes('reliability') ? 1 : 2;
+// A test file that hangs fails after this long instead of holding CI until its limit (Node 20 applies
+// --test-timeout to each file as a whole). Far above the slowest file of each kind seen here: all of unit and
+// integration take about 90 s; reliability's kill -9 file about 150 s.
+const timeoutMs = pick.includes('reliability') ? 900_000 : 600_000;
 
 function find(dir) {
   let out = [];
@@ -30,7 +34,7 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...extra, ...files], {
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeoutMs}`, ...extra, ...files], {
   stdio: 'inherit',
 });
 process.exit(r.status ?? 1);

@@ -195,6 +195,8 @@ async function openMany(path: string, n: number): Promise<Array<{ socket: Socket
         const entry: { socket: Socket; closedAt?: number } = { socket: connect(path) };
         out.push(entry);
         entry.socket.on('error', () => {});
+        // Read whatever comes (a 408, say): unread data holds back 'end' and with it 'close'.
+        entry.socket.resume();
         entry.socket.on('close', () => (entry.closedAt = Date.now()));
         return new Promise<void>((r) => {
           entry.socket.once('connect', () => r());
