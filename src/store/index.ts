@@ -2,11 +2,12 @@
  * The agent's state in SQLite: credentials, the current token per account, and a login journal.
  * Nothing outside this folder touches SQL. Secrets and tokens are sealed before they are written.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
+import { openDatabase } from './sqlite.js';
 import type { Credentials } from '../authorities/types.js';
 
 export { SecretKeyError } from './crypto.js';
@@ -142,7 +143,7 @@ function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined):
 
   let db: Database.Database;
   try {
-    db = new Database(path, { timeout: 5_000 });
+    db = openDatabase(path, { timeout: 5_000 });
   } catch (err) {
     throw new StoreError(`cannot open the state database ${path}: ${(err as Error).message}`, { cause: err });
   }

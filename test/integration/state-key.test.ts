@@ -6,15 +6,15 @@
  * fresh one within seconds, without a restart.
  */
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ask, DEMO_CREDENTIALS, fixture, runCli, waitFor, type Fixture } from '../support/harness.js';
+import { openDatabase } from '../../src/store/sqlite.js';
 
 /** Makes the database look as if it was made on another box: its stored machine hash no longer matches. */
 function moveToAnotherMachine(stateDir: string): void {
-  const db = new Database(join(stateDir, 'state.db'));
+  const db = openDatabase(join(stateDir, 'state.db'));
   try {
     const binding = db.prepare("SELECT value FROM meta WHERE key = 'key_binding'").pluck().get();
     assert.equal(binding, 'machine-id', 'this box has a machine id, so the key is bound to it');

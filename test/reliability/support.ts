@@ -11,10 +11,10 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import type { Clock } from '../../src/lib/clock.js';
 import { systemClock } from '../../src/lib/clock.js';
 import type { Logger, LogFields } from '../../src/lib/log.js';
+import { openDatabase } from '../../src/store/sqlite.js';
 import { AgentProcess, ask, CLI, type Answer } from '../support/harness.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -138,7 +138,7 @@ export interface StateLook {
  * Nothing is written: a read-only connection neither recovers into the main file nor checkpoints.
  */
 export function lookAtState(stateDir: string): StateLook {
-  const db = new Database(join(stateDir, 'state.db'), { readonly: true, fileMustExist: true, timeout: 5_000 });
+  const db = openDatabase(join(stateDir, 'state.db'), { readonly: true, fileMustExist: true, timeout: 5_000 });
   try {
     const integrity = String(db.pragma('integrity_check', { simple: true }));
     const version = db.prepare("SELECT version FROM credentials WHERE account = 'default'").pluck().get() as number | undefined;

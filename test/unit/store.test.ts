@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { MIGRATIONS } from '../../src/store/migrations.js';
+import { keptObjects, openDatabase } from '../../src/store/sqlite.js';
 import {
   DB_FILE,
   KEY_FILE,
@@ -79,7 +80,7 @@ describe('store', () => {
     const s = openIt();
     s.putCredentials('main', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
     s.close();
-    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    const db = openDatabase(join(dir, DB_FILE), { readonly: true });
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL is persistent in the file');
       assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
@@ -94,22 +95,46 @@ describe('store', () => {
   });
 
   test('the store connection sets synchronous = FULL and WAL (checked on the connection itself)', () => {
+    // Spies on what the store's own connection prepares and what those statements return.
     const calls: Array<[string, unknown]> = [];
-    const original = Database.prototype.pragma;
-    Database.prototype.pragma = function (this: Database.Database, source: string, options?: Database.PragmaOptions) {
-      const result = original.call(this, source, options);
-      calls.push([source, result]);
-      return result;
+    const original = Database.prototype.prepare;
+    Database.prototype.prepare = function (this: Database.Database, source: string) {
+      const statement = original.call(this, source);
+      if (!source.startsWith('PRAGMA ')) return statement;
+      const get = statement.get.bind(statement) as (...args: unknown[]) => unknown;
+      const run = statement.run.bind(statement) as (...args: unknown[]) => unknown;
+      statement.get = ((...args: unknown[]) => {
+        const result = get(...args);
+        calls.push([source, result]);
+        return result;
+      }) as typeof statement.get;
+      statement.run = ((...args: unknown[]) => {
+        const result = run(...args);
+        calls.push([source, undefined]);
+        return result;
+      }) as typeof statement.run;
+      return statement;
     } as typeof original;
     try {
       openIt();
     } finally {
-      Database.prototype.pragma = original;
+      Database.prototype.prepare = original;
     }
     const results = new Map(calls);
-    assert.equal(String(results.get('journal_mode = WAL')).toLowerCase(), 'wal');
-    assert.ok(results.has('synchronous = FULL'), JSON.stringify(calls));
-    assert.equal(results.get('synchronous'), 2, 'synchronous read back as 2 (FULL)');
+    assert.equal(String(results.get('PRAGMA journal_mode = WAL')).toLowerCase(), 'wal');
+    assert.ok(results.has('PRAGMA synchronous = FULL'), JSON.stringify(calls));
+    assert.equal(results.get('PRAGMA synchronous'), 2, 'synchronous read back as 2 (FULL)');
+  });
+
+  test('every database and statement the store makes is kept from the garbage collector (Node 24 aborts on collecting one)', () => {
+    const before = keptObjects();
+    const s = openIt();
+    assert.ok(keptObjects() > before + 10, `the database and its statements are kept (${before} -> ${keptObjects()})`);
+    s.integrityCheck();
+    const once = keptObjects();
+    for (let i = 0; i < 50; i++) s.integrityCheck();
+    assert.equal(keptObjects(), once, 'a repeated pragma reuses its statement instead of keeping a new one');
+    s.close();
   });
 
   test('credentials round trip; version increases on each put', () => {
@@ -310,7 +335,7 @@ describe('store', () => {
 
   test('a database with a newer user_version is refused with StoreError', () => {
     openIt().close();
-    const db = new Database(join(dir, DB_FILE));
+    const db = openDatabase(join(dir, DB_FILE));
     db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
     db.close();
     assert.throws(
@@ -370,7 +395,7 @@ describe('store', () => {
     const s = openIt();
     s.putToken('a', token());
     s.close();
-    const db = new Database(join(dir, DB_FILE));
+    const db = openDatabase(join(dir, DB_FILE));
     db.prepare("INSERT INTO tokens SELECT 'b', secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at, boot_id, boot_uptime_ms FROM tokens WHERE account = 'a'").run();
     db.close();
     const again = openIt();
@@ -417,7 +442,7 @@ describe('store', () => {
     bound.close();
     // Now bound: the file key alone no longer opens it, and another machine is refused.
     assert.throws(() => openIt({ machineId: MACHINE_B }), (err: unknown) => err instanceof SecretKeyError && err.kind === 'foreign_machine');
-    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    const db = openDatabase(join(dir, DB_FILE), { readonly: true });
     assert.equal(db.prepare("SELECT value FROM meta WHERE key = 'key_binding'").pluck().get(), 'machine-id');
     db.close();
   });
@@ -462,14 +487,14 @@ describe('store', () => {
     s.putIdentity('main', identity);
     assert.deepEqual(s.getIdentity('main'), identity);
     s.close();
-    const db = new Database(join(dir, DB_FILE));
+    const db = openDatabase(join(dir, DB_FILE));
     db.prepare("UPDATE identities SET fields = '{not json' WHERE account = 'main'").run();
     db.close();
     assert.equal(openIt().getIdentity('main'), undefined);
   });
 
   test('a version 1 database is migrated to version 2 keeping its token', () => {
-    const db = new Database(join(dir, DB_FILE));
+    const db = openDatabase(join(dir, DB_FILE));
     db.pragma('journal_mode = WAL');
     db.transaction(() => {
       MIGRATIONS[0]!(db);
