@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ask, DEMO_CREDENTIALS, fixture, runCli, waitFor, type Fixture } from '../support/harness.js';
+import { ask, DEMO_CREDENTIALS, fixture, forceRefresh, runCli, waitFor, type Fixture } from '../support/harness.js';
 
 function stateBytes(f: Fixture): Buffer {
   return Buffer.concat(readdirSync(f.stateDir).map((n) => readFileSync(join(f.stateDir, n))));
@@ -118,14 +118,12 @@ describe('agent: first token, cache, socket rules', () => {
   it('forced refresh replaces a rejected token once, then limits', async () => {
     const current = (await ask(f.socket, '/v1/token')).json.access_token as string;
     const before = f.emulator.stats().issued;
-    const body = JSON.stringify({ account: 'default', rejected_token: current });
-    const opts = { method: 'POST', headers: { 'content-type': 'application/json' }, body };
-    const answers = await Promise.all(Array.from({ length: 10 }, () => ask(f.socket, '/v1/token/refresh', opts)));
+    const answers = await Promise.all(Array.from({ length: 10 }, () => forceRefresh(f.socket, current, { account: 'default' })));
     assert.ok(answers.every((a) => a.status === 200), answers.map((a) => a.status).join());
     const fresh = answers[0]!.json.access_token as string;
     assert.notEqual(fresh, current);
     assert.equal(f.emulator.stats().issued - before, 1, 'one login shared by all');
-    const limited = await ask(f.socket, '/v1/token/refresh', { ...opts, body: JSON.stringify({ rejected_token: fresh }) });
+    const limited = await forceRefresh(f.socket, fresh);
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers['retry-after']) >= 1);
   });

@@ -8,19 +8,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwtClaims } from '../../src/authorities/index.js';
 import { AUTHORITIES, type EmulatorAuthority } from '../../src/emulator/index.js';
-import { ask, multiFixture, waitFor, type AccountSpec, type Answer, type MultiFixture } from '../support/harness.js';
+import { ask, forceRefresh, multiFixture, waitFor, type AccountSpec, type Answer, type MultiFixture } from '../support/harness.js';
 
 type Status = Record<string, { authority: string; state: string; last_error: { reason: string } | null }>;
 
 const token = (f: MultiFixture, account: string, minTtlS = 60): Promise<Answer> =>
   ask(f.socket, `/v1/token?account=${account}&min_ttl=${minTtlS}`);
-
-const forceRefresh = (f: MultiFixture, account: string, rejected: string): Promise<Answer> =>
-  ask(f.socket, '/v1/token/refresh', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ account, rejected_token: rejected }),
-  });
 
 const accountsOf = async (f: MultiFixture): Promise<Status> => (await ask(f.socket, '/v1/status')).json.accounts as Status;
 
@@ -79,8 +72,8 @@ describe('six authorities in one agent', () => {
     f.emulator(slow).setFaults({ latencyMs: 5_000 });
 
     let slowDone = false;
-    const slowLogin = timed(forceRefresh(f, slow, held[slow]!)).finally(() => (slowDone = true));
-    const renewed = await Promise.all(fast.map((n) => timed(forceRefresh(f, n, held[n]!))));
+    const slowLogin = timed(forceRefresh(f.socket, held[slow]!, { account: slow })).finally(() => (slowDone = true));
+    const renewed = await Promise.all(fast.map((n) => timed(forceRefresh(f.socket, held[n]!, { account: n }))));
     renewed.forEach(({ answer, ms }, i) => {
       const name = fast[i]!;
       assertOwnToken(f, name, answer);
@@ -110,7 +103,7 @@ describe('six authorities in one agent', () => {
     const down: EmulatorAuthority = 'oauth2';
     const held = String((await token(f, down)).json.access_token);
     await f.emulator(down).stop();
-    const { answer, ms } = await timed(forceRefresh(f, down, held));
+    const { answer, ms } = await timed(forceRefresh(f.socket, held, { account: down }));
     assert.equal(answer.status, 503, answer.text);
     assert.equal(answer.json.reason, 'upstream_unavailable');
     assert.ok(ms < 2_000, `the refusal took ${Math.round(ms)} ms`);

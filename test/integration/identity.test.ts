@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startFakeModule, type Behaviour, type FakeModule } from '../unit/identity/fake-module.js';
 import { openPtyPair, ptySkipReason, type PtyPair } from '../support/pty.js';
-import { ask, DEMO_CREDENTIALS, DEMO_DEVICE, fixture, runCli, waitFor, type Fixture } from '../support/harness.js';
+import { ask, DEMO_CREDENTIALS, DEMO_DEVICE, fixture, forceRefresh, runCli, waitFor, type Fixture } from '../support/harness.js';
 
 const answer = (serial: string): Behaviour => () => ({ send: `SN=${serial}\r\n` });
 const silent: Behaviour = () => 'silent';
@@ -97,11 +97,7 @@ describe('device identity through the real CLI and agent', { skip: ptySkipReason
     assert.equal(current.status, 200, 'the stored token is served at once');
     f.emulator.resetStats();
     // Force a login: the till reports the token refused.
-    const refreshed = await ask(f.socket, '/v1/token/refresh', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ account: 'default', rejected_token: current.json.access_token }),
-    });
+    const refreshed = await forceRefresh(f.socket, String(current.json.access_token), { account: 'default' });
     assert.equal(refreshed.status, 200, refreshed.text);
     assert.equal(f.emulator.stats().lastRequestHeaders?.posserial, DEMO_DEVICE.posserial, 'the stored serial was sent');
     const status = await ask(f.socket, '/v1/status');
@@ -121,11 +117,7 @@ describe('device identity through the real CLI and agent', { skip: ptySkipReason
     await f.agent.ready();
     const current = await ask(f.socket, '/v1/token');
     f.emulator.resetStats();
-    const refreshed = await ask(f.socket, '/v1/token/refresh', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ account: 'default', rejected_token: current.json.access_token }),
-    });
+    const refreshed = await forceRefresh(f.socket, String(current.json.access_token), { account: 'default' });
     assert.equal(refreshed.status, 200, refreshed.text);
     assert.equal(f.emulator.stats().lastRequestHeaders?.posserial, NEW_SERIAL);
     const line = f.agent.output.split('\n').find((l) => l.includes('device identity changed'));

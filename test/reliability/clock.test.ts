@@ -22,7 +22,7 @@ import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { createTokenManager, type TokenAnswer, type TokenManager } from '../../src/tokens/index.js';
-import { ask, fixture, type Fixture } from '../support/harness.js';
+import { fixture, forceRefresh, type Fixture } from '../support/harness.js';
 import { FaketimeAgent, jwtClaims, offsetClock, signedBy, sleep, tokenWithin } from './support.js';
 
 const MIN = 60_000;
@@ -320,11 +320,7 @@ describe('reliability: wall clock jumps, the real agent under libfaketime', () =
     f.emulator.setFaults({ lifetimeS: 3600 });
     await restartAt(0);
     const current = await served('at +0');
-    const forced = await ask(f.socket, '/v1/token/refresh', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ rejected_token: current.token, min_ttl: 1 }),
-    });
+    const forced = await forceRefresh(f.socket, current.token, { min_ttl: 1 });
     assert.equal(forced.status, 200, forced.text);
     await agent.kill9();
     truth.offsetMs += 90 * MIN; // the box is off for 90 minutes

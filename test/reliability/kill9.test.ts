@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ask, fixture, runCli, type Fixture } from '../support/harness.js';
+import { fixture, forceRefresh, runCli, type Fixture } from '../support/harness.js';
 import { jwtClaims, lookAtState, seededRandom, signedBy, sleep, tapLogger, tokenWithin, type StateLook } from './support.js';
 
 const CYCLES = 52;
@@ -130,11 +130,7 @@ describe('reliability: kill -9 at random moments', () => {
     f.agent.start();
     const { answer } = await tokenWithin(f.socket, RESTART_BUDGET_MS, 2);
     const issued = f.emulator.stats().issued;
-    const forced = await ask(f.socket, '/v1/token/refresh', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ rejected_token: answer.json.access_token, min_ttl: 1 }),
-    });
+    const forced = await forceRefresh(f.socket, String(answer.json.access_token), { min_ttl: 1 });
     assert.equal(forced.status, 200, forced.text);
     assert.notEqual(forced.json.access_token, answer.json.access_token);
     assert.equal(f.emulator.stats().issued, issued + 1, 'a real login with the credentials provisioned before the first kill');

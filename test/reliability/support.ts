@@ -353,32 +353,9 @@ export async function createFaultProxy(target: () => string): Promise<FaultProxy
 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  return {
+  // The knobs are the fields of `state` itself: the handler above reads them on each request.
+  return Object.assign(state, {
     url: `http://127.0.0.1:${port}`,
-    get mode() {
-      return state.mode;
-    },
-    set mode(m: ProxyMode) {
-      state.mode = m;
-    },
-    get trickleMs() {
-      return state.trickleMs;
-    },
-    set trickleMs(v: number) {
-      state.trickleMs = v;
-    },
-    get hugeBytes() {
-      return state.hugeBytes;
-    },
-    set hugeBytes(v: number) {
-      state.hugeBytes = v;
-    },
-    get arrivals() {
-      return state.arrivals;
-    },
-    set arrivals(v: number[]) {
-      state.arrivals = v;
-    },
     reset() {
       state.arrivals = [];
     },
@@ -388,7 +365,7 @@ export async function createFaultProxy(target: () => string): Promise<FaultProxy
         for (const s of sockets) s.destroy();
         server.close(() => r());
       }),
-  };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

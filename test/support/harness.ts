@@ -70,6 +70,18 @@ export function ask(
   });
 }
 
+/**
+ * POST /v1/token/refresh: the till reports `rejectedToken` as refused, which makes the agent log in again
+ * (within its refresh limit). `account` and `min_ttl` are sent only when given.
+ */
+export function forceRefresh(socket: string, rejectedToken: string, body: { account?: string; min_ttl?: number } = {}): Promise<Answer> {
+  return ask(socket, '/v1/token/refresh', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, rejected_token: rejectedToken }),
+  });
+}
+
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
