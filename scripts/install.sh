@@ -15,10 +15,13 @@ Usage: install.sh [options]
 Installs a built pos-token-agent release (dist/ and production node_modules/ next to this
 script's folder) onto this machine, or removes it. Run as root. Safe to run again: an
 upgrade replaces the program files and keeps the config, the credentials and the state.
+The release tarball (pos-token-agent-VERSION-linux-ARCH.tar.gz, from npm run package)
+carries its own Node.js runtime in node/: then the box needs no Node.js at all.
 
 What it installs:
   PREFIX (/opt/pos-token-agent)        dist, node_modules (production only), package.json,
-                                       device-profiles, systemd, scripts, README.md
+                                       device-profiles, systemd, scripts, README.md, and the
+                                       release's own runtime (node/) when it has one
   /etc/systemd/system/                 pos-token-agent.service, pos-token-agent.socket
   /etc/sysusers.d/, /etc/tmpfiles.d/   pos-token-agent.conf (user, groups, directories)
   /usr/local/bin/pos-token-agent       the command (a wrapper around node)
@@ -27,13 +30,15 @@ What it installs:
   /var/lib/pos-token-agent/            state directory (0700 pos-token-agent)
 and creates the system user and group pos-token-agent and the group pos-token-clients
 (till software allowed on the socket), runs systemctl daemon-reload and enables
-pos-token-agent.socket. It does not start the agent: run pos-token-agent-provision next.
+pos-token-agent.socket. On a fresh box it does not start the agent: run
+pos-token-agent-provision next. An upgrade restarts a running agent; a reinstall over kept
+state (after --uninstall) enables and starts it again.
 
 Options:
   --prefix DIR        install the program under DIR (default /opt/pos-token-agent)
   --source DIR        the release to install (default: the folder above this script)
-  --node PATH         the node binary (>= 20) the service and the wrapper use
-                      (default: node on PATH)
+  --node PATH         the node binary (>= 20) the service and the wrapper use (default:
+                      the release's own runtime, PREFIX/node/bin/node; else node on PATH)
   --client-user USER  add USER (the till software's user) to pos-token-clients; repeatable
   --root DIR          install into DIR as if it were / (images, tests): no systemctl,
                       users are created in DIR/etc with systemd-sysusers --root when run
@@ -207,7 +212,7 @@ install_program() {
   old="$R$PREFIX.old.$$"
   rm -rf "${stage:?}"
   mkdir -p "$stage"
-  for item in dist package.json package-lock.json README.md device-profiles systemd scripts; do
+  for item in dist package.json package-lock.json README.md device-profiles systemd scripts node; do
     if [ -e "$SOURCE/$item" ]; then cp -pR "$SOURCE/$item" "$stage/$item"; fi
   done
   if [ -d "$SOURCE/node_modules" ]; then
@@ -320,15 +325,30 @@ do_install() {
   SOURCE=$(cd "$SOURCE" && pwd)
   [ -f "$SOURCE/dist/cli/main.js" ] || die "no built release at $SOURCE (dist/cli/main.js missing; run npm run build)"
   [ -f "$SOURCE/systemd/$NAME.service" ] || die "$SOURCE/systemd/$NAME.service missing"
-  [ -n "$NODE" ] || NODE=$(command -v node || true)
-  [ -n "$NODE" ] || die "node not found; install Node.js >= 20 or pass --node PATH"
+  # The node that runs it: --node, else the release's own runtime (installed to PREFIX/node), else PATH's.
+  local check_node
+  if [ -z "$NODE" ] && [ -x "$SOURCE/node/bin/node" ]; then
+    check_node=$SOURCE/node/bin/node
+    "$check_node" -e '' 2>/dev/null ||
+      die "the runtime in this release does not run on this machine ($(uname -m)); take the release for this CPU (amd64 for x86_64, arm64 for aarch64)"
+    NODE=$PREFIX/node/bin/node
+  else
+    [ -n "$NODE" ] || NODE=$(command -v node || true)
+    [ -n "$NODE" ] || die "node not found; install Node.js >= 20, pass --node PATH, or use the release tarball that carries its own"
+    check_node=$NODE
+  fi
   case "$NODE" in
     /*) ;;
     *) die "--node must be an absolute path" ;;
   esac
-  [ -x "$NODE" ] || die "$NODE is not executable"
-  "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
-    die "$NODE is older than Node.js 20"
+  [ -x "$check_node" ] || die "$check_node is not executable"
+  "$check_node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+    die "$check_node is older than Node.js 20"
+  # A runtime of our own runs at least the release's native modules: a box of another CPU finds out here.
+  if [ -d "$SOURCE/node_modules/better-sqlite3" ]; then
+    (cd "$SOURCE" && "$check_node" -e 'require("better-sqlite3")' 2>/dev/null) ||
+      die "the release's native modules do not load on this machine ($(uname -m), $("$check_node" --version)); build or take the release for it"
+  fi
 
   install_file 0644 "$SOURCE/systemd/$NAME.sysusers" "$R/etc/sysusers.d/$NAME.conf"
   install_file 0644 "$SOURCE/systemd/$NAME.tmpfiles" "$R/etc/tmpfiles.d/$NAME.conf"
@@ -343,10 +363,30 @@ do_install() {
 
   run_systemctl daemon-reload
   run_systemctl enable "$NAME.socket"
-  # An upgrade: a running agent picks up the new program; a stopped one stays stopped.
-  run_systemctl try-restart "$NAME.service"
-  say "installed $NAME $("$NODE" -p 'require(process.argv[1]).version' "$R$PREFIX/package.json") in ${ROOT:-}$PREFIX"
-  say "next: $NAME-provision (asks the account and the credentials, then starts the agent)"
+  local provisioned=0
+  if has_accounts && [ -f "$R/var/lib/$NAME/state.db" ]; then provisioned=1; fi
+  if [ "$provisioned" = 1 ] && ! service_active; then
+    # Provisioned before (a reinstall over kept state): the agent serves again, as it did.
+    run_systemctl enable --now "$NAME.socket" "$NAME.service"
+  else
+    # An upgrade: a running agent picks up the new program.
+    run_systemctl try-restart "$NAME.service"
+  fi
+  say "installed $NAME $("$check_node" -p 'require(process.argv[1]).version' "$R$PREFIX/package.json") in ${ROOT:-}$PREFIX"
+  [ "$provisioned" = 1 ] || say "next: $NAME-provision (asks the account and the credentials, then starts the agent)"
+}
+
+# Whether the config names an account yet (read with the node that runs the agent).
+has_accounts() {
+  local cfg="$R/etc/$NAME/config.json"
+  [ -f "$cfg" ] || return 1
+  "$check_node" -e '
+    try { process.exit(Object.keys(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).accounts ?? {}).length > 0 ? 0 : 1); }
+    catch { process.exit(1); }' "$cfg"
+}
+
+service_active() {
+  [ "$SYSTEMCTL" = 1 ] && systemd_running && systemctl is-active --quiet "$NAME.service"
 }
 
 # --- uninstall ---------------------------------------------------------------------------

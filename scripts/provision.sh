@@ -56,6 +56,13 @@ Options:
 Environment: POS_TOKEN_AGENT_BIN  the pos-token-agent command to use (a program, or a
              .js file run with node); default pos-token-agent on PATH, then the release
              this script belongs to.
+             POS_NODE  the node that runs this script's helpers (default: the release's own
+             runtime, then node on PATH).
+
+When the service takes its sealing key from a systemd credential (a drop-in with
+LoadCredentialEncrypted=pos-token-agent.key:PATH), the steps that open the state (the check
+login and storing, doctor) run in the service's context through systemd-run, with the same
+credential, user and state directory, so that what they store is what the agent can read.
 
 Exit status: 0 done, 1 failed (the message says what to do), 2 usage error.
 EOF
@@ -112,9 +119,12 @@ CONFIG=${CONFIG:-$ROOT/etc/$NAME/config.json}
 
 # --- the tools -----------------------------------------------------------------------------
 
-NODE=${POS_NODE:-$(command -v node || true)}
-[ -n "$NODE" ] || die "node not found on PATH"
 SELF_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+# The release's own runtime first (a packaged box has no other node), then PATH's.
+NODE=${POS_NODE:-}
+if [ -z "$NODE" ] && [ -x "$SELF_DIR/../node/bin/node" ]; then NODE=$SELF_DIR/../node/bin/node; fi
+NODE=${NODE:-$(command -v node || true)}
+[ -n "$NODE" ] || die "node not found (no runtime in $SELF_DIR/../node and none on PATH)"
 BIN=${POS_TOKEN_AGENT_BIN:-}
 if [ -z "$BIN" ]; then
   if [ -z "$ROOT" ] && command -v "$NAME" >/dev/null 2>&1; then BIN=$(command -v "$NAME")
@@ -135,7 +145,33 @@ if [ "$(id -u)" = 0 ] && [ -z "$ROOT" ]; then
     AS_AGENT=(runuser -u "$SERVICE_USER" --)
   fi
 fi
-agent_cli() { ${AS_AGENT[@]+"${AS_AGENT[@]}"} "${CLI[@]}" "$@"; }
+
+systemd_running() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# The key as a systemd credential: the service's LoadCredential(Encrypted)= entries for it. Commands
+# that open the state then run in a transient unit with the same credential, user and state directory;
+# outside it they would find no key, and a database sealed with the credential is refused there.
+CRED_PROPS=()
+if [ -z "$ROOT" ] && [ "$SYSTEMCTL" = 1 ] && systemd_running && [ "$(id -u)" = 0 ]; then
+  # The unit as systemd has it, drop-ins included (systemctl cat), not a guess at their paths.
+  while IFS= read -r line; do
+    case "$line" in
+      LoadCredential=$NAME.key|LoadCredential=$NAME.key:*|LoadCredentialEncrypted=$NAME.key|LoadCredentialEncrypted=$NAME.key:*) CRED_PROPS+=(-p "$line") ;;
+    esac
+  done < <(systemctl cat "$NAME.service" 2>/dev/null || true)
+fi
+# Runs the agent's CLI where the agent's state is its own: in the credential's context when there is
+# one, else as the agent's user.
+agent_cli() {
+  if [ ${#CRED_PROPS[@]} -gt 0 ]; then
+    systemd-run --quiet --pipe --wait --collect --service-type=exec \
+      -p User="$SERVICE_USER" -p Group="$SERVICE_USER" -p SupplementaryGroups=dialout -p UMask=0077 \
+      -p StateDirectory="$NAME" -p StateDirectoryMode=0700 "${CRED_PROPS[@]}" \
+      -- "${CLI[@]}" "$@"
+  else
+    ${AS_AGENT[@]+"${AS_AGENT[@]}"} "${CLI[@]}" "$@"
+  fi
+}
 
 # JSON work in node: reading and editing the config, reading the CLI's JSON answers.
 HELPER='
@@ -488,7 +524,6 @@ if [ "$DOCTOR" = 1 ]; then
   esac
 fi
 
-systemd_running() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
 AGENT_NOTE=""
 if [ "$SYSTEMCTL" = 1 ] && systemd_running; then
   WAS_ACTIVE=0

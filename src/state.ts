@@ -9,15 +9,15 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AgentConfig } from './config/index.js';
 import { checkMachineId, defaultMachineId } from './identity/index.js';
-import { KEY_FILE, type OpenStoreOptions } from './store/index.js';
+import { KEY_CREDENTIAL_NAME, KEY_FILE, type KeySource, type OpenStoreOptions } from './store/index.js';
 
 /** The name of the systemd credential that may carry the key. */
-export const KEY_CREDENTIAL = 'pos-token-agent.key';
+export const KEY_CREDENTIAL = KEY_CREDENTIAL_NAME;
 
 export interface StateAccess {
   options: OpenStoreOptions;
   keyFile: string;
-  keySource: 'key file' | 'systemd credential';
+  keySource: KeySource;
   /** Why the key is not bound to the machine id, when it cannot be. */
   machineIdProblem?: string;
 }
@@ -46,6 +46,7 @@ export async function stateAccess(config: AgentConfig, deps: StateDeps = {}): Pr
   return {
     options: {
       dir: config.stateDir,
+      keySource: fromCredential ? 'systemd credential' : 'key file',
       ...(fromCredential ? { keyFile } : {}),
       ...(machineId !== undefined ? { machineId } : {}),
     },

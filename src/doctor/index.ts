@@ -451,6 +451,12 @@ function statePermissions(dir: string, keyFile: string, keySource: string, accou
 
 function stateFailure(err: unknown, path: string, config: AgentConfig): { detail: string; fix: string } {
   const first = Object.keys(config.accounts)[0] ?? 'default';
+  if (err instanceof SecretKeyError && err.kind === 'credential_absent') {
+    return {
+      detail: err.message,
+      fix: 'run doctor in the service\'s context, as pos-token-agent-provision does (it passes the unit\'s LoadCredentialEncrypted= to systemd-run); nothing needs re-provisioning',
+    };
+  }
   if (err instanceof SecretKeyError) {
     return {
       detail: err.message,

@@ -14,7 +14,7 @@ export const KEY_BYTES = 32;
 export class SecretKeyError extends Error {
   readonly code = 'ERR_SECRET_KEY';
   constructor(
-    readonly kind: 'missing' | 'mismatch' | 'unreadable' | 'corrupt' | 'foreign_machine',
+    readonly kind: 'missing' | 'mismatch' | 'unreadable' | 'corrupt' | 'foreign_machine' | 'credential_absent',
     message: string,
   ) {
     super(message);

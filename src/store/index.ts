@@ -14,6 +14,8 @@ export { SecretKeyError } from './crypto.js';
 
 export const DB_FILE = 'state.db';
 export const KEY_FILE = 'secret.key';
+/** The name of the systemd credential that may carry the key (LoadCredentialEncrypted=pos-token-agent.key:...). */
+export const KEY_CREDENTIAL_NAME = 'pos-token-agent.key';
 
 export type { Credentials };
 
@@ -102,6 +104,11 @@ export interface OpenStoreOptions {
   journalLimit?: number;
   /** Default `dir/secret.key`; e.g. a systemd credential in $CREDENTIALS_DIRECTORY. */
   keyFile?: string;
+  /**
+   * What `keyFile` is, recorded when the database is first sealed. A database sealed with a systemd
+   * credential is refused (never set aside, never given a key file) by a process that was not given it.
+   */
+  keySource?: KeySource;
   /** Binds the sealing key to this machine id. Without one the key file alone seals (and a warning is due). */
   machineId?: string;
   /**
@@ -113,6 +120,8 @@ export interface OpenStoreOptions {
   now?: () => number;
 }
 
+export type KeySource = 'key file' | 'systemd credential';
+
 const KEY_CHECK_AAD = 'meta:key_check';
 const KEY_CHECK_TEXT = 'pos-token-agent secret key check';
 
@@ -120,7 +129,8 @@ export function openStore(options: OpenStoreOptions): Store {
   try {
     return openStoreOnce(options, undefined);
   } catch (err) {
-    if (!(options.setAsideUnusable && err instanceof SecretKeyError)) throw err;
+    // A database sealed with a systemd credential is not unusable: this process was only not given the key.
+    if (!(options.setAsideUnusable && err instanceof SecretKeyError) || err.kind === 'credential_absent') throw err;
     const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[:.]/g, '-');
     const dir = options.dir;
     const keyFile = options.keyFile ?? join(dir, KEY_FILE);
@@ -150,7 +160,7 @@ function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined):
   try {
     configure(db, path);
     migrate(db, path);
-    const sealer = loadSealer(db, options.keyFile ?? join(dir, KEY_FILE), options.createKey ?? true, options.machineId);
+    const sealer = loadSealer(db, options.keyFile ?? join(dir, KEY_FILE), options.createKey ?? true, options.machineId, options.keySource ?? 'key file');
     return buildStore(db, path, sealer, journalLimit, setAside);
   } catch (err) {
     db.close();
@@ -208,10 +218,17 @@ function loadSealer(
   keyPath: string,
   createKey: boolean,
   machineId: string | undefined,
+  keySource: KeySource,
 ): Sealer | undefined {
   const meta = (key: string) => (db.prepare(META).get(key) as { value: Buffer | string } | undefined)?.value;
   const check = meta('key_check') as Buffer | undefined;
   const binding = meta('key_binding') as string | undefined;
+  if (check && meta('key_source') === 'systemd credential' && keySource !== 'systemd credential') {
+    throw new SecretKeyError(
+      'credential_absent',
+      `the state database ${keyPath.replace(/[^/]*$/, '')}${DB_FILE} is sealed with the systemd credential ${KEY_CREDENTIAL_NAME}, which this process was not given; run it in the service's context (pos-token-agent-provision does): systemd-run --pipe --wait -p User=pos-token-agent -p LoadCredentialEncrypted=${KEY_CREDENTIAL_NAME}:PATH ... /usr/bin/pos-token-agent COMMAND`,
+    );
+  }
   let fileKey = readKeyFile(keyPath);
   if (!fileKey) {
     if (check) {
@@ -241,6 +258,8 @@ function loadSealer(
         `the secret key ${keyPath} does not match this database (copied from another machine, or the key was replaced); re-provision`,
       );
     }
+    // A database from before key sources were recorded learns its own at the first open that reads it.
+    if (meta('key_source') === undefined) db.prepare(PUT_META).run('key_source', keySource);
     if (binding === 'machine-id' || machineId === undefined) return sealedWith;
     const target = createSealer(bindKey(fileKey, machineId));
     rebind(db, sealedWith, target, machineId);
@@ -250,6 +269,7 @@ function loadSealer(
     if (meta('key_check')) return; // another process made it meanwhile; the next open checks it
     db.prepare(PUT_META).run('key_check', sealedWith.seal(KEY_CHECK_TEXT, KEY_CHECK_AAD));
     db.prepare(PUT_META).run('key_binding', machineId === undefined ? 'none' : 'machine-id');
+    db.prepare(PUT_META).run('key_source', keySource);
     if (machineId !== undefined) db.prepare(PUT_META).run('machine_hash', machineHash(machineId));
   }).immediate();
   return sealedWith;

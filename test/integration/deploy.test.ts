@@ -244,6 +244,39 @@ describe('install.sh', () => {
   });
 });
 
+describe('install.sh over a provisioned box', () => {
+  let root: string;
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'pta-reinstall-'));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('says "next: provision" only while there is no account, and starts a provisioned agent again after --uninstall', async () => {
+    const fresh = await run('bash', [INSTALL, '--root', root]);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.match(fresh.stdout, /next: pos-token-agent-provision/);
+    assert.doesNotMatch(fresh.stdout, /enable --now/);
+
+    // As provisioning leaves it: an account in the config and a state database.
+    const config = join(root, 'etc/pos-token-agent/config.json');
+    const cfg = JSON.parse(readFileSync(config, 'utf8')) as { accounts: Record<string, unknown> };
+    cfg.accounts.default = { authority: 'eta-ereceipt', identityUrl: 'https://id.preprod.eta.gov.eg', deviceProfile: 'generic-x86' };
+    writeFileSync(config, JSON.stringify(cfg));
+    writeFileSync(join(root, 'var/lib/pos-token-agent/state.db'), 'x');
+
+    const upgrade = await run('bash', [INSTALL, '--root', root]);
+    assert.equal(upgrade.code, 0, upgrade.stderr);
+    assert.doesNotMatch(upgrade.stdout, /next:/, 'an upgrade of a provisioned box is not told to provision');
+
+    const un = await run('bash', [INSTALL, '--root', root, '--uninstall']);
+    assert.equal(un.code, 0, un.stderr);
+    const reinstall = await run('bash', [INSTALL, '--root', root]);
+    assert.equal(reinstall.code, 0, reinstall.stderr);
+    assert.match(reinstall.stdout, /would run: systemctl enable --now pos-token-agent\.socket pos-token-agent\.service/);
+    assert.doesNotMatch(reinstall.stdout, /next:/);
+  });
+});
+
 describe('provision.sh --non-interactive', () => {
   let root: string;
   let emulator: Emulator;

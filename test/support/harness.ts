@@ -130,9 +130,11 @@ export class AgentProcess {
 
   constructor(readonly configPath: string, readonly socket: string) {}
 
-  start(): void {
+  /** Starts `run`; `env` adds to this process's environment (e.g. CREDENTIALS_DIRECTORY, as systemd sets it). */
+  start(env: NodeJS.ProcessEnv = {}): void {
     const child = spawn(process.execPath, [CLI, 'run', '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     this.child = child;
     child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));

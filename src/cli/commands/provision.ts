@@ -1,6 +1,7 @@
 import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../../authorities/index.js';
 import { accountFingerprint, type AgentConfig } from '../../config/index.js';
 import { createIdentityResolver } from '../../identity/index.js';
+import { type BootTime, readBootTime } from '../../lib/clock.js';
 import { stateAccess } from '../../state.js';
 import { openStore } from '../../store/index.js';
 import { CliError, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
@@ -30,7 +31,7 @@ export async function provisionAccount(
   config: AgentConfig,
   name: string,
   credentials: Credentials,
-  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv },
+  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv; bootTime?: () => BootTime | undefined },
 ): Promise<ProvisionResult> {
   const env = options.env ?? process.env;
   const account = config.accounts[name];
@@ -38,7 +39,16 @@ export async function provisionAccount(
   const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
   const authority = createAuthority(account.authority, { http, now: Date.now });
   let verified:
-    | { accessToken: string; tokenType: string; scope?: string; expiresInS: number; refreshToken?: string; refreshExpiresInS?: number; at: number }
+    | {
+        accessToken: string;
+        tokenType: string;
+        scope?: string;
+        expiresInS: number;
+        refreshToken?: string;
+        refreshExpiresInS?: number;
+        at: number;
+        boot: BootTime | undefined;
+      }
     | undefined;
   if (options.verify) {
     const resolve = createIdentityResolver({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, env });
@@ -51,7 +61,9 @@ export async function provisionAccount(
           (result.failure.reason === 'upstream_unavailable' ? '\n(use --no-verify to store them anyway while offline)' : ''),
       );
     }
-    verified = { ...result.token, at: Date.now() };
+    // Received now: the wall clock and, as the agent records it, the boot and its uptime, so that the agent
+    // (restarted in this boot) measures the token's age by uptime rather than by a clock that may step.
+    verified = { ...result.token, at: Date.now(), boot: (options.bootTime ?? readBootTime)() };
   }
   (http as { close?: () => void }).close?.();
   const access = await stateAccess(config, { env });
@@ -65,6 +77,7 @@ export async function provisionAccount(
         tokenType: verified.tokenType,
         ...(verified.scope !== undefined ? { scope: verified.scope } : {}),
         obtainedAt: verified.at,
+        ...(verified.boot ? { bootId: verified.boot.id, bootUptimeMs: verified.boot.uptimeMs } : {}),
         expiresAt: verified.at + verified.expiresInS * 1000,
         lifetimeS: verified.expiresInS,
         credentialsVersion: version,
