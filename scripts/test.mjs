@@ -3,21 +3,25 @@
 // files are listed here: test/unit/**.test.ts, then test/integration/**.test.ts.
 // `reliability` (test/reliability/**.test.ts: kill -9 cycles, authority faults, clock jumps, socket abuse) runs
 // only when named, one file at a time: its tests measure timing and memory, which a neighbour would disturb.
-// Usage: node scripts/test.mjs [unit|integration|reliability] [extra node --test flags]
+// `system` (test/system/**.test.ts: the built packages under a booted systemd in systemd-nspawn, and the arm64
+// package under qemu; needs root and `npm run package` first) also runs only when named, one file at a time.
+// Usage: node scripts/test.mjs [unit|integration|reliability|system] [extra node --test flags]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const suites = ['unit', 'integration'];
-const selections = [...suites, 'reliability'];
+const selections = [...suites, 'reliability', 'system'];
 const named = selections.includes(process.argv[2]);
 const pick = named ? [process.argv[2]] : suites;
 const extra = process.argv.slice(named ? 3 : 2);
-const concurrency = pick.includes('reliability') ? 1 : 2;
+const alone = pick.includes('reliability') || pick.includes('system');
+const concurrency = alone ? 1 : 2;
 // A test file that hangs fails after this long instead of holding CI until its limit (Node 20 applies
 // --test-timeout to each file as a whole). Far above the slowest file of each kind seen here: all of unit and
-// integration take about 90 s; reliability's kill -9 file about 150 s.
-const timeoutMs = pick.includes('reliability') ? 900_000 : 600_000;
+// integration take about 90 s; reliability's kill -9 file about 150 s. A system file may first make a Debian
+// root with debootstrap and build the previous version's package (minutes, cached afterwards), hence 40 min.
+const timeoutMs = pick.includes('system') ? 2_400_000 : pick.includes('reliability') ? 900_000 : 600_000;
 
 function find(dir) {
   let out = [];
