@@ -130,18 +130,23 @@ function buildBetterSqlite(moduleDir, arch, runtimeDir, useCache) {
   for (const tool of ['g++', 'gcc', 'strip']) {
     if (!have(`${a.toolPrefix}${tool}`)) fail(`${a.toolPrefix}${tool} not found (for ${arch}: apt-get install ${a.toolPrefix ? 'g++-aarch64-linux-gnu' : 'g++'})`);
   }
-  const key = sha256(JSON.stringify({ v: 3, runtime: RUNTIME.version, arch, module: lock.version, cc: compilerId(a.toolPrefix) }));
+  const abi = runtimeAbi(runtimeDir);
+  const key = sha256(JSON.stringify({ v: 4, abi, runtime: RUNTIME.version, arch, module: lock.version, cc: compilerId(a.toolPrefix) }));
   const cached = join(cacheDir(), 'native', `better-sqlite3-${lock.version}-${arch}-${key.slice(0, 16)}.node`);
   const target = join(moduleDir, 'build/Release/better_sqlite3.node');
-  if (useCache && existsSync(cached)) {
+  if (useCache && existsSync(cached) && addonAbi(cached) === abi) {
     mkdirSync(dirname(target), { recursive: true });
     copyFileSync(cached, target);
     return { fromCache: true };
   }
   // Debian's hardening flags (as dpkg-buildflags gives them), and build paths mapped away.
   const flags = `-ffile-prefix-map=${moduleDir}=. -ffile-prefix-map=${runtimeDir}=/node -D_FORTIFY_SOURCE=2 -fstack-protector-strong`;
+  // node-gyp lets npm_config_* override its own options: under `npm run`, npm exports the machine's npm config
+  // (here nodedir=/usr, the host Node's headers), which would win over --nodedir and build for the wrong Node.
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_(config|package)_/i.test(k)));
   const env = {
-    ...process.env,
+    ...clean,
+    npm_config_nodedir: runtimeDir,
     CFLAGS: flags,
     CXXFLAGS: flags,
     LDFLAGS: '-Wl,-z,relro -Wl,-z,now',
@@ -156,10 +161,24 @@ function buildBetterSqlite(moduleDir, arch, runtimeDir, useCache) {
     timeout: 1_800_000,
   });
   run(`${a.toolPrefix}strip`, ['--strip-unneeded', '-R', '.comment', '-R', '.note', target]);
+  const built = addonAbi(target);
+  if (built !== abi) fail(`better_sqlite3.node was built for Node ABI ${built}, not the runtime's ${abi} (wrong headers?)`);
   mkdirSync(dirname(cached), { recursive: true });
   copyFileSync(target, `${cached}.tmp`);
   renameSync(`${cached}.tmp`, cached);
   return { fromCache: false, seconds: (Date.now() - started) / 1000 };
+}
+
+/** NODE_MODULE_VERSION of the runtime, from its headers. */
+function runtimeAbi(runtimeDir) {
+  const h = readFileSync(join(runtimeDir, 'include/node/node_version.h'), 'utf8');
+  return Number(/#define NODE_MODULE_VERSION (\d+)/.exec(h)?.[1] ?? fail('no NODE_MODULE_VERSION in the runtime headers'));
+}
+
+/** The Node ABI an addon registers itself for (node_register_module_v<N>), or undefined. */
+function addonAbi(file) {
+  const m = /node_register_module_v(\d+)/.exec(readFileSync(file).toString('latin1'));
+  return m ? Number(m[1]) : undefined;
 }
 
 function elfMachine(file) {
