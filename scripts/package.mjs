@@ -15,9 +15,9 @@
 //   --no-cache    build better-sqlite3 again instead of taking it from the build cache
 // Needs: python3, make, g++, dpkg-deb, xz (and for arm64 g++-aarch64-linux-gnu); .ci/run installs them.
 import { createHash } from 'node:crypto';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
-  chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync,
+  chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
   mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, lutimesSync,
 } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -27,15 +27,15 @@ import { gzipSync } from 'node:zlib';
 const REPO = resolve(import.meta.dirname, '..');
 const NAME = 'pos-token-agent';
 /** Where the program lives on the box (Debian: a program's private files go under /usr/lib/<package>). */
-export const PREFIX = `/usr/lib/${NAME}`;
+const PREFIX = `/usr/lib/${NAME}`;
 const RUNTIME = JSON.parse(readFileSync(join(REPO, 'scripts/node-runtime.json'), 'utf8'));
 
-export const ARCHES = {
+const ARCHES = {
   amd64: { npm: 'x64', elfMachine: 0x3e, toolPrefix: '', gyp: 'x64', debootstrap: 'amd64' },
   arm64: { npm: 'arm64', elfMachine: 0xb7, toolPrefix: 'aarch64-linux-gnu-', gyp: 'arm64', debootstrap: 'arm64' },
 };
 
-export function cacheDir() {
+function cacheDir() {
   return process.env.POS_TOKEN_AGENT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), NAME);
 }
 
@@ -89,7 +89,7 @@ function sha256(data) {
 // --- the runtime ----------------------------------------------------------------------------------------
 
 /** The pinned Node.js build for an arch, fetched once into the cache and checked against its integrity. */
-export function runtimeTarball(npmArch) {
+function runtimeTarball(npmArch) {
   const pkg = `node-linux-${npmArch}`;
   const expected = RUNTIME.integrity[npmArch] ?? fail(`scripts/node-runtime.json has no integrity for ${npmArch}`);
   const dir = join(cacheDir(), 'runtime');
@@ -265,7 +265,7 @@ function writeFile(path, text, mode = 0o644) {
 }
 
 /** The units as the package installs them: the bundled runtime and the program under PREFIX. */
-export function renderUnit(text, prefix, node) {
+function renderUnit(text, prefix, node) {
   return text
     .replaceAll('/usr/bin/node ', `${node} `)
     .replaceAll('/opt/pos-token-agent/README.md', `/usr/share/doc/${NAME}/README.md.gz`)
@@ -323,9 +323,8 @@ function normalize(root, epoch) {
   }
 }
 
-function gz(text, epoch) {
-  // gzip header: no name, mtime fixed (zlib writes 0, which is what gzip -n does).
-  void epoch;
+/** gzip -9n: zlib writes no name and a zero time into the header. */
+function gz(text) {
   return gzipSync(Buffer.from(text), { level: 9 });
 }
 
@@ -424,21 +423,19 @@ function debTree(deb, program, source, arch, version, epoch) {
   );
   const doc = join(deb, 'usr/share/doc', NAME);
   writeFile(join(doc, 'copyright'), readFileSync(join(REPO, 'scripts/deb/copyright'), 'utf8'));
-  writeFileSync(join(doc, 'README.md.gz'), gz(readFileSync(join(source, 'README.md'), 'utf8'), epoch));
+  writeFileSync(join(doc, 'README.md.gz'), gz(readFileSync(join(source, 'README.md'), 'utf8')));
   rmSync(join(p, 'README.md'));
   const changelog = `${NAME} (${version}) stable; urgency=medium\n\n  * Release ${version}: see README.md.gz, section Changelog.\n\n -- ${MAINTAINER}  ${debianDate(epoch)}\n`;
-  writeFileSync(join(doc, 'changelog.gz'), gz(changelog, epoch));
+  writeFileSync(join(doc, 'changelog.gz'), gz(changelog));
   const date = new Date(epoch * 1000).toISOString().slice(0, 10);
   const help = (args) => run(process.execPath, [join(source, 'dist/cli/main.js'), ...args]).trimEnd();
   const provisionHelp = run('bash', [join(source, 'scripts/provision.sh'), '--help']).trimEnd();
-  writeFileSync(
-    join(deb, 'usr/share/man/man1', `${NAME}.1.gz`),
-    (mkdirSync(join(deb, 'usr/share/man/man1'), { recursive: true }), gz(manPage(NAME, 1, 'keeps a tax-authority token for point-of-sale software', help(['--help']), version, date), epoch)),
-  );
-  writeFileSync(
-    join(deb, 'usr/share/man/man8', `${NAME}-provision.8.gz`),
-    (mkdirSync(join(deb, 'usr/share/man/man8'), { recursive: true }), gz(manPage(`${NAME}-provision`, 8, 'set up the token agent on this box', provisionHelp, version, date), epoch)),
-  );
+  const man = (section, name, summary, text) => {
+    mkdirSync(join(deb, `usr/share/man/man${section}`), { recursive: true });
+    writeFileSync(join(deb, `usr/share/man/man${section}`, `${name}.${section}.gz`), gz(manPage(name, section, summary, text, version, date)));
+  };
+  man(1, NAME, 'keeps a tax-authority token for point-of-sale software', help(['--help']));
+  man(8, `${NAME}-provision`, 'set up the token agent on this box', provisionHelp);
   writeFile(join(deb, 'usr/share/lintian/overrides', NAME), readFileSync(join(REPO, 'scripts/deb/lintian-overrides'), 'utf8'));
 
   const elves = [];
@@ -507,7 +504,7 @@ function sourceDateEpoch(source) {
 
 // --- main -----------------------------------------------------------------------------------------------
 
-export function packageArch(opts, arch) {
+function packageArch(opts, arch) {
   const a = ARCHES[arch];
   const pkg = JSON.parse(readFileSync(join(opts.source, 'package.json'), 'utf8'));
   const version = opts.version ?? pkg.version;

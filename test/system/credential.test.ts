@@ -6,13 +6,27 @@
  * run outside the context is refused and changes nothing; the state directory stays 0700.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
 import { openDatabase } from '../../src/store/sqlite.js';
-import { BASE_PACKAGES, bookwormRoot, debFields, debFile, dependsNames, freshRoot, Machine, must, removeRoot, skipReason, waitUntil } from './support.js';
+import {
+  BASE_PACKAGES,
+  bookwormRoot,
+  debFields,
+  debFile,
+  demoProvisionEnv,
+  dependsNames,
+  freshRoot,
+  Machine,
+  must,
+  provisionInside,
+  removeRoot,
+  skipReason,
+  waitUntil,
+} from './support.js';
 
 const SKIP = skipReason([
   ['systemd-nspawn', 'systemd-container'],
@@ -27,17 +41,8 @@ describe('the key as a systemd credential, under a booted systemd', { skip: SKIP
   let work = '';
   let m: Machine;
   let emulator: Emulator;
-  let env = '';
 
-  const provision = async (secret: string) => {
-    writeFileSync(m.hostPath('/root/pos.env'), env.replace(/^POS_CLIENT_SECRET=.*$/m, `POS_CLIENT_SECRET=${secret}`), { mode: 0o600 });
-    chmodSync(m.hostPath('/root/pos.env'), 0o600);
-    try {
-      return await m.exec(['pos-token-agent-provision', '--non-interactive', '--from', '/root/pos.env'], { timeoutMs: 3 * 60_000 });
-    } finally {
-      rmSync(m.hostPath('/root/pos.env'), { force: true });
-    }
-  };
+  const provision = (secret: string) => provisionInside(m, demoProvisionEnv(emulator.url, secret));
   const stateFiles = () => readdirSync(m.hostPath(STATE)).filter((n) => !/-(wal|shm)$/.test(n)).sort();
   const keySource = () => {
     const db = openDatabase(m.hostPath(`${STATE}/state.db`), { readonly: true, fileMustExist: true });
@@ -58,18 +63,7 @@ describe('the key as a systemd credential, under a booted systemd', { skip: SKIP
       await freshRoot(cached, join(work, 'root'));
       emulator = createEmulator({ devices: [DEMO_DEVICE], rateLimitPerMinute: 0, host: '127.0.0.1', port: 0 });
       await emulator.start();
-      env = [
-        'POS_AUTHORITY=eta-ereceipt',
-        `POS_IDENTITY_URL=${emulator.url}`,
-        'POS_PROFILE=manual',
-        `POS_SERIAL=${DEMO_DEVICE.posserial}`,
-        `POS_OS_VERSION=${DEMO_DEVICE.pososversion}`,
-        `POS_MODEL_FRAMEWORK=${DEMO_DEVICE.posmodelframework}`,
-        `POS_CLIENT_ID=${DEMO_DEVICE.clientId}`,
-        `POS_CLIENT_SECRET=${DEMO_DEVICE.clientSecrets[0]}`,
-        `POS_PRESHARED_KEY=${DEMO_DEVICE.presharedKey}`,
-        '',
-      ].join('\n');
+
       mkdirSync(join(work, 'root/root/debs'), { recursive: true });
       copyFileSync(deb, join(work, 'root/root/debs', basename(deb)));
       m = new Machine(join(work, 'root'), `pta-cred-${process.pid}`, join(work, 'console.log'));

@@ -10,6 +10,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -22,6 +23,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { cpus, homedir } from 'node:os';
+import { DEMO_DEVICE } from '../../src/emulator/index.js';
 import { dirname, join, resolve } from 'node:path';
 
 export const REPO = resolve(import.meta.dirname, '../..');
@@ -657,6 +659,36 @@ export class Machine {
     } catch {
       await this.kill().catch(() => undefined);
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning inside
+
+/** The env file pos-token-agent-provision --non-interactive --from reads (0600), for the emulator's demo device. */
+export function demoProvisionEnv(emulatorUrl: string, clientSecret = DEMO_DEVICE.clientSecrets[0]!): string {
+  return [
+    'POS_AUTHORITY=eta-ereceipt',
+    `POS_IDENTITY_URL=${emulatorUrl}`,
+    'POS_PROFILE=manual',
+    `POS_SERIAL=${DEMO_DEVICE.posserial}`,
+    `POS_OS_VERSION=${DEMO_DEVICE.pososversion}`,
+    `POS_MODEL_FRAMEWORK=${DEMO_DEVICE.posmodelframework}`,
+    `POS_CLIENT_ID=${DEMO_DEVICE.clientId}`,
+    `POS_CLIENT_SECRET=${clientSecret}`,
+    `POS_PRESHARED_KEY=${DEMO_DEVICE.presharedKey}`,
+    '',
+  ].join('\n');
+}
+
+/** Runs pos-token-agent-provision non-interactively inside `m` from such a file, removed afterwards. */
+export async function provisionInside(m: Machine, envFile: string, env: Record<string, string> = {}): Promise<RunResult> {
+  writeFileSync(m.hostPath('/root/pos.env'), envFile, { mode: 0o600 });
+  chmodSync(m.hostPath('/root/pos.env'), 0o600);
+  try {
+    return await m.exec(['pos-token-agent-provision', '--non-interactive', '--from', '/root/pos.env'], { timeoutMs: 3 * 60_000, env });
+  } finally {
+    rmSync(m.hostPath('/root/pos.env'), { force: true });
   }
 }
 

@@ -16,7 +16,7 @@
  * Figures (install time, start to ready, memory, socket activation) go to release/system-test-figures.json.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -33,6 +33,8 @@ import {
   Machine,
   must,
   previousVersionPackage,
+  provisionInside,
+  demoProvisionEnv,
   recordFigures,
   removeRoot,
   skipReason,
@@ -113,15 +115,7 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
   const dpkg = (args: string[], timeoutMs = 5 * 60_000): Promise<RunResult> =>
     m.exec(['dpkg', ...args], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs });
   /** /usr/sbin/pos-token-agent-provision --non-interactive --from an env file; `env` for the old version's script. */
-  const provision = async (env: Record<string, string> = {}): Promise<RunResult> => {
-    writeFileSync(m.hostPath('/root/pos.env'), provisionEnv, { mode: 0o600 });
-    chmodSync(m.hostPath('/root/pos.env'), 0o600);
-    try {
-      return await m.exec(['pos-token-agent-provision', '--non-interactive', '--from', '/root/pos.env'], { timeoutMs: 3 * 60_000, env });
-    } finally {
-      rmSync(m.hostPath('/root/pos.env'), { force: true });
-    }
-  };
+  const provision = (env: Record<string, string> = {}): Promise<RunResult> => provisionInside(m, provisionEnv, env);
 
   before(
     async () => {
@@ -138,18 +132,7 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       await freshRoot(cached, join(work, 'root'));
       emulator = createEmulator({ devices: [DEMO_DEVICE], rateLimitPerMinute: 0, host: '127.0.0.1', port: 0 });
       await emulator.start();
-      provisionEnv = [
-        'POS_AUTHORITY=eta-ereceipt',
-        `POS_IDENTITY_URL=${emulator.url}`,
-        'POS_PROFILE=manual',
-        `POS_SERIAL=${DEMO_DEVICE.posserial}`,
-        `POS_OS_VERSION=${DEMO_DEVICE.pososversion}`,
-        `POS_MODEL_FRAMEWORK=${DEMO_DEVICE.posmodelframework}`,
-        `POS_CLIENT_ID=${DEMO_DEVICE.clientId}`,
-        `POS_CLIENT_SECRET=${DEMO_DEVICE.clientSecrets[0]}`,
-        `POS_PRESHARED_KEY=${DEMO_DEVICE.presharedKey}`,
-        '',
-      ].join('\n');
+      provisionEnv = demoProvisionEnv(emulator.url);
       m = new Machine(join(work, 'root'), `pta-sys-${process.pid}`, join(work, 'console.log'));
       const boot = await m.boot();
       figures.boot_ms = Math.round(boot.ms);
@@ -473,6 +456,14 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
     assert.ok(!existsSync(m.hostPath('/usr/bin/pos-token-agent')));
     const q = await m.exec(['dpkg-query', '-W', '-f', '${Status}', 'pos-token-agent']);
     assert.equal(q.stdout, 'deinstall ok config-files');
+
+    // Installed again over the kept state: the agent serves again at once, with the stored token and no login.
+    const before = logins();
+    must('dpkg -i (reinstall)', await dpkg(['-i', copyIn(deb)]));
+    await waitActive('the reinstalled service', 30_000);
+    assert.match(must('till token', await tillToken()).stdout.trim(), JWT);
+    assert.equal(logins(), before, 'the stored token, no login');
+    must('dpkg -r (again)', await dpkg(['-r', 'pos-token-agent']));
 
     must('dpkg -P', await dpkg(['-P', 'pos-token-agent']));
     assert.ok(!existsSync(m.hostPath('/etc/pos-token-agent')), '/etc/pos-token-agent removed');
