@@ -11,9 +11,6 @@ import type { AgentConfig } from './config/index.js';
 import { checkMachineId, defaultMachineId } from './identity/index.js';
 import { KEY_CREDENTIAL_NAME, KEY_FILE, type KeySource, type OpenStoreOptions } from './store/index.js';
 
-/** The name of the systemd credential that may carry the key. */
-export const KEY_CREDENTIAL = KEY_CREDENTIAL_NAME;
-
 export interface StateAccess {
   options: OpenStoreOptions;
   keyFile: string;
@@ -31,7 +28,7 @@ export interface StateDeps {
 export async function stateAccess(config: AgentConfig, deps: StateDeps = {}): Promise<StateAccess> {
   const env = deps.env ?? process.env;
   const credentialsDir = env.CREDENTIALS_DIRECTORY;
-  const credential = credentialsDir ? join(credentialsDir, KEY_CREDENTIAL) : undefined;
+  const credential = credentialsDir ? join(credentialsDir, KEY_CREDENTIAL_NAME) : undefined;
   const fromCredential = credential !== undefined && existsSync(credential);
   const keyFile = fromCredential ? credential : join(config.stateDir, KEY_FILE);
   let machineId: string | undefined;

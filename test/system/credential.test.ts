@@ -24,16 +24,11 @@ import {
   must,
   provisionInside,
   removeRoot,
-  skipReason,
+  bootedSystemSkip,
   waitUntil,
 } from './support.js';
 
-const SKIP = skipReason([
-  ['systemd-nspawn', 'systemd-container'],
-  ['debootstrap', 'debootstrap'],
-  ['nsenter', 'util-linux'],
-  ['dpkg-deb', 'dpkg'],
-]);
+const SKIP = bootedSystemSkip();
 const STATE = '/var/lib/pos-token-agent';
 const CRED = '/etc/credstore.encrypted/pos-token-agent.key';
 

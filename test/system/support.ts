@@ -44,6 +44,16 @@ export function has(cmd: string): boolean {
 /**
  * Why the suite cannot run here, or false. Tools are [command, Debian package] pairs.
  */
+/** Why the booted-system files cannot run here, or false. */
+export function bootedSystemSkip(): string | false {
+  return skipReason([
+    ['systemd-nspawn', 'systemd-container'],
+    ['debootstrap', 'debootstrap'],
+    ['nsenter', 'util-linux'],
+    ['dpkg-deb', 'dpkg'],
+  ]);
+}
+
 export function skipReason(tools: Array<[string, string]>): string | false {
   if (process.platform !== 'linux' || process.arch !== 'x64') return `needs Linux on x86-64 (this is ${process.platform}/${process.arch})`;
   if (process.getuid?.() !== 0) return 'needs root (systemd-nspawn, debootstrap, nsenter)';

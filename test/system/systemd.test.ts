@@ -37,7 +37,7 @@ import {
   demoProvisionEnv,
   recordFigures,
   removeRoot,
-  skipReason,
+  bootedSystemSkip,
   sleep,
   VERSION,
   waitUntil,
@@ -45,12 +45,7 @@ import {
   type RunResult,
 } from './support.js';
 
-const SKIP = skipReason([
-  ['systemd-nspawn', 'systemd-container'],
-  ['debootstrap', 'debootstrap'],
-  ['nsenter', 'util-linux'],
-  ['dpkg-deb', 'dpkg'],
-]);
+const SKIP = bootedSystemSkip();
 
 const SERVICE = 'pos-token-agent.service';
 const SOCKET = 'pos-token-agent.socket';

@@ -31,7 +31,7 @@ export async function provisionAccount(
   config: AgentConfig,
   name: string,
   credentials: Credentials,
-  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv; bootTime?: () => BootTime | undefined },
+  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv },
 ): Promise<ProvisionResult> {
   const env = options.env ?? process.env;
   const account = config.accounts[name];
@@ -63,7 +63,7 @@ export async function provisionAccount(
     }
     // Received now: the wall clock and, as the agent records it, the boot and its uptime, so that the agent
     // (restarted in this boot) measures the token's age by uptime rather than by a clock that may step.
-    verified = { ...result.token, at: Date.now(), boot: (options.bootTime ?? readBootTime)() };
+    verified = { ...result.token, at: Date.now(), boot: readBootTime() };
   }
   (http as { close?: () => void }).close?.();
   const access = await stateAccess(config, { env });
