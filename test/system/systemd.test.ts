@@ -389,7 +389,16 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
         15_000,
       );
       assert.match(journal, /notAKey/);
-      const p2 = await show(['ActiveState', 'MainPID']);
+      // The agent logs the refusal, then sends READY=1 through systemd-notify, a child process: until systemd
+      // has that message the unit reads 'reloading' (a CI run saw it). Bounded: it is there within milliseconds.
+      const p2 = await waitUntil(
+        'active again after the refused reload',
+        async () => {
+          const p = await show(['ActiveState', 'MainPID']);
+          return p.ActiveState === 'reloading' ? undefined : p;
+        },
+        15_000,
+      );
       assert.equal(p2.ActiveState, 'active');
       assert.equal(p2.MainPID, p0.MainPID);
       assert.ok(await accountState('second'), 'the running config (with the second account) is kept');
