@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Authority, LoginRequest, LoginResult } from '../src/authorities/index.js';
-import { parseConfig } from '../src/config/index.js';
+import { parseConfig } from '../src/authorities/index.js';
 import { FakeClock, flushMicrotasks } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/log.js';
 import { openStore } from '../src/store/index.js';

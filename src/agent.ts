@@ -2,8 +2,8 @@
  * The wiring file: builds the store, the authorities, the token manager and the socket server
  * from a validated config and connects them. Logic lives in the areas, not here.
  */
-import { createAuthority, createHttpClient, type HttpClient } from './authorities/index.js';
-import type { AgentConfig } from './config/index.js';
+import { authorities, createHttpClient, type AuthorityRegistry, type HttpClient } from './authorities/index.js';
+import type { AccountConfig, AgentConfig } from './config/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { createMetrics } from './lib/metrics.js';
@@ -23,6 +23,8 @@ export interface AgentDeps {
   env?: NodeJS.ProcessEnv;
   /** A listening socket passed by systemd (LISTEN_FDS); without it the agent binds config.socket. */
   listenFd?: number;
+  /** The authorities accounts are served by (the built-in ones by default). */
+  authorities?: AuthorityRegistry;
 }
 
 export interface Agent {
@@ -36,6 +38,8 @@ export interface Agent {
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
+  const registry = deps.authorities ?? authorities;
+  const headersOf = (account: AccountConfig) => registry.get(account.authority)?.deviceHeaders;
   const http = deps.http ?? createHttpClient({ proxy: config.proxy, env: deps.env ?? process.env });
   const access = await stateAccess(config, { env: deps.env ?? process.env });
   if (access.machineIdProblem) {
@@ -45,16 +49,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, log, clock });
   const identity: IdentityProvider = {
     read: (account, options) =>
-      sendsDeviceHeaders(account.authority)
+      sendsDeviceHeaders(headersOf(account))
         ? reader.read(account, options)
         : Promise.resolve({ profile: null, values: {}, errors: {}, skipped: [] }),
-    required: (account) => requiredFields(account.authority),
+    required: (account) => requiredFields(headersOf(account)),
   };
   const metrics = createMetrics();
   const manager = createTokenManager(
     {
       store,
-      authority: (account) => createAuthority(account.authority, { http, now: () => clock.now() }),
+      authority: (account) => registry.create(account.authority, { http, now: () => clock.now() }),
       identity,
       log,
       clock,

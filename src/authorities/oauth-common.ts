@@ -5,6 +5,7 @@
  * statuses to typed failures. Nothing here holds state.
  */
 import type { AccountConfig } from '../config/index.js';
+import { CLIENT_ID, CLIENT_SECRET } from './options.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, TransportError, type HttpRequest, type HttpResponse } from './http.js';
 import {
   failure,
@@ -116,10 +117,7 @@ export function buildClientCredentialsRequest(
 // A client-credentials authority
 
 /** The credentials of every client-credentials authority but eReceipt. */
-export const CLIENT_CREDENTIAL_FIELDS: ReadonlyArray<CredentialField> = Object.freeze([
-  { name: 'clientId', label: 'Client ID', secret: false, required: true },
-  { name: 'clientSecret', label: 'Client secret', secret: true, required: true },
-]);
+export const CLIENT_CREDENTIAL_FIELDS: ReadonlyArray<CredentialField> = Object.freeze([CLIENT_ID, CLIENT_SECRET]);
 
 export interface ClientCredentialsSpec {
   name: string;

@@ -1,10 +1,12 @@
-import type { AccountConfig, DeviceIdentity } from '../config/index.js';
+import type { z } from 'zod';
+import type { AccountConfig, AuthorityConfigSpec, DeviceHeaders, DeviceIdentity } from '../config/index.js';
 import type { HttpClient } from './http.js';
 
-export type { DeviceIdentity };
+export type { DeviceHeaders, DeviceIdentity };
 
-/** Secrets as provisioned; which fields apply depends on the authority. */
+/** Secrets as provisioned; which fields apply depends on the authority (its module's `credentials`). */
 export interface Credentials {
+  [field: string]: string | undefined;
   clientId?: string;
   clientSecret?: string;
   presharedKey?: string;
@@ -61,10 +63,46 @@ export interface RefreshRequest extends LoginRequest {
 }
 
 export interface CredentialField {
-  name: keyof Credentials;
+  /** The key in the stored credentials and in `provision --stdin` JSON. */
+  name: string;
+  /** The prompt provisioning shows. */
   label: string;
+  /** Hidden input; redacted from logs; never shown. */
   secret: boolean;
   required: boolean;
+  /** The variable `pos-token-agent-provision --non-interactive` reads it from (POS_CLIENT_ID). */
+  env: string;
+}
+
+/** Where an authority's token service is, as a technician is asked for it. */
+export interface EndpointSpec extends Readonly<AuthorityConfigSpec['endpoint']> {
+  /** The prompt ("Identity service URL", "Token endpoint URL"). */
+  readonly label: string;
+  /** Shown before the prompt: the authority's known services (pre-production, production). */
+  readonly hint?: string;
+  /** Paths the agent calls under a base URL (shown by doctor). */
+  readonly paths: ReadonlyArray<string>;
+}
+
+/**
+ * One token service, described in one place: the registry (authorities/registry.ts) gives its options to
+ * config validation, its credential fields to provisioning and log redaction, its device headers to
+ * identity, and its factory to the token manager, provisioning and doctor. No state.
+ */
+export interface AuthorityModule {
+  /** The `authority` value in the config. */
+  readonly name: string;
+  /** "Egypt ETA eReceipt". */
+  readonly title: string;
+  /** Option name -> schema, beyond the options every account takes; each optional but the endpoint's. */
+  readonly options: Readonly<Record<string, z.ZodType>>;
+  readonly endpoint: EndpointSpec;
+  readonly credentials: ReadonlyArray<CredentialField>;
+  /** The device headers it sends; absent: none (the account then takes no deviceProfile or identity). */
+  readonly deviceHeaders?: DeviceHeaders;
+  /** Login limits the authority imposes; loginsPerMinute makes the account take that option. */
+  readonly limits?: { readonly loginsPerMinute?: { readonly default: number } };
+  create(deps: AuthorityDeps): Authority;
 }
 
 export interface Authority {

@@ -2,7 +2,8 @@
 import { request } from 'node:http';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, resolveConfigPath, type AgentConfig } from '../config/index.js';
+import { ConfigError, resolveConfigPath, type AgentConfig } from '../config/index.js';
+import { loadConfig } from '../authorities/index.js';
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';

@@ -1,4 +1,4 @@
-/** Interactive questions; secrets are read with echo off. */
+/** Interactive questions; secrets are read with echo off and nothing shown in their place (not even its length). */
 import type { Io } from './common.js';
 import { CliError } from './common.js';
 
@@ -21,8 +21,15 @@ export async function ask(io: Io, question: string, hidden: boolean): Promise<st
       else resolve(value);
     };
     const onData = (chunk: Buffer | string): void => {
-      for (const ch of chunk.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return done();
+      const chars = [...chunk.toString('utf8')];
+      for (const [i, ch] of chars.entries()) {
+        if (ch === '\r' || ch === '\n') {
+          // What came after the answer (typed ahead, pasted) is the next question's.
+          const rest = chars.slice(i + 1).join('').replace(/^\n/, '');
+          done();
+          if (rest) stdin.unshift(Buffer.from(rest, 'utf8'));
+          return;
+        }
         if (ch === '\u0003') return done(new CliError('cancelled'));
         if (ch === '\u007f' || ch === '\b') {
           if (value.length) {
@@ -33,7 +40,7 @@ export async function ask(io: Io, question: string, hidden: boolean): Promise<st
         }
         if (ch < ' ') continue;
         value += ch;
-        io.stderr.write(hidden ? '*' : ch);
+        if (!hidden) io.stderr.write(ch);
       }
     };
     stdin.on('data', onData);

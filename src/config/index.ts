@@ -7,8 +7,6 @@ import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
-export const SUPPORTED_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
-export type AuthorityName = (typeof SUPPORTED_AUTHORITIES)[number];
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
@@ -39,10 +37,13 @@ const httpsUrl = (what: 'base' | 'endpoint') => z.string().superRefine((value, c
     ctx.addIssue({ code: 'custom', message: `expected an https:// URL, got ${JSON.stringify(value)}` });
   }
 });
-const identityUrl = httpsUrl('base');
-const tokenUrl = httpsUrl('endpoint');
+/** A token service's base URL: https (http for loopback only), no user, query or fragment. */
+export const baseUrlSchema = httpsUrl('base');
+/** A token endpoint's URL: as baseUrlSchema, but a query string is kept. */
+export const endpointUrlSchema = httpsUrl('endpoint');
 
-const headerValue = (max: number) =>
+/** A value sent as an HTTP header: printable ASCII, at most `max` characters. */
+export const headerValue = (max: number) =>
   z
     .string()
     .max(max, `expected at most ${max} characters`)
@@ -66,36 +67,12 @@ const RESERVED_HEADERS = new Set([
   'presharedkey', 'posserial', 'pososversion', 'posmodelframework', 'onbehalfof', 'proxy-authorization', 'cookie',
 ]);
 
-const nonEmpty = (max: number) =>
+export const nonEmpty = (max: number) =>
   z.string().min(1, 'expected a non-empty string').max(max, `expected at most ${max} characters`);
 
-/** Which per-account options each authority uses; any other is refused so a typo cannot go unnoticed. */
-const AUTHORITY_OPTIONS: Record<string, ReadonlyArray<string>> = {
-  'eta-ereceipt': ['identityUrl'],
-  'eta-einvoicing': ['identityUrl', 'scope', 'onbehalfof', 'clientAuth'],
-  myinvois: ['identityUrl', 'scope', 'onbehalfof'],
-  'impact-gr': ['identityUrl'],
-  sepay: ['identityUrl'],
-  oauth2: ['tokenUrl', 'scope', 'audience', 'clientAuth'],
-};
-const OPTION_KEYS = ['identityUrl', 'tokenUrl', 'scope', 'onbehalfof', 'audience', 'clientAuth'] as const;
-
-const accountSchema = z.strictObject({
-  authority: z.string().superRefine((value, ctx) => {
-    if ((SUPPORTED_AUTHORITIES as readonly string[]).includes(value)) return;
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected one of ${SUPPORTED_AUTHORITIES.join(', ')}, got ${JSON.stringify(value)}`,
-    });
-  }),
-  identityUrl: identityUrl.optional(),
-  tokenUrl: tokenUrl.optional(),
-  deviceProfile: z.string().regex(PROFILE_NAME, 'expected a profile name (letters, digits, ".", "_", "-")').optional(),
-  identity: identitySchema.optional(),
-  scope: headerValue(500).min(1, 'expected a non-empty string').optional(),
-  onbehalfof: nonEmpty(100).regex(/^[\x21-\x7e]+$/, 'expected printable ASCII without spaces').optional(),
-  audience: nonEmpty(500).optional(),
-  clientAuth: z.enum(['client_secret_basic', 'client_secret_post']).optional(),
+/** The options every account takes, whatever its authority. */
+const commonAccountShape = {
+  authority: z.string(),
   headers: z
     .record(
       z.string().regex(HEADER_NAME, 'expected an HTTP header name').refine(
@@ -111,7 +88,6 @@ const accountSchema = z.strictObject({
       caFile: absolutePath.optional(),
     })
     .optional(),
-  loginsPerMinute: z.number().int().min(1).max(600).optional(),
   timeouts: z
     .strictObject({
       connectMs: positiveInt(60_000).optional(),
@@ -127,19 +103,97 @@ const accountSchema = z.strictObject({
     })
     .optional(),
   forcedRefreshMinIntervalS: z.number().min(0).max(3600).optional(),
-}).superRefine((account, ctx) => {
-  const allowed = AUTHORITY_OPTIONS[account.authority];
-  if (!allowed) return;
-  for (const key of OPTION_KEYS) {
-    if (account[key] !== undefined && !allowed.includes(key)) {
-      ctx.addIssue({ code: 'custom', path: [key], message: `not used by authority ${account.authority}; remove it` });
-    }
+};
+
+/** Options of authorities that send device headers (the device profile and fixed values). */
+const deviceAccountShape = {
+  deviceProfile: z.string().regex(PROFILE_NAME, 'expected a profile name (letters, digits, ".", "_", "-")').optional(),
+  identity: identitySchema.optional(),
+};
+
+/** The option of authorities whose logins are limited per client ID. */
+const limitedAccountShape = {
+  loginsPerMinute: z.number().int().min(1).max(600).optional(),
+};
+
+/** The device headers of a login: which identity fields an authority sends, and which it cannot do without. */
+export interface DeviceHeaders {
+  readonly fields: ReadonlyArray<DeviceField>;
+  readonly required: ReadonlyArray<DeviceField>;
+}
+
+/**
+ * What config validation needs to know of an authority: the options it takes beyond the common ones, the
+ * one that holds its URL, whether it sends device headers, whether its logins are limited. The authority
+ * registry (authorities/) gives one of these per authority; config knows no authority by name.
+ */
+export interface AuthorityConfigSpec {
+  readonly name: string;
+  /** Option name -> schema; each optional, but the endpoint's, which must be given. */
+  readonly options: Readonly<Record<string, z.ZodType>>;
+  /** The option holding the URL of the token service; `base` trims it to a base URL. */
+  readonly endpoint: { readonly option: string; readonly kind: 'base' | 'endpoint' };
+  readonly deviceHeaders?: DeviceHeaders;
+  /** Logins are limited per client ID: the account takes `loginsPerMinute`. */
+  readonly loginsPerMinute?: { readonly default: number };
+}
+
+/** The strict schema of one account of `spec` (common options, the authority's, device and limit options). */
+function accountSchemaFor(spec: AuthorityConfigSpec) {
+  return z.strictObject({
+    ...commonAccountShape,
+    ...(spec.deviceHeaders ? deviceAccountShape : {}),
+    ...(spec.loginsPerMinute ? limitedAccountShape : {}),
+    ...spec.options,
+  });
+}
+
+/** Every option some authority takes: refused by name ("not used by authority X") on the others. */
+function knownOptions(specs: ReadonlyArray<AuthorityConfigSpec>): Set<string> {
+  const known = new Set([...Object.keys(deviceAccountShape), ...Object.keys(limitedAccountShape)]);
+  for (const spec of specs) for (const key of Object.keys(spec.options)) known.add(key);
+  return known;
+}
+
+/**
+ * The problems of one account, its keys checked against its authority: an option only other authorities
+ * take is refused by name, then the rest against the authority's strict schema.
+ */
+function accountIssues(raw: unknown, specs: ReadonlyArray<AuthorityConfigSpec>): { issues: z.core.$ZodIssue[]; value?: RawAccount } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { issues: [{ code: 'invalid_type', expected: 'object', input: raw, path: [], message: 'expected object' } as z.core.$ZodIssue] };
   }
-  const needs = account.authority === 'oauth2' ? 'tokenUrl' : 'identityUrl';
-  if (account[needs] === undefined) {
-    ctx.addIssue({ code: 'custom', path: [needs], message: `expected a URL (required for authority ${account.authority})` });
+  const input = raw as Record<string, unknown>;
+  const authority = input.authority;
+  const spec = specs.find((s) => s.name === authority);
+  if (!spec) {
+    const names = specs.map((s) => s.name).join(', ');
+    const message =
+      typeof authority === 'string' ? `expected one of ${names}, got ${JSON.stringify(authority)}` : `expected one of ${names}`;
+    return { issues: [{ code: 'custom', path: ['authority'], message, input: authority } as z.core.$ZodIssue] };
   }
-});
+  const issues: z.core.$ZodIssue[] = [];
+  const schema = accountSchemaFor(spec);
+  const own = new Set(Object.keys(schema.shape));
+  const known = knownOptions(specs);
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(input)) {
+    if (!own.has(key) && known.has(key)) {
+      issues.push({ code: 'custom', path: [key], message: `not used by authority ${spec.name}; remove it`, input: value } as z.core.$ZodIssue);
+    } else kept[key] = value;
+  }
+  const result = schema.safeParse(kept, { reportInput: true });
+  if (!result.success) issues.push(...result.error.issues);
+  if (kept[spec.endpoint.option] === undefined) {
+    issues.push({
+      code: 'custom',
+      path: [spec.endpoint.option],
+      message: `expected a URL (required for authority ${spec.name})`,
+      input: undefined,
+    } as z.core.$ZodIssue);
+  }
+  return issues.length ? { issues } : { issues, value: result.data as RawAccount };
+}
 
 const configSchema = z.strictObject({
   socket: absolutePath.optional(),
@@ -177,7 +231,7 @@ const configSchema = z.strictObject({
     })
     .optional(),
   accounts: z
-    .record(z.string(), accountSchema)
+    .record(z.string(), z.unknown())
     .superRefine((accounts, ctx) => {
       const names = Object.keys(accounts);
       for (const name of names) {
@@ -193,7 +247,11 @@ const configSchema = z.strictObject({
 });
 
 type RawConfig = z.infer<typeof configSchema>;
-type RawAccount = z.infer<typeof accountSchema>;
+/** An account as its authority's schema parsed it: the common options typed, the authority's as they came. */
+type RawAccount = z.infer<z.ZodObject<typeof commonAccountShape>> &
+  Partial<z.infer<z.ZodObject<typeof deviceAccountShape>>> &
+  Partial<z.infer<z.ZodObject<typeof limitedAccountShape>>> &
+  Record<string, unknown>;
 
 export interface Timeouts {
   connectMs: number;
@@ -213,26 +271,31 @@ export interface DeviceIdentity {
   posmodelframework?: string;
 }
 
+/** The identity fields a device profile reads: each sent as the header of the same name. */
+export type DeviceField = keyof DeviceIdentity;
+
+/**
+ * One account, validated against its authority and with defaults filled in. The options of the account's
+ * authority (scope, onbehalfof, tokenUrl, ...) sit beside the common ones, as in the file; each authority
+ * module reads its own, which its schema has checked.
+ */
 export interface AccountConfig {
+  readonly [option: string]: unknown;
   name: string;
-  authority: AuthorityName;
-  /** Base URL of the token service; for oauth2 the token endpoint itself. */
+  /** The authority's registry name. */
+  authority: string;
+  /**
+   * Base URL of the token service (trailing slashes trimmed); for an endpoint URL (oauth2), the endpoint
+   * trimmed. The URL as configured stays under its own option (tokenUrl keeps its query string).
+   */
   identityUrl: string;
-  /** oauth2 only: the token endpoint. */
-  tokenUrl?: string;
   /** Device profile name; without one, identity comes from `identity` alone. */
   deviceProfile?: string;
   /** Fixed identity values from config; they override the profile's. */
   identity: DeviceIdentity;
-  scope?: string;
-  onbehalfof?: string;
-  audience?: string;
-  clientAuth?: 'client_secret_basic' | 'client_secret_post';
   /** Extra, non-secret headers sent with every token request. */
   headers: Record<string, string>;
   tls: AccountTls;
-  /** Logins allowed per minute per client ID (myinvois defaults to 12). */
-  loginsPerMinute?: number;
   timeouts: Timeouts;
   backoff: BackoffPolicy;
   forcedRefreshMinIntervalMs: number;
@@ -304,7 +367,11 @@ export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessE
   return flag ?? env.POS_TOKEN_AGENT_CONFIG ?? DEFAULT_CONFIG_PATH;
 }
 
-export function loadConfig(path: string, env: ConfigEnv = process.env): AgentConfig {
+/**
+ * Reads and validates a config file against `authorities` (the registry's specs: authorities/ binds them,
+ * so callers use its loadConfig).
+ */
+export function loadConfig(authorities: ReadonlyArray<AuthorityConfigSpec>, path: string, env: ConfigEnv = process.env): AgentConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -319,15 +386,29 @@ export function loadConfig(path: string, env: ConfigEnv = process.env): AgentCon
   } catch (err) {
     throw new ConfigError(path, [`not valid JSON: ${(err as Error).message}`]);
   }
-  return parseConfig(json, path, env);
+  return parseConfig(authorities, json, path, env);
 }
 
-export function parseConfig(json: unknown, source: string, env: ConfigEnv = {}): AgentConfig {
+/** Validates a parsed config against `authorities`; every problem is reported at once. */
+export function parseConfig(
+  authorities: ReadonlyArray<AuthorityConfigSpec>,
+  json: unknown,
+  source: string,
+  env: ConfigEnv = {},
+): AgentConfig {
   const result = configSchema.safeParse(json, { reportInput: true });
-  if (!result.success) {
-    throw new ConfigError(source, result.error.issues.map(describeIssue));
+  const issues: z.core.$ZodIssue[] = result.success ? [] : [...result.error.issues];
+  const accounts: Record<string, RawAccount> = {};
+  const rawAccounts = (json as { accounts?: unknown } | null)?.accounts;
+  if (typeof rawAccounts === 'object' && rawAccounts !== null && !Array.isArray(rawAccounts)) {
+    for (const [name, raw] of Object.entries(rawAccounts)) {
+      const checked = accountIssues(raw, authorities);
+      for (const issue of checked.issues) issues.push({ ...issue, path: ['accounts', name, ...issue.path] });
+      if (checked.value) accounts[name] = checked.value;
+    }
   }
-  return normalise(result.data, source, env);
+  if (!result.success || issues.length) throw new ConfigError(source, issues.map(describeIssue));
+  return normalise(result.data, accounts, authorities, source, env);
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
@@ -347,11 +428,20 @@ function describeValue(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
 }
 
-function normalise(raw: RawConfig, source: string, env: ConfigEnv): AgentConfig {
+function normalise(
+  raw: RawConfig,
+  rawAccounts: Record<string, RawAccount>,
+  authorities: ReadonlyArray<AuthorityConfigSpec>,
+  source: string,
+  env: ConfigEnv,
+): AgentConfig {
   const stateDir = raw.stateDir ?? env.STATE_DIRECTORY?.split(':')[0] ?? '/var/lib/pos-token-agent';
   const runtimeDir = env.RUNTIME_DIRECTORY?.split(':')[0] ?? '/run/pos-token-agent';
   const accounts: Record<string, AccountConfig> = {};
-  for (const [name, account] of Object.entries(raw.accounts)) accounts[name] = normaliseAccount(name, account, raw.tls?.caFile);
+  for (const [name, account] of Object.entries(rawAccounts)) {
+    const spec = authorities.find((s) => s.name === account.authority)!;
+    accounts[name] = normaliseAccount(name, account, spec, raw.tls?.caFile);
+  }
   return {
     source,
     socket: raw.socket ?? join(runtimeDir, 'agent.sock'),
@@ -365,30 +455,30 @@ function normalise(raw: RawConfig, source: string, env: ConfigEnv): AgentConfig 
   };
 }
 
-function normaliseAccount(name: string, raw: RawAccount, globalCaFile: string | undefined): AccountConfig {
+const COMMON_KEYS = new Set([...Object.keys(commonAccountShape), ...Object.keys(deviceAccountShape)]);
+
+function normaliseAccount(name: string, raw: RawAccount, spec: AuthorityConfigSpec, globalCaFile: string | undefined): AccountConfig {
   const backoff: BackoffPolicy = {
     initialMs: (raw.backoff?.initialS ?? DEFAULTS.backoff.initialMs / 1000) * 1000,
     maxMs: (raw.backoff?.maxS ?? DEFAULTS.backoff.maxMs / 1000) * 1000,
     rejectedRetryMs: (raw.backoff?.rejectedRetryS ?? DEFAULTS.backoff.rejectedRetryMs / 1000) * 1000,
   };
   if (backoff.maxMs < backoff.initialMs) backoff.maxMs = backoff.initialMs;
+  // The authority's own options, as its schema checked them, beside the common ones.
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) if (!COMMON_KEYS.has(key) && value !== undefined) options[key] = value;
   return {
+    ...options,
     name,
-    authority: raw.authority as AuthorityName,
-    identityUrl: (raw.identityUrl ?? raw.tokenUrl ?? '').replace(/\/+$/, ''),
-    ...(raw.tokenUrl !== undefined ? { tokenUrl: raw.tokenUrl } : {}),
+    authority: spec.name,
+    identityUrl: String(raw[spec.endpoint.option]).replace(/\/+$/, ''),
     ...(raw.deviceProfile !== undefined ? { deviceProfile: raw.deviceProfile } : {}),
     identity: { ...raw.identity },
-    ...(raw.scope !== undefined ? { scope: raw.scope } : {}),
-    ...(raw.onbehalfof !== undefined ? { onbehalfof: raw.onbehalfof } : {}),
-    ...(raw.audience !== undefined ? { audience: raw.audience } : {}),
-    ...(raw.clientAuth !== undefined ? { clientAuth: raw.clientAuth } : {}),
     headers: { ...raw.headers },
     tls: {
       legacyServerConnect: raw.tls?.legacyServerConnect ?? false,
       ...((raw.tls?.caFile ?? globalCaFile) !== undefined ? { caFile: (raw.tls?.caFile ?? globalCaFile) as string } : {}),
     },
-    ...(raw.loginsPerMinute !== undefined ? { loginsPerMinute: raw.loginsPerMinute } : {}),
     timeouts: { ...DEFAULTS.timeouts, ...raw.timeouts },
     backoff,
     forcedRefreshMinIntervalMs:
@@ -398,18 +488,39 @@ function normaliseAccount(name: string, raw: RawAccount, globalCaFile: string | 
   };
 }
 
-/** A fingerprint of what, if changed, should clear an account's rejected state and cached token. */
+/** Options whose place in the fingerprint is fixed (the layout of 0.2, so that an upgrade keeps stored tokens). */
+const FINGERPRINT_V1_OPTIONS = ['tokenUrl', 'scope', 'onbehalfof', 'audience', 'clientAuth'] as const;
+/** Options that only tune how a login is made, not what it asks for. */
+const NOT_FINGERPRINTED = new Set(['loginsPerMinute']);
+
+/**
+ * A fingerprint of what, if changed, should clear an account's rejected state and cached token: the
+ * authority, its URL, the identity and every authority option that shapes the login request.
+ */
 export function accountFingerprint(account: AccountConfig): string {
+  const [tokenUrl, scope, onbehalfof, audience, clientAuth] = FINGERPRINT_V1_OPTIONS.map((k) => account[k] ?? null);
+  const reserved = new Set<string>([...FINGERPRINT_V1_OPTIONS, ...NOT_FINGERPRINTED, ...BASE_ACCOUNT_KEYS]);
+  const others = Object.keys(account)
+    .filter((k) => !reserved.has(k) && account[k] !== undefined)
+    .sort()
+    .map((k) => [k, account[k]]);
   return JSON.stringify([
     account.authority,
     account.identityUrl,
-    account.tokenUrl ?? null,
+    tokenUrl,
     account.identity,
     account.deviceProfile ?? null,
-    account.scope ?? null,
-    account.onbehalfof ?? null,
-    account.audience ?? null,
-    account.clientAuth ?? null,
+    scope,
+    onbehalfof,
+    audience,
+    clientAuth,
     account.headers,
+    ...(others.length ? [others] : []),
   ]);
 }
+
+/** The keys of AccountConfig that are not authority options. */
+const BASE_ACCOUNT_KEYS = [
+  'name', 'authority', 'identityUrl', 'deviceProfile', 'identity', 'headers', 'tls',
+  'timeouts', 'backoff', 'forcedRefreshMinIntervalMs',
+];

@@ -7,13 +7,14 @@
  */
 import { existsSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../authorities/index.js';
-import { ConfigError, loadConfig, type AccountConfig, type AgentConfig } from '../config/index.js';
+import { authorities, createHttpClient, type AuthorityRegistry, type Credentials, type HttpClient } from '../authorities/index.js';
+import { ConfigError, type AccountConfig, type AgentConfig } from '../config/index.js';
 import {
   createIdentityReader,
   identityProblem,
   ProfileError,
   ProfileNotFoundError,
+  requiredFields,
   sendsDeviceHeaders,
   toDeviceIdentity,
   type IdentityReading,
@@ -49,6 +50,8 @@ export interface DoctorOptions extends StateDeps {
   timeoutMs?: number;
   /** Asks the running agent (the CLI passes its socket client); without it the agent is not consulted. */
   askAgent?: (socket: string, path: string) => Promise<{ status: number; body: string }>;
+  /** The authorities to check accounts against (the built-in ones by default). */
+  authorities?: AuthorityRegistry;
 }
 
 const PROVISION = (account: string): string => `pos-token-agent provision --account ${account}`;
@@ -56,13 +59,14 @@ const PROVISION = (account: string): string => `pos-token-agent provision --acco
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
+  const registry = options.authorities ?? authorities;
   const checks: DoctorCheck[] = [];
   const add = (c: DoctorCheck): void => void checks.push(c);
 
   // ---- config -------------------------------------------------------------------------------
   let config: AgentConfig;
   try {
-    config = loadConfig(options.configPath, env);
+    config = registry.loadConfig(options.configPath, env);
     const names = Object.keys(config.accounts);
     add(
       names.length
@@ -120,7 +124,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       ...(options.hostname ? { hostname: options.hostname } : {}),
     });
     for (const account of Object.values(config.accounts)) {
-      await checkAccount(account, { config, store, noStore, http, reader, now, env, options, add });
+      await checkAccount(account, { config, store, noStore, http, reader, now, env, options, add, registry });
     }
   } finally {
     store?.close();
@@ -214,19 +218,21 @@ interface AccountContext {
   env: NodeJS.ProcessEnv;
   options: DoctorOptions;
   add: (c: DoctorCheck) => void;
+  registry: AuthorityRegistry;
 }
 
 async function checkAccount(account: AccountConfig, ctx: AccountContext): Promise<void> {
   const { add, store, options } = ctx;
   const n = account.name;
+  const module = ctx.registry.module(account.authority);
 
   // Identity
   let reading: IdentityReading | undefined;
   let identityOk = true;
-  if (sendsDeviceHeaders(account.authority)) {
+  if (sendsDeviceHeaders(module.deviceHeaders)) {
     try {
       reading = await ctx.reader.read(account);
-      const problem = identityProblem(account, reading);
+      const problem = identityProblem(account, reading, requiredFields(module.deviceHeaders));
       const shown = Object.entries(reading.values)
         .map(([f, v]) => `${f}=${v.value} (${v.source})`)
         .join(', ');
@@ -289,6 +295,14 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
           detail: `credentials were provisioned for ${stored.authority}, the config says ${account.authority}`,
           fix: `run: ${PROVISION(n)}`,
         });
+      } else if (module.credentials.some((f) => f.required && !stored.credentials[f.name])) {
+        const missing = module.credentials.filter((f) => f.required && !stored.credentials[f.name]).map((f) => f.name);
+        add({
+          name: `${n}.credentials`,
+          status: 'fail',
+          detail: `the stored credentials have no ${missing.join(' and ')} (required for ${account.authority})`,
+          fix: `run: ${PROVISION(n)}`,
+        });
       } else {
         credentials = stored.credentials;
         add({
@@ -303,7 +317,8 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
   }
 
   // Network
-  const url = account.tokenUrl ?? account.identityUrl;
+  const option = account[module.endpoint.option];
+  const url = typeof option === 'string' ? option : account.identityUrl;
   const network = await checkNetwork({
     url,
     account: n,
@@ -336,7 +351,7 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
   } else if (!credentials || !networkOk || !identityOk) {
     add({ name, status: 'skipped', detail: 'not checked: an earlier check of this account failed' });
   } else {
-    const authority = createAuthority(account.authority, { http: ctx.http, now: ctx.now });
+    const authority = ctx.registry.create(account.authority, { http: ctx.http, now: ctx.now });
     const result = await authority.login({
       account,
       credentials,

@@ -3,9 +3,9 @@
  * before it is used: trimmed, not empty, printable ASCII, within the header's limit.
  * A value that fails is an error naming the limit; it is never truncated.
  */
-import type { AuthorityName } from '../config/index.js';
+import type { DeviceField, DeviceHeaders } from '../config/index.js';
 
-export type IdentityField = 'posserial' | 'pososversion' | 'posmodelframework';
+export type IdentityField = DeviceField;
 
 export const IDENTITY_FIELDS: readonly IdentityField[] = Object.freeze(['posserial', 'pososversion', 'posmodelframework']);
 
@@ -16,18 +16,17 @@ export const FIELD_LIMITS: Readonly<Record<IdentityField, number>> = Object.free
   posmodelframework: 10,
 });
 
-/** Identity fields an authority cannot log in without; authorities that send no device headers need none. */
-const REQUIRED: Partial<Record<AuthorityName, readonly IdentityField[]>> = {
-  'eta-ereceipt': ['posserial'],
-};
-
-export function requiredFields(authority: AuthorityName): IdentityField[] {
-  return [...(REQUIRED[authority] ?? [])];
+/**
+ * Identity fields an authority cannot log in without, from the device headers its module declares
+ * (authorities/ gives them: deviceHeadersOf(account)); an authority that sends none needs none.
+ */
+export function requiredFields(headers: DeviceHeaders | undefined): IdentityField[] {
+  return [...(headers?.required ?? [])];
 }
 
 /** Whether an authority sends device headers at all (only then is a device profile read for it). */
-export function sendsDeviceHeaders(authority: AuthorityName): boolean {
-  return authority === 'eta-ereceipt';
+export function sendsDeviceHeaders(headers: DeviceHeaders | undefined): boolean {
+  return headers !== undefined;
 }
 
 export type ValueCheck = { ok: true; value: string } | { ok: false; empty: boolean; message: string };

@@ -4,8 +4,8 @@
  * os-release, files, the machine id, a fiscal module on a serial port, env, static values)
  * and from the account's `identity` in the config, which overrides the profile per field.
  */
-import type { AccountConfig, DeviceIdentity } from '../config/index.js';
-import { IDENTITY_FIELDS, requiredFields, sendsDeviceHeaders } from './fields.js';
+import type { AccountConfig, DeviceHeaders, DeviceIdentity } from '../config/index.js';
+import { IDENTITY_FIELDS, type IdentityField } from './fields.js';
 import { ProfileError, ProfileNotFoundError } from './profile.js';
 import { createIdentityReader, type IdentityReader, type IdentityReaderOptions, type IdentityReading } from './reader.js';
 
@@ -42,8 +42,11 @@ export type IdentityResult = { ok: true; identity: DeviceIdentity } | { ok: fals
  * Why a reading cannot be used for a login, or undefined when it can: a required field is
  * missing, or a field the profile gives sources for yielded nothing usable.
  */
-export function identityProblem(account: AccountConfig, reading: IdentityReading): string | undefined {
-  const required = requiredFields(account.authority);
+export function identityProblem(
+  account: AccountConfig,
+  reading: IdentityReading,
+  required: ReadonlyArray<IdentityField>,
+): string | undefined {
   const problems: string[] = [];
   for (const field of IDENTITY_FIELDS) {
     const why = reading.errors[field];
@@ -75,10 +78,13 @@ export function toDeviceIdentity(reading: IdentityReading): DeviceIdentity {
  */
 export function createIdentityResolver(
   options: IdentityReaderOptions | IdentityReader,
+  /** The device headers of an account's authority (authorities/ deviceHeadersOf); undefined: none. */
+  deviceHeaders: (account: AccountConfig) => DeviceHeaders | undefined,
 ): (account: AccountConfig) => Promise<IdentityResult> {
   const reader = 'read' in options ? options : createIdentityReader(options);
   return async (account) => {
-    if (!sendsDeviceHeaders(account.authority)) return { ok: true, identity: { ...account.identity } };
+    const headers = deviceHeaders(account);
+    if (headers === undefined) return { ok: true, identity: { ...account.identity } };
     let reading: IdentityReading;
     try {
       reading = await reader.read(account);
@@ -86,7 +92,7 @@ export function createIdentityResolver(
       if (err instanceof ProfileError || err instanceof ProfileNotFoundError) return { ok: false, message: err.message };
       throw err;
     }
-    const problem = identityProblem(account, reading);
+    const problem = identityProblem(account, reading, headers.required);
     return problem === undefined ? { ok: true, identity: toDeviceIdentity(reading) } : { ok: false, message: problem };
   };
 }

@@ -3,6 +3,7 @@
  * last good identity kept in the store. A source that fails does not stop logins while a stored
  * value exists (the identity is then "degraded"); a changed value is logged and used.
  */
+import { deviceHeadersOf } from '../authorities/index.js';
 import type { AccountConfig, DeviceIdentity } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -56,7 +57,7 @@ export const configIdentityProvider: IdentityProvider = {
     }
     return { profile: null, values, errors: {} };
   },
-  required: (account) => requiredFields(account.authority),
+  required: (account) => requiredFields(deviceHeadersOf(account)),
 };
 
 export interface IdentityTracker {

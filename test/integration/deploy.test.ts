@@ -8,7 +8,7 @@ import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/index.js';
+import { loadConfig } from '../../src/authorities/index.js';
 import { stateAccess } from '../../src/state.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';

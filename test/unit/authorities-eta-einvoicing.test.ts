@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildTokenRequest, createEtaEinvoicing, parseTokenResponse } from '../../src/authorities/eta-einvoicing.js';
+import { buildTokenRequest, createEtaEinvoicing, parseTokenResponse } from '../../src/authorities/eta-einvoicing/index.js';
 import { DEFAULT_MAX_RESPONSE_BYTES } from '../../src/authorities/http.js';
 import { describeLoginContract, describeOAuthAnswers } from '../fixtures/authorities/oauth-suite.js';
 import { accountFor, basicPair, failed, fakeHttp, fixture, NOW, res, succeeded } from '../fixtures/authorities/support.js';

@@ -9,7 +9,7 @@ import {
   DEFAULT_REFRESH_LIFETIME_S,
   parseTokenResponse,
   refreshLifetimeS,
-} from '../../src/authorities/impact-gr.js';
+} from '../../src/authorities/impact-gr/index.js';
 import { describeLoginContract } from '../fixtures/authorities/oauth-suite.js';
 import {
   accountFor,

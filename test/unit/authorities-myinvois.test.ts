@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildTokenRequest, checkCredentials, createMyInvois, loginLimit, parseTokenResponse } from '../../src/authorities/myinvois.js';
+import { buildTokenRequest, checkCredentials, createMyInvois, loginLimit, parseTokenResponse } from '../../src/authorities/myinvois/index.js';
 import { createAuthority } from '../../src/authorities/index.js';
 import { describeLoginContract, describeOAuthAnswers } from '../fixtures/authorities/oauth-suite.js';
 import { accountFor, failed, fakeHttp, fixture, NOW, res, succeeded } from '../fixtures/authorities/support.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildTokenRequest, createOAuth2, parseTokenResponse } from '../../src/authorities/oauth2.js';
+import { buildTokenRequest, createOAuth2, parseTokenResponse } from '../../src/authorities/oauth2/index.js';
 import { describeLoginContract, describeOAuthAnswers } from '../fixtures/authorities/oauth-suite.js';
 import { accountFor, basicPair, failed, fixture, NOW, res, succeeded } from '../fixtures/authorities/support.js';
 

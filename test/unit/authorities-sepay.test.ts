@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { buildTokenRequest, createSepay, parseTokenResponse } from '../../src/authorities/sepay.js';
+import { buildTokenRequest, createSepay, parseTokenResponse } from '../../src/authorities/sepay/index.js';
 import { describeLoginContract } from '../fixtures/authorities/oauth-suite.js';
 import { accountFor, basicPair, failed, fixture, NOW, res, SERVER_ERRORS, succeeded } from '../fixtures/authorities/support.js';
 

@@ -17,7 +17,8 @@ import {
   type LoginFailure,
   type LoginResult,
 } from '../../src/authorities/index.js';
-import { parseConfig, type AccountConfig } from '../../src/config/index.js';
+import { type AccountConfig } from '../../src/config/index.js';
+import { parseConfig } from '../../src/authorities/index.js';
 import {
   createEmulator,
   DEMO_PRINCIPALS,
@@ -320,7 +321,7 @@ function bench(authority: EmulatorAuthority, options: Omit<EmulatorOptions, 'aut
     emu,
     adapter,
     account: (extra = {}) => accountOf(authority, emu.url, extra),
-    secrets: secretFields.map((f) => demo.credentials[f]).filter((s): s is string => typeof s === 'string'),
+    secrets: secretFields.map((f) => (demo.credentials as Record<string, string | undefined>)[f]).filter((s): s is string => typeof s === 'string'),
     login({ credentials = {}, account: extra = {} } = {}) {
       const account = accountOf(authority, emu.url, extra);
       return adapter.login({ account, credentials: { ...demo.credentials, ...credentials }, identity: account.identity });

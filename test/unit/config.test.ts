@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError, DEFAULTS, loadConfig, parseConfig, type AgentConfig } from '../../src/config/index.js';
+import { ConfigError, DEFAULTS, type AgentConfig } from '../../src/config/index.js';
+import { loadConfig, parseConfig } from '../../src/authorities/index.js';
 
 const SOURCE = '/etc/pos-token-agent/test-config.json';
 

@@ -25,7 +25,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import type { Credentials } from '../../src/authorities/index.js';
 import { doctorCommand } from '../../src/cli/commands/doctor.js';
 import type { Io } from '../../src/cli/common.js';
-import { loadConfig } from '../../src/config/index.js';
+import { loadConfig } from '../../src/authorities/index.js';
 import { runDoctor, type DoctorCheck, type DoctorOptions, type DoctorReport } from '../../src/doctor/index.js';
 import { createEmulator, DEMO_DEVICE, DEMO_PRINCIPALS, type Emulator } from '../../src/emulator/index.js';
 import { stateAccess, type StateDeps } from '../../src/state.js';

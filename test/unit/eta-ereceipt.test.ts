@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { buildTokenRequest, createEtaEreceipt, parseTokenResponse } from '../../src/authorities/eta-ereceipt.js';
+import { buildTokenRequest, createEtaEreceipt, parseTokenResponse } from '../../src/authorities/eta-ereceipt/index.js';
 import {
   createHttpClient,
   DEFAULT_MAX_RESPONSE_BYTES,
@@ -12,7 +12,8 @@ import {
 } from '../../src/authorities/http.js';
 import { MAX_RETRY_AFTER_MS, parseRetryAfter, transportFailure } from '../../src/authorities/oauth-common.js';
 import type { Credentials, LoginFailure, LoginResult } from '../../src/authorities/types.js';
-import { parseConfig, type AccountConfig } from '../../src/config/index.js';
+import { type AccountConfig } from '../../src/config/index.js';
+import { parseConfig } from '../../src/authorities/index.js';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);

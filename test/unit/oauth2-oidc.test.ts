@@ -17,9 +17,10 @@ import { after, before, describe, test } from 'node:test';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { createHttpClient } from '../../src/authorities/http.js';
 import { decodeJwtClaims } from '../../src/authorities/oauth-common.js';
-import { createOAuth2 } from '../../src/authorities/oauth2.js';
+import { createOAuth2 } from '../../src/authorities/oauth2/index.js';
 import type { Credentials, LoginResult } from '../../src/authorities/types.js';
-import { parseConfig, type AccountConfig } from '../../src/config/index.js';
+import { type AccountConfig } from '../../src/config/index.js';
+import { parseConfig } from '../../src/authorities/index.js';
 import { failed, succeeded } from '../fixtures/authorities/support.js';
 
 // Secrets with characters that RFC 6749 section 2.3.1 form-encoding must carry through Basic auth

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../agent.js';
-import { loadConfig } from '../../config/index.js';
+import { loadConfig } from '../../authorities/index.js';
 import { createEmulator, DEMO_DEVICE } from '../../emulator/index.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { askAgent, type Io, parse, println } from '../common.js';

@@ -1,12 +1,6 @@
 import { existsSync } from 'node:fs';
-import {
-  BUNDLED_PROFILE_DIR,
-  ETC_PROFILE_DIR,
-  loadConfig,
-  resolveConfigPath,
-  type AccountConfig,
-  type AgentConfig,
-} from '../../config/index.js';
+import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, resolveConfigPath, type AccountConfig, type AgentConfig } from '../../config/index.js';
+import { loadConfig, deviceHeadersOf } from '../../authorities/index.js';
 import {
   createIdentityReader,
   identityProblem,
@@ -74,8 +68,8 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     if (err instanceof ProfileError || err instanceof ProfileNotFoundError) throw new CliError(err.message);
     throw err;
   }
-  const usable = !sendsDeviceHeaders(account.authority) || identityProblem(account, reading) === undefined;
-  const required = requiredFields(account.authority);
+  const usable = !sendsDeviceHeaders(deviceHeadersOf(account)) || identityProblem(account, reading, requiredFields(deviceHeadersOf(account))) === undefined;
+  const required = requiredFields(deviceHeadersOf(account));
   if (values.json) {
     println(
       io.stdout,
@@ -96,7 +90,7 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     return usable ? 0 : 1;
   }
   println(io.stdout, `account ${account.name} (${account.authority}), ${reading.profile ? `device profile ${reading.profile}` : 'no device profile (config values only)'}`);
-  if (!sendsDeviceHeaders(account.authority)) {
+  if (!sendsDeviceHeaders(deviceHeadersOf(account))) {
     println(io.stdout, `(${account.authority} sends no device headers: these values are not used)`);
   }
   const rows = IDENTITY_FIELDS.map((field) => {
@@ -113,7 +107,7 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     for (const field of errors) println(io.stdout, `${field}: ${reading.errors[field]}`);
   }
   if (!usable) {
-    println(io.stderr, `pos-token-agent: the agent cannot log in with this identity: ${identityProblem(account, reading)}`);
+    println(io.stderr, `pos-token-agent: the agent cannot log in with this identity: ${identityProblem(account, reading, requiredFields(deviceHeadersOf(account)))}`);
     return 1;
   }
   return 0;

@@ -1,4 +1,11 @@
-import { createAuthority, createHttpClient, type Credentials, type HttpClient } from '../../authorities/index.js';
+import {
+  authorities,
+  createHttpClient,
+  type AuthorityModule,
+  type AuthorityRegistry,
+  type Credentials,
+  type HttpClient,
+} from '../../authorities/index.js';
 import { accountFingerprint, type AgentConfig } from '../../config/index.js';
 import { createIdentityResolver } from '../../identity/index.js';
 import { type BootTime, readBootTime } from '../../lib/clock.js';
@@ -7,13 +14,22 @@ import { openStore } from '../../store/index.js';
 import { CliError, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
 import { ask, readAll } from '../prompt.js';
 
-export const provisionHelp = `Usage: pos-token-agent provision --account NAME [--stdin] [--no-verify] [--config FILE]
+/** One line per authority: its credential fields, optional ones in brackets. */
+export function credentialFieldsHelp(registry: AuthorityRegistry = authorities): string {
+  const width = Math.max(...registry.names.map((n) => n.length));
+  return registry.modules
+    .map((m) => `  ${m.name.padEnd(width)}  ${m.credentials.map((f) => (f.required ? f.name : `[${f.name}]`)).join(', ')}`)
+    .join('\n');
+}
+
+export const provisionHelp = (registry: AuthorityRegistry = authorities): string => `Usage: pos-token-agent provision --account NAME [--stdin] [--no-verify] [--config FILE]
 
 Stores an account's credentials, encrypted, in the state database. Secrets are asked for
-with hidden input, or read as one JSON object on standard input with --stdin, e.g.
+with hidden input (nothing is shown as you type), or read as one JSON object on standard
+input with --stdin, e.g.
   {"clientId": "...", "clientSecret": "...", "presharedKey": "..."}
-The fields depend on the authority: clientId, clientSecret (and presharedKey for eta-ereceipt);
-vat and apiKey for impact-gr.
+The fields depend on the account's authority ([optional]):
+${credentialFieldsHelp(registry)}
 Unless --no-verify, they are first checked with one real login; nothing is stored if it fails.
 Re-running it replaces the account's credentials. A state database that cannot be used on this
 machine (copied from another box, or its key lost) is renamed aside (*.unusable-<time>), not
@@ -31,13 +47,14 @@ export async function provisionAccount(
   config: AgentConfig,
   name: string,
   credentials: Credentials,
-  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv },
+  options: { verify: boolean; http?: HttpClient; env?: NodeJS.ProcessEnv; authorities?: AuthorityRegistry },
 ): Promise<ProvisionResult> {
   const env = options.env ?? process.env;
+  const registry = options.authorities ?? authorities;
   const account = config.accounts[name];
   if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source}`);
   const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
-  const authority = createAuthority(account.authority, { http, now: Date.now });
+  const authority = registry.create(account.authority, { http, now: Date.now });
   let verified:
     | {
         accessToken: string;
@@ -51,7 +68,10 @@ export async function provisionAccount(
       }
     | undefined;
   if (options.verify) {
-    const resolve = createIdentityResolver({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, env });
+    const resolve = createIdentityResolver(
+      { profileDirs: config.deviceProfileDirs, root: config.identityRoot, env },
+      (a) => registry.get(a.authority)?.deviceHeaders,
+    );
     const identity = await resolve(account);
     if (!identity.ok) throw new CliError(`cannot verify: ${identity.message}`);
     const result = await authority.login({ account, credentials, identity: identity.identity });
@@ -94,22 +114,15 @@ export async function provisionAccount(
   }
 }
 
-export async function provisionCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, {
-    ...configOption,
-    account: { type: 'string', short: 'a' },
-    stdin: { type: 'boolean' },
-    'no-verify': { type: 'boolean' },
-  });
-  if (values.help) return println(io.stdout, provisionHelp), 0;
-  if (!values.account) throw new UsageError('--account NAME is required');
-  const config = readConfig(values.config, io.env);
-  const account = config.accounts[values.account];
-  if (!account) throw new CliError(`no account ${JSON.stringify(values.account)} in ${config.source}`);
-  const fields = createAuthority(account.authority, { http: createHttpClient(), now: Date.now }).credentialFields;
-
+/**
+ * The credentials of one account of `module`: as one JSON object on standard input, or asked for one
+ * field after another (secrets with nothing shown). Every required field must be given; values are
+ * at most 200 printable characters.
+ */
+export async function gatherCredentials(io: Io, module: AuthorityModule, options: { stdin: boolean }): Promise<Credentials> {
+  const fields = module.credentials;
   const credentials: Credentials = {};
-  if (values.stdin) {
+  if (options.stdin) {
     let json: unknown;
     try {
       json = JSON.parse(await readAll(io.stdin, 64 * 1024));
@@ -120,13 +133,13 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
     if (typeof json !== 'object' || json === null || Array.isArray(json)) {
       throw new CliError('standard input must be one JSON object');
     }
-    const allowed = new Set(fields.map((f) => f.name as string));
+    const allowed = new Set(fields.map((f) => f.name));
     for (const [key, value] of Object.entries(json)) {
       if (!allowed.has(key)) {
-        throw new CliError(`unknown field ${JSON.stringify(key)} for ${account.authority}; expected ${[...allowed].join(', ')}`);
+        throw new CliError(`unknown field ${JSON.stringify(key)} for ${module.name}; expected ${[...allowed].join(', ')}`);
       }
       if (typeof value !== 'string') throw new CliError(`field ${key} must be a string`);
-      if (value !== '') credentials[key as keyof Credentials] = value;
+      if (value !== '') credentials[key] = value;
     }
   } else {
     for (const f of fields) {
@@ -136,11 +149,27 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
   }
   for (const f of fields) {
     const v = credentials[f.name];
-    if (f.required && !v) throw new CliError(`${f.name} is required for ${account.authority}`);
+    if (f.required && !v) throw new CliError(`${f.name} is required for ${module.name}`);
     if (v && (v.length > 200 || /[\x00-\x1f\x7f]/.test(v))) {
       throw new CliError(`${f.name} must be at most 200 printable characters`);
     }
   }
+  return credentials;
+}
+
+export async function provisionCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, {
+    ...configOption,
+    account: { type: 'string', short: 'a' },
+    stdin: { type: 'boolean' },
+    'no-verify': { type: 'boolean' },
+  });
+  if (values.help) return println(io.stdout, provisionHelp()), 0;
+  if (!values.account) throw new UsageError('--account NAME is required');
+  const config = readConfig(values.config, io.env);
+  const account = config.accounts[values.account];
+  if (!account) throw new CliError(`no account ${JSON.stringify(values.account)} in ${config.source}`);
+  const credentials = await gatherCredentials(io, authorities.module(account.authority), { stdin: Boolean(values.stdin) });
   const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'], env: io.env });
   if (result.setAside) {
     println(

@@ -1,5 +1,6 @@
 import { startAgent } from '../../agent.js';
-import { ConfigError, loadConfig, resolveConfigPath } from '../../config/index.js';
+import { ConfigError, resolveConfigPath } from '../../config/index.js';
+import { authorities, loadConfig } from '../../authorities/index.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
@@ -23,7 +24,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   if (values.help) return println(io.stdout, runHelp), 0;
   const path = resolveConfigPath(values.config, io.env);
   const config = loadConfig(path, io.env);
-  const log = createLogger({ level: config.logLevel, write: (l) => io.stderr.write(l) });
+  const log = createLogger({ level: config.logLevel, write: (l) => io.stderr.write(l), secretKeys: authorities.secretFields });
   const clock: Clock = systemClock;
   // Read (and removed from the environment) before anything could pass them on to a child.
   const inherited = listenFds(io.env);

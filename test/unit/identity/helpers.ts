@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseConfig, type AccountConfig } from '../../../src/config/index.js';
+import { type AccountConfig } from '../../../src/config/index.js';
+import { parseConfig } from '../../../src/authorities/index.js';
 
 export const FIXTURES = resolve(import.meta.dirname, '../../fixtures/identity');
 export const SHIPPED_PROFILES = resolve(import.meta.dirname, '../../../device-profiles');

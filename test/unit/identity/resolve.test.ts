@@ -6,11 +6,12 @@ import {
   sendsDeviceHeaders,
 } from '../../../src/identity/index.js';
 import { checkValue } from '../../../src/identity/fields.js';
+import { deviceHeadersOf } from '../../../src/authorities/index.js';
 import { createPortLocks, requestBytes, retryPauseMs, showBytes } from '../../../src/identity/serial.js';
 import { expandPath, isDmiPlaceholder, parseOsRelease } from '../../../src/identity/sources.js';
 import { account, SHIPPED_PROFILES, tree } from './helpers.js';
 
-const resolver = (root: string) => createIdentityResolver({ profileDirs: [SHIPPED_PROFILES], root, env: {} });
+const resolver = (root: string) => createIdentityResolver({ profileDirs: [SHIPPED_PROFILES], root, env: {} }, deviceHeadersOf);
 
 describe('createIdentityResolver: what provision calls before a login', () => {
   /** An account without a device profile reads no profile, whatever the profile directories hold. */
@@ -63,17 +64,19 @@ describe('createIdentityResolver: what provision calls before a login', () => {
   });
 
   test('authorities that send no device headers get the config identity without any profile being read', async () => {
-    const acc = account({ deviceProfile: 'nope', identity: { posserial: 'X' } }, 'oauth2');
+    // Config refuses deviceProfile and identity on such an account; the resolver still reads no profile if given them.
+    const acc = { ...account({}, 'oauth2'), deviceProfile: 'nope', identity: { posserial: 'X' } };
     assert.deepEqual(await resolver(tree('x86'))(acc), { ok: true, identity: { posserial: 'X' } });
   });
 
   test('required fields per authority', () => {
-    assert.deepEqual(requiredFields('eta-ereceipt'), ['posserial']);
+    // The authority's module says which (deviceHeadersOf reads it from the registry).
+    assert.deepEqual(requiredFields(deviceHeadersOf({ authority: 'eta-ereceipt' })), ['posserial']);
     for (const a of ['eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const) {
-      assert.deepEqual(requiredFields(a), []);
-      assert.equal(sendsDeviceHeaders(a), false);
+      assert.deepEqual(requiredFields(deviceHeadersOf({ authority: a })), []);
+      assert.equal(sendsDeviceHeaders(deviceHeadersOf({ authority: a })), false);
     }
-    assert.equal(sendsDeviceHeaders('eta-ereceipt'), true);
+    assert.equal(sendsDeviceHeaders(deviceHeadersOf({ authority: 'eta-ereceipt' })), true);
   });
 });
 

@@ -4,8 +4,10 @@
  * `{"success": true, "data": {access_token, token_type, expires_in}}` or
  * `{"success": false, "error": {"code", "message"}}`.
  */
-import type { AccountConfig } from '../config/index.js';
-import type { HttpRequest, HttpResponse } from './http.js';
+import type { AccountConfig } from '../../config/index.js';
+import { CLIENT_CREDENTIAL_FIELDS } from '../oauth-common.js';
+import { identityUrl } from '../options.js';
+import type { HttpRequest, HttpResponse } from '../http.js';
 import {
   basicAuth,
   buildRequest,
@@ -15,8 +17,9 @@ import {
   parseJsonBody,
   readErrorDetails,
   readTokenObject,
-} from './oauth-common.js';
-import { failure, type Authority, type AuthorityDeps, type Credentials, type LoginResult } from './types.js';
+} from '../oauth-common.js';
+import { failure, type Authority,
+  type AuthorityModule, type AuthorityDeps, type Credentials, type LoginResult } from '../types.js';
 
 const SERVICE = 'SePay eInvoice API';
 
@@ -64,3 +67,18 @@ export function parseTokenResponse(res: HttpResponse, now: number, secrets: Read
 export function createSepay(deps: AuthorityDeps): Authority {
   return createClientCredentialsAuthority(deps, { name: 'sepay', service: SERVICE, buildTokenRequest, parseTokenResponse });
 }
+
+export const sepay: AuthorityModule = Object.freeze<AuthorityModule>({
+  name: 'sepay',
+  title: 'Vietnam SePay eInvoice',
+  options: { identityUrl },
+  endpoint: {
+    option: 'identityUrl',
+    kind: 'base',
+    label: 'API base URL',
+    hint: 'SePay eInvoice API: sandbox https://einvoice-api-sandbox.sepay.vn, production https://einvoice-api.sepay.vn',
+    paths: ['/v1/token'],
+  },
+  credentials: CLIENT_CREDENTIAL_FIELDS,
+  create: createSepay,
+});

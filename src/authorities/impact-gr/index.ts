@@ -5,8 +5,8 @@
  * with the refresh token as a bare JSON string and the current access token as Bearer; same answer.
  * The error bodies are undocumented, so messages are read defensively from common shapes.
  */
-import type { AccountConfig } from '../config/index.js';
-import type { HttpRequest, HttpResponse } from './http.js';
+import type { AccountConfig } from '../../config/index.js';
+import type { HttpRequest, HttpResponse } from '../http.js';
 import {
   buildRequest,
   decodeJwtClaims,
@@ -18,8 +18,18 @@ import {
   readErrorDetails,
   sendTokenRequest,
   tokenValueProblem,
-} from './oauth-common.js';
-import { failure, type Authority, type AuthorityDeps, type Credentials, type LoginResult, type RefreshRequest } from './types.js';
+} from '../oauth-common.js';
+import { identityUrl } from '../options.js';
+import {
+  failure,
+  type Authority,
+  type AuthorityDeps,
+  type AuthorityModule,
+  type CredentialField,
+  type Credentials,
+  type LoginResult,
+  type RefreshRequest,
+} from '../types.js';
 
 const SERVICE = 'Impact eInvoicing API';
 
@@ -146,13 +156,15 @@ export function parseTokenResponse(res: HttpResponse, now: number, options: Pars
   };
 }
 
+const CREDENTIALS: ReadonlyArray<CredentialField> = Object.freeze([
+  { name: 'vat', label: 'Company VAT number (e.g. EL123456789)', secret: false, required: true, env: 'POS_VAT' },
+  { name: 'apiKey', label: 'API key', secret: true, required: true, env: 'POS_API_KEY' },
+]);
+
 export function createImpactGr(deps: AuthorityDeps): Authority {
   return {
     name: 'impact-gr',
-    credentialFields: [
-      { name: 'vat', label: 'Company VAT number (e.g. EL123456789)', secret: false, required: true },
-      { name: 'apiKey', label: 'API key', secret: true, required: true },
-    ],
+    credentialFields: CREDENTIALS,
     async login({ account, credentials, signal }) {
       const missing = missingCredentials(credentials, ['vat', 'apiKey']);
       if (missing) return missing;
@@ -171,3 +183,18 @@ export function createImpactGr(deps: AuthorityDeps): Authority {
     },
   };
 }
+
+export const impactGr: AuthorityModule = Object.freeze<AuthorityModule>({
+  name: 'impact-gr',
+  title: 'Greece Impact eInvoicing',
+  options: { identityUrl },
+  endpoint: {
+    option: 'identityUrl',
+    kind: 'base',
+    label: 'API base URL',
+    hint: 'Impact eInvoicing API: UAT https://einvoiceapiuat.impact.gr, production https://einvoiceapi.impact.gr',
+    paths: ['/Authentication/login', '/Authentication/refresh'],
+  },
+  credentials: CREDENTIALS,
+  create: createImpactGr,
+});

@@ -5,25 +5,31 @@
  * calling with empty or placeholder credentials can get the client blocked: such credentials are
  * refused here without a request.
  */
-import type { AccountConfig } from '../config/index.js';
-import type { HttpRequest, HttpResponse } from './http.js';
+import type { AccountConfig } from '../../config/index.js';
+import { CLIENT_CREDENTIAL_FIELDS } from '../oauth-common.js';
+import { optionsOf, identityUrl, scope, onbehalfof } from '../options.js';
+import type { HttpRequest, HttpResponse } from '../http.js';
 import {
   buildClientCredentialsRequest,
   createClientCredentialsAuthority,
   parseOAuthTokenResponse,
   placeholderProblem,
-} from './oauth-common.js';
-import { failure, type Authority, type AuthorityDeps, type Credentials, type LoginResult } from './types.js';
+} from '../oauth-common.js';
+import { failure, type Authority,
+  type AuthorityModule, type AuthorityDeps, type Credentials, type LoginResult } from '../types.js';
 
 const SERVICE = 'MyInvois identity service';
+
+const OPTIONS = { identityUrl, scope, onbehalfof };
+const options = (account: AccountConfig) => optionsOf(account, OPTIONS);
 export const DEFAULT_LOGINS_PER_MINUTE = 12;
 
 export function buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest {
   return buildClientCredentialsRequest(account, credentials, {
     url: `${account.identityUrl}/connect/token`,
     clientAuth: 'client_secret_post',
-    scope: account.scope,
-    headers: { onbehalfof: account.onbehalfof },
+    scope: options(account).scope,
+    headers: { onbehalfof: options(account).onbehalfof },
   });
 }
 
@@ -53,7 +59,7 @@ export function checkCredentials(credentials: Credentials): LoginResult | undefi
 export function loginLimit(account: AccountConfig, credentials: Credentials): { key: string; perMinute: number } {
   return {
     key: `myinvois ${account.identityUrl} ${credentials.clientId ?? ''}`,
-    perMinute: account.loginsPerMinute ?? DEFAULT_LOGINS_PER_MINUTE,
+    perMinute: typeof account.loginsPerMinute === 'number' ? account.loginsPerMinute : DEFAULT_LOGINS_PER_MINUTE,
   };
 }
 
@@ -67,3 +73,19 @@ export function createMyInvois(deps: AuthorityDeps): Authority {
     loginLimit,
   });
 }
+
+export const myinvois: AuthorityModule = Object.freeze<AuthorityModule>({
+  name: 'myinvois',
+  title: 'Malaysia LHDN MyInvois',
+  options: OPTIONS,
+  endpoint: {
+    option: 'identityUrl',
+    kind: 'base',
+    label: 'Identity service URL',
+    hint: 'MyInvois identity service: sandbox https://preprod-api.myinvois.hasil.gov.my, production https://api.myinvois.hasil.gov.my',
+    paths: ['/connect/token'],
+  },
+  limits: { loginsPerMinute: { default: DEFAULT_LOGINS_PER_MINUTE } },
+  credentials: CLIENT_CREDENTIAL_FIELDS,
+  create: createMyInvois,
+});

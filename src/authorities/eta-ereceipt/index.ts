@@ -3,15 +3,16 @@
  * client credentials, and the device headers posserial, pososversion, posmodelframework and
  * presharedkey (each left out when it has no value).
  */
-import type { AccountConfig } from '../config/index.js';
-import type { HttpRequest, HttpResponse } from './http.js';
+import type { AccountConfig } from '../../config/index.js';
+import type { HttpRequest, HttpResponse } from '../http.js';
 import {
   buildClientCredentialsRequest,
   missingCredentials,
   parseOAuthTokenResponse,
   sendTokenRequest,
-} from './oauth-common.js';
-import type { Authority, AuthorityDeps, Credentials, DeviceIdentity, LoginResult } from './types.js';
+} from '../oauth-common.js';
+import { CLIENT_ID, CLIENT_SECRET, ETA_HINT, identityUrl } from '../options.js';
+import type { Authority, AuthorityDeps, AuthorityModule, CredentialField, Credentials, DeviceIdentity, LoginResult } from '../types.js';
 
 const SERVICE = 'eReceipt identity service';
 
@@ -37,15 +38,17 @@ export function parseTokenResponse(res: HttpResponse, now: number, secrets: Read
   return parseOAuthTokenResponse(res, now, SERVICE, secrets);
 }
 
+const CREDENTIALS: ReadonlyArray<CredentialField> = Object.freeze([
+  CLIENT_ID,
+  CLIENT_SECRET,
+  // Some field clients send no preshared key; the header is then left out.
+  { name: 'presharedKey', label: 'POS preshared key', secret: true, required: false, env: 'POS_PRESHARED_KEY' },
+]);
+
 export function createEtaEreceipt(deps: AuthorityDeps): Authority {
   return {
     name: 'eta-ereceipt',
-    credentialFields: [
-      { name: 'clientId', label: 'Client ID', secret: false, required: true },
-      { name: 'clientSecret', label: 'Client secret', secret: true, required: true },
-      // Some field clients send no preshared key; the header is then left out.
-      { name: 'presharedKey', label: 'POS preshared key', secret: true, required: false },
-    ],
+    credentialFields: CREDENTIALS,
     async login({ account, credentials, identity, signal }) {
       const missing = missingCredentials(credentials, ['clientId', 'clientSecret']);
       if (missing) return missing;
@@ -56,3 +59,13 @@ export function createEtaEreceipt(deps: AuthorityDeps): Authority {
     },
   };
 }
+
+export const etaEreceipt: AuthorityModule = Object.freeze<AuthorityModule>({
+  name: 'eta-ereceipt',
+  title: 'Egypt ETA eReceipt',
+  options: { identityUrl },
+  endpoint: { option: 'identityUrl', kind: 'base', label: 'Identity service URL', hint: ETA_HINT, paths: ['/connect/token'] },
+  credentials: CREDENTIALS,
+  deviceHeaders: { fields: ['posserial', 'pososversion', 'posmodelframework'], required: ['posserial'] },
+  create: createEtaEreceipt,
+});

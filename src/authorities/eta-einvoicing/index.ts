@@ -1,0 +1,43 @@
+/**
+ * Egypt ETA eInvoicing, "Login as Taxpayer System": POST {identity}/connect/token with the client
+ * credentials as HTTP Basic (or in the form body with clientAuth client_secret_post), form body
+ * grant_type=client_credentials and an optional scope; an intermediary adds `onbehalfof`.
+ */
+import type { AccountConfig } from '../../config/index.js';
+import { CLIENT_CREDENTIAL_FIELDS } from '../oauth-common.js';
+import { optionsOf, identityUrl, scope, onbehalfof, clientAuth, ETA_HINT } from '../options.js';
+import type { HttpRequest, HttpResponse } from '../http.js';
+import { buildClientCredentialsRequest, createClientCredentialsAuthority, parseOAuthTokenResponse } from '../oauth-common.js';
+import type { Authority, AuthorityModule, AuthorityDeps, Credentials, LoginResult } from '../types.js';
+
+const SERVICE = 'eInvoicing identity service';
+
+const OPTIONS = { identityUrl, scope, onbehalfof, clientAuth };
+const options = (account: AccountConfig) => optionsOf(account, OPTIONS);
+
+export function buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest {
+  return buildClientCredentialsRequest(account, credentials, {
+    url: `${account.identityUrl}/connect/token`,
+    clientAuth: options(account).clientAuth ?? 'client_secret_basic',
+    scope: options(account).scope,
+    headers: { onbehalfof: options(account).onbehalfof },
+  });
+}
+
+/** `secrets`: values to redact should the answer echo them. */
+export function parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined> = []): LoginResult {
+  return parseOAuthTokenResponse(res, now, SERVICE, secrets);
+}
+
+export function createEtaEinvoicing(deps: AuthorityDeps): Authority {
+  return createClientCredentialsAuthority(deps, { name: 'eta-einvoicing', service: SERVICE, buildTokenRequest, parseTokenResponse });
+}
+
+export const etaEinvoicing: AuthorityModule = Object.freeze<AuthorityModule>({
+  name: 'eta-einvoicing',
+  title: 'Egypt ETA eInvoicing',
+  options: OPTIONS,
+  endpoint: { option: 'identityUrl', kind: 'base', label: 'Identity service URL', hint: ETA_HINT, paths: ['/connect/token'] },
+  credentials: CLIENT_CREDENTIAL_FIELDS,
+  create: createEtaEinvoicing,
+});
