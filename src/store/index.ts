@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
 import { openDatabase } from './sqlite.js';
-import type { Credentials } from '../authorities/types.js';
 
 export { SecretKeyError } from './crypto.js';
 
@@ -17,7 +16,8 @@ export const KEY_FILE = 'secret.key';
 /** The name of the systemd credential that may carry the key (LoadCredentialEncrypted=pos-token-agent.key:...). */
 export const KEY_CREDENTIAL_NAME = 'pos-token-agent.key';
 
-export type { Credentials };
+/** An account's credentials as stored: field name -> value (which fields, the authority's module says). */
+export type Credentials = { [field: string]: string | undefined };
 
 export interface StoredCredentials {
   authority: string;

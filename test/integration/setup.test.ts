@@ -1,0 +1,163 @@
+/**
+ * pos-token-agent-provision (`pos-token-agent setup`) beyond what deploy.test.ts covers: interactively on a
+ * real pseudo-terminal (socat), where a secret typed shows nothing; the config written only through the
+ * agent's schema; a change of authority that leaves no option the new one refuses.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
+import { ptySkipReason } from '../support/pty.js';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const MAIN = join(REPO, 'dist/cli/main.js');
+const PROVISION = join(REPO, 'scripts/provision.sh');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn('bash', [PROVISION, ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A tree as install.sh --root leaves it, enough for set-up: the config directory and the state directory. */
+function makeRoot(): { root: string; config: string } {
+  const root = mkdtempSync(join(tmpdir(), 'pta-setup-'));
+  mkdirSync(join(root, 'etc/pos-token-agent'), { recursive: true });
+  mkdirSync(join(root, 'var/lib/pos-token-agent'), { recursive: true, mode: 0o700 });
+  mkdirSync(join(root, 'run/pos-token-agent'), { recursive: true });
+  return { root, config: join(root, 'etc/pos-token-agent/config.json') };
+}
+
+describe('pos-token-agent-provision: set-up in TypeScript', () => {
+  let emulator: Emulator;
+  const roots: string[] = [];
+
+  before(async () => {
+    emulator = createEmulator({ devices: [DEMO_DEVICE], rateLimitPerMinute: 0 });
+    await emulator.start();
+  });
+  after(async () => {
+    await emulator?.stop();
+    for (const r of roots) rmSync(r, { recursive: true, force: true });
+  });
+
+  it('interactively on a real terminal: asks what is missing, and a secret typed shows nothing', { skip: ptySkipReason, timeout: 90_000 }, async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    // socat gives the command a pseudo-terminal without echo: whatever is shown is what set-up writes.
+    const command = `${process.execPath} ${MAIN} setup --root ${root} --skip-doctor`;
+    const child: ChildProcess = spawn('socat', ['-', `EXEC:${command},pty,setsid,ctty,stderr,echo=0`], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    child.stdout!.on('data', (d: Buffer) => (screen += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    let seen = 0;
+    /** Waits (at most 20 s) for `prompt` after what was answered so far, then types `answer` and Enter. */
+    const answer = async (prompt: RegExp, text: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!prompt.test(screen.slice(seen))) {
+        if (Date.now() > deadline) assert.fail(`no prompt ${prompt} in:\n${screen}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      seen = screen.length;
+      child.stdin!.write(`${text}\r`);
+    };
+    try {
+      await answer(/Account name \(tills ask for "default"\) \[default\]: $/, '');
+      await answer(/Authority \[eta-ereceipt\]: $/, '');
+      await answer(/Identity service URL: $/, emulator.url);
+      await answer(/Device profile \[[a-z0-9.-]+\]: $/, 'manual');
+      await answer(/POS serial number \(posserial\): $/, DEMO_DEVICE.posserial);
+      await answer(/POS OS version \(pososversion\): $/, DEMO_DEVICE.pososversion!);
+      await answer(/POS model\/framework \(posmodelframework\) \[1\]: $/, DEMO_DEVICE.posmodelframework!);
+      await answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      await answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
+      await answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 45_000))]);
+      assert.equal(code, 0, screen);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    // What the secret prompts showed: the prompt, then only the line end.
+    assert.match(screen, /Client secret: \r?\n/);
+    assert.match(screen, /POS preshared key \(Enter to leave out\): \r?\n/);
+    for (const secret of [DEMO_DEVICE.clientSecrets[0]!, DEMO_DEVICE.presharedKey!]) assert.ok(!screen.includes(secret), 'no secret on screen');
+    assert.ok(!/\*{3,}/.test(screen), 'no mask characters (they would tell the length)');
+    assert.match(screen, new RegExp(`Client ID: ${DEMO_DEVICE.clientId}\\r?\\n`), 'what is not secret is shown as typed');
+    assert.match(screen, /Token: +valid until/);
+    const cfg = JSON.parse(readFileSync(config, 'utf8'));
+    assert.deepEqual(cfg.accounts.default, {
+      authority: 'eta-ereceipt',
+      identityUrl: emulator.url,
+      deviceProfile: 'manual',
+      identity: { posserial: DEMO_DEVICE.posserial, pososversion: DEMO_DEVICE.pososversion, posmodelframework: DEMO_DEVICE.posmodelframework },
+    });
+  });
+
+  it('writes the config only through the schema: a value the agent would refuse changes nothing', async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    const before = `${JSON.stringify({ socket: `${root}/run/pos-token-agent/agent.sock`, stateDir: `${root}/var/lib/pos-token-agent`, accounts: {} }, null, 2)}\n`;
+    writeFileSync(config, before, { mode: 0o640 });
+    const r = await run(['--root', root, '--non-interactive', '--skip-doctor', '--no-verify', '--authority', 'oauth2', '--identity-url', 'http://auth.example.com/token'], {
+      POS_CLIENT_ID: 'c',
+      POS_CLIENT_SECRET: 's3cret-value',
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the config would not be valid, so it was not changed:\n {2}- accounts\.default\.tokenUrl: expected https:\/\//);
+    assert.equal(readFileSync(config, 'utf8'), before);
+    assert.ok(!r.stderr.includes('s3cret-value'));
+  });
+
+  it('a change of authority keeps the common options and drops those the new authority refuses', async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        socket: `${root}/run/pos-token-agent/agent.sock`,
+        stateDir: `${root}/var/lib/pos-token-agent`,
+        accounts: {
+          default: { authority: 'eta-ereceipt', identityUrl: emulator.url, deviceProfile: 'manual', identity: { posserial: 'X-1' }, timeouts: { connectMs: 2000 } },
+        },
+      }),
+      { mode: 0o640 },
+    );
+    const r = await run(['--root', root, '--non-interactive', '--skip-doctor', '--no-verify', '--authority', 'oauth2', '--identity-url', 'https://auth.example.com/oauth2/token'], {
+      POS_CLIENT_ID: 'c',
+      POS_CLIENT_SECRET: 's',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(readFileSync(config, 'utf8')).accounts.default, {
+      authority: 'oauth2',
+      timeouts: { connectMs: 2000 },
+      tokenUrl: 'https://auth.example.com/oauth2/token',
+    });
+    assert.match(r.stdout, /Authority: +oauth2 +\(https:\/\/auth\.example\.com\/oauth2\/token\)/);
+    assert.match(r.stdout, /Token: +none yet \(stored without a check login\)/);
+  });
+});

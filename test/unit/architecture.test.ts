@@ -1,0 +1,59 @@
+/**
+ * Which areas may import which, read from the source: the emulator is the other side of the wire and never
+ * imports the client's authorities (their request builders would make a wrong request look right to it);
+ * config, identity, store and lib sit below the authority registry and know no authority.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+
+const SRC = resolve(import.meta.dirname, '../../src');
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** The src/ area (first folder) each relative import of `file` lands in. */
+function importedAreas(file: string): Array<{ spec: string; area: string }> {
+  const text = readFileSync(file, 'utf8');
+  const out: Array<{ spec: string; area: string }> = [];
+  for (const m of text.matchAll(/(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)) {
+    const spec = m[1] ?? m[2]!;
+    const target = relative(SRC, resolve(dirname(file), spec));
+    out.push({ spec, area: target.split('/')[0]! });
+  }
+  return out;
+}
+
+function violations(area: string, forbidden: ReadonlyArray<string>): string[] {
+  return files(join(SRC, area)).flatMap((f) =>
+    importedAreas(f)
+      .filter((i) => forbidden.includes(i.area))
+      .map((i) => `${relative(SRC, f)} imports ${i.spec}`),
+  );
+}
+
+describe('architecture: dependencies point one way', () => {
+  test('the emulator imports nothing of the authorities, the token manager or the server', () => {
+    assert.deepEqual(violations('emulator', ['authorities', 'tokens', 'server', 'cli', 'doctor', 'agent.ts']), []);
+  });
+
+  test('config, identity, store and lib know no authority (the registry passes what they need)', () => {
+    for (const area of ['config', 'identity', 'store', 'lib']) {
+      assert.deepEqual(violations(area, ['authorities', 'tokens', 'server', 'cli', 'doctor', 'agent.ts']), [], area);
+    }
+  });
+
+  test('the authorities import no area above them', () => {
+    assert.deepEqual(violations('authorities', ['tokens', 'server', 'cli', 'doctor', 'agent.ts', 'store', 'emulator']), []);
+  });
+
+  test('the check itself sees imports (it would catch one)', () => {
+    const found = importedAreas(join(SRC, 'agent.ts')).map((i) => i.area);
+    assert.ok(found.includes('authorities') && found.includes('tokens'), found.join(', '));
+  });
+});
