@@ -24,7 +24,7 @@ import { buildRequest, parseOAuthTokenResponse, sendTokenRequest } from '../../s
 import { identityUrl } from '../../src/authorities/options.js';
 import { credentialFieldsHelp, gatherCredentials, provisionAccount } from '../../src/cli/commands/provision.js';
 import type { Io } from '../../src/cli/common.js';
-import { ConfigError } from '../../src/config/index.js';
+import { accountFingerprint, ConfigError } from '../../src/config/index.js';
 import { runDoctor } from '../../src/doctor/index.js';
 import { createLogger } from '../../src/lib/log.js';
 import { stateAccess } from '../../src/state.js';
@@ -112,6 +112,24 @@ describe('every authority x every option', () => {
   }
 });
 
+describe('accountFingerprint across the registry', () => {
+  test('keeps the layout of 0.2 for the built-in options, so an upgrade keeps the stored token', () => {
+    const c = parseConfig(
+      {
+        accounts: {
+          r: { authority: 'eta-ereceipt', identityUrl: 'https://id.eta.gov.eg/', deviceProfile: 'generic-x86' },
+          o: { authority: 'oauth2', tokenUrl: 'https://a.example/t?x=1', scope: 's', audience: 'a', clientAuth: 'client_secret_post' },
+          m: { authority: 'myinvois', identityUrl: 'https://api.myinvois.hasil.gov.my', onbehalfof: 'C1', loginsPerMinute: 5 },
+        },
+      },
+      'test.json',
+    );
+    assert.equal(accountFingerprint(c.accounts.r!), '["eta-ereceipt","https://id.eta.gov.eg",null,{},"generic-x86",null,null,null,null,{}]');
+    assert.equal(accountFingerprint(c.accounts.o!), '["oauth2","https://a.example/t?x=1","https://a.example/t?x=1",{},null,"s",null,"a","client_secret_post",{}]');
+    assert.equal(accountFingerprint(c.accounts.m!), '["myinvois","https://api.myinvois.hasil.gov.my",null,{},null,null,"C1",null,null,{}]');
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------
 // A seventh authority, from one module
 
@@ -196,6 +214,8 @@ describe('a new authority registered from one module', () => {
   test('config validation: its own option is accepted and checked, others refused by name, its URL required', () => {
     const parsed = registry.parseConfig({ accounts: { main: acmeAccount({ tenant: 'eg' }) } }, 'test.json').accounts.main!;
     assert.equal(parsed.tenant, 'eg');
+    const other = registry.parseConfig({ accounts: { main: acmeAccount({ tenant: 'ma' }) } }, 'test.json').accounts.main!;
+    assert.notEqual(accountFingerprint(parsed), accountFingerprint(other), 'its option is part of the fingerprint');
     assert.equal(parsed.identityUrl, url);
     assert.deepEqual(problemsOf({ accounts: { main: acmeAccount({ tenant: 'EG!' }) } }, registry), [
       'accounts.main.tenant: expected 2 to 10 lower-case letters',

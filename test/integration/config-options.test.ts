@@ -1,0 +1,38 @@
+/**
+ * The real CLI's `run` against options an account's authority does not use: each stops the agent at start,
+ * naming the key, before anything is opened (the configs a new user tried, seven of which used to start).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { runCli } from '../support/harness.js';
+
+const CASES: Array<[authority: string, url: Record<string, string>, option: string, value: unknown]> = [
+  ['oauth2', { tokenUrl: 'https://auth.example.com/token' }, 'deviceProfile', 'generic-x86'],
+  ['impact-gr', { identityUrl: 'https://einvoiceapiuat.impact.gr' }, 'deviceProfile', 'generic-x86'],
+  ['sepay', { identityUrl: 'https://einvoice-api-sandbox.sepay.vn' }, 'deviceProfile', 'generic-x86'],
+  ['eta-einvoicing', { identityUrl: 'https://id.eta.gov.eg' }, 'deviceProfile', 'generic-x86'],
+  ['myinvois', { identityUrl: 'https://preprod-api.myinvois.hasil.gov.my' }, 'deviceProfile', 'generic-x86'],
+  ['oauth2', { tokenUrl: 'https://auth.example.com/token' }, 'loginsPerMinute', 5],
+  ['eta-ereceipt', { identityUrl: 'https://id.eta.gov.eg' }, 'loginsPerMinute', 5],
+  ['sepay', { identityUrl: 'https://einvoice-api-sandbox.sepay.vn' }, 'identity', { posserial: 'X' }],
+];
+
+describe('run refuses an option the authority does not use, by name', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-options-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [authority, url, option, value] of CASES) {
+    it(`${authority} with ${option}: exit 1 naming accounts.shop.${option}`, async () => {
+      const stateDir = join(dir, `${authority}-${option}`);
+      const config = join(dir, `${authority}-${option}.json`);
+      writeFileSync(config, JSON.stringify({ socket: join(stateDir, 'agent.sock'), stateDir, accounts: { shop: { authority, ...url, [option]: value } } }));
+      const r = await runCli(['run', '--config', config]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(r.stderr.includes(`accounts.shop.${option}: not used by authority ${authority}; remove it`), r.stderr);
+      assert.ok(!existsSync(stateDir), 'nothing was created');
+    });
+  }
+});
