@@ -30,7 +30,8 @@ const STATUS: Record<string, AccountStatus> = {
     authority: 'eta-ereceipt',
     state: 'fresh',
     expires_at: '2026-01-01T01:00:00.000Z',
-    last_login_at: '2026-01-01T00:00:00.000Z',
+    last_login_at: '2026-01-01T00:10:00.000Z',
+    last_success_at: '2026-01-01T00:00:00.000Z',
     last_error: null,
     identity: {
       posserial: 'SER-1',
@@ -229,6 +230,17 @@ describe('socket server', () => {
   test('400 min_ttl_unsatisfiable from the source', async () => {
     source.answer = { ok: false, error: { kind: 'min_ttl_unsatisfiable', message: 'tokens live 3600 s' } };
     assertError(await ask(socketPath, '/v1/token?min_ttl=5000'), 400, 'min_ttl_unsatisfiable');
+  });
+
+  test('404 unknown_account names the known accounts, 400 min_ttl_unsatisfiable what was asked and the lifetime', async () => {
+    source.answer = { ok: false, error: { kind: 'unknown_account', message: 'no account named x', known: ['default', 'till-2'] } };
+    const a = await ask(socketPath, '/v1/token?account=x');
+    assertError(a, 404, 'unknown_account');
+    assert.deepEqual(a.json, { error: 'unknown_account', message: 'no account named x', known_accounts: ['default', 'till-2'] });
+    source.answer = { ok: false, error: { kind: 'min_ttl_unsatisfiable', message: 'too long', minTtlS: 5000, lifetimeS: 3600 } };
+    const b = await ask(socketPath, '/v1/token?min_ttl=5000');
+    assertError(b, 400, 'min_ttl_unsatisfiable');
+    assert.deepEqual(b.json, { error: 'min_ttl_unsatisfiable', message: 'too long', min_ttl: 5000, lifetime_s: 3600 });
   });
 
   test('404 for an unknown path', async () => {
