@@ -52,6 +52,8 @@ export interface AgentServer {
 }
 
 const MAX_BODY_BYTES = 16 * 1024;
+/** The paths that are counted under their own name in /metrics; anything else is "other" (a bounded label). */
+const ROUTES: ReadonlySet<string> = new Set(['/v1/token', '/v1/token/refresh', '/v1/status', '/v1/health', '/metrics']);
 const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
 /** Distinct request targets whose parse is kept (tills ask for the same one again and again). */
 const TARGET_CACHE_SIZE = 64;
@@ -113,6 +115,13 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let route = 'other';
     try {
+      let url: URL | undefined;
+      try {
+        url = new URL(req.url ?? '/', 'http://agent');
+        if (ROUTES.has(url.pathname)) route = url.pathname;
+      } catch {
+        url = undefined; // answered 400 below, once the header rules are applied
+      }
       for (const h of FORBIDDEN_HEADERS) {
         if (req.headers[h] !== undefined) {
           throw new HttpError(403, {
@@ -124,13 +133,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       if (req.headers[AGENT_HEADER] !== AGENT_HEADER_VALUE) {
         throw new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
       }
-      let url: URL;
-      try {
-        url = new URL(req.url ?? '/', 'http://agent');
-      } catch {
-        throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
-      }
-      route = url.pathname;
+      if (!url) throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
       switch (url.pathname) {
         case '/v1/token': {
           allow(req, 'GET');
@@ -180,7 +183,6 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           res.end(options.metrics?.render() ?? '');
           return;
         default:
-          route = 'other';
           throw new HttpError(404, { error: 'not_found', message: `no such endpoint: ${url.pathname.slice(0, 100)}` });
       }
     } catch (err) {
@@ -239,6 +241,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           : [400, 'Bad Request'];
     const answer: ErrorBody = { error: 'bad_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` };
     const body = JSON.stringify(answer);
+    requests?.inc({ route: 'other', status: String(status) });
     socket.end(
       `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );

@@ -383,6 +383,43 @@ describe('socket server', () => {
     assertError(await ask(socketPath, '/metrics', { headers: {} }), 412, 'precondition_failed');
   });
 
+  test('/metrics counts 412 and 403 answers under their route, unknown paths and malformed requests under "other"', async () => {
+    const counts = async (): Promise<Map<string, number>> => {
+      const text = (await ask(socketPath, '/metrics')).text;
+      const out = new Map<string, number>();
+      for (const m of text.matchAll(/^pos_token_agent_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$/gm)) {
+        out.set(`${m[1]} ${m[2]}`, Number(m[3]));
+      }
+      return out;
+    };
+    const before = await counts();
+    assertError(await ask(socketPath, '/v1/status', { headers: {} }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token?account=x', { headers: { 'x-pos-agent': '0' } }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token/refresh', { method: 'POST', headers: {} }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token', { headers: { ...AGENT_HEADER, origin: 'http://evil.example' } }), 403, 'forbidden');
+    assertError(await ask(socketPath, '/v1/health', { headers: { forwarded: 'for=10.0.0.1' } }), 403, 'forbidden');
+    assertError(await ask(socketPath, '/nope?x=1', { headers: {} }), 412, 'precondition_failed');
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(socketPath);
+      let data = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (data += d));
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+      s.write('GARBAGE\r\n\r\n');
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    const after = await counts();
+    const grew = (key: string): number => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+    assert.equal(grew('/v1/status 412'), 1);
+    assert.equal(grew('/v1/token 412'), 1);
+    assert.equal(grew('/v1/token/refresh 412'), 1);
+    assert.equal(grew('/v1/token 403'), 1);
+    assert.equal(grew('/v1/health 403'), 1);
+    assert.equal(grew('other 412'), 1, 'an unknown path is "other", whatever the answer');
+    assert.equal(grew('other 400'), 1, 'the malformed request');
+  });
+
   test('a garbage request gets a 400 and a concurrent keep-alive client is still answered', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
