@@ -75,8 +75,9 @@ export function defaultSocket(env: NodeJS.ProcessEnv): string {
 
 /**
  * The socket to talk to: --socket, else the config's, else the default place. A config that cannot be used
- * (till users may not read it: 0640 root:pos-token-agent; or it is missing or broken) does not stop a command
- * that only needs the socket: it says so in one line on stderr and uses the default place.
+ * does not stop a command that only needs the socket. Till users may not read it (0640 root:pos-token-agent):
+ * they get the default place as documented, silently; a config that is missing or broken is said in one line on
+ * stderr, with the socket used instead.
  */
 export function socketPath(values: { socket?: string | undefined; config?: string | undefined }, io: Pick<Io, 'env' | 'stderr'>): string {
   if (values.socket) return values.socket;
@@ -85,7 +86,10 @@ export function socketPath(values: { socket?: string | undefined; config?: strin
     return loadConfig(path, io.env).socket;
   } catch (err) {
     const socket = defaultSocket(io.env);
-    println(io.stderr, `pos-token-agent: note: cannot use the config ${path} (${configTrouble(err)}); asking the agent at ${socket}`);
+    const trouble = configTrouble(err);
+    if (trouble !== 'permission denied') {
+      println(io.stderr, `pos-token-agent: note: cannot use the config ${path} (${trouble}); asking the agent at ${socket}`);
+    }
     return socket;
   }
 }

@@ -120,6 +120,25 @@ describe('socketPath: the default socket when the config cannot be used', () => 
   }
 });
 
+test(
+  'socketPath: a config the user may not read (a till user) gives the default socket without a note, as documented',
+  { skip: process.getuid?.() === 0 ? 'root reads any file' : false },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pta-cli-denied-'));
+    try {
+      const path = join(dir, 'config.json');
+      writeFileSync(path, JSON.stringify({ socket: '/elsewhere.sock', accounts: {} }), { mode: 0o000 });
+      const stderr = new PassThrough();
+      const chunks: Buffer[] = [];
+      stderr.on('data', (c: Buffer) => chunks.push(c));
+      assert.equal(socketPath({ config: path }, { env: {}, stderr }), '/run/pos-token-agent/agent.sock');
+      assert.equal(Buffer.concat(chunks).toString('utf8'), '');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
 describe('service hints', () => {
   const box = (files: string[]) => ({ exists: (p: string) => files.includes(p) });
   const UNIT = '/etc/systemd/system/pos-token-agent.service';

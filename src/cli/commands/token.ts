@@ -18,8 +18,8 @@ Exit 0 with a token; 1 when the agent has none to give (the reason is on stderr)
 2 for a usage error, an account the agent does not have included.
 
 The socket is --socket, else the config's; a user who may not read the config (till
-software), or a config that is missing or broken, gets the default
-/run/pos-token-agent/agent.sock (a note on stderr says so).`;
+software) gets the default /run/pos-token-agent/agent.sock, and so does a config that
+is missing or broken (a note on stderr says so).`;
 
 export const statusHelp = `Usage: pos-token-agent status [--json] [--socket PATH | --config FILE]
 
@@ -28,8 +28,8 @@ login, last login attempt and last error.
 Exits 1 when an account holds no usable token.
 
 The socket is --socket, else the config's; a user who may not read the config (till
-software), or a config that is missing or broken, gets the default
-/run/pos-token-agent/agent.sock (a note on stderr says so).`;
+software) gets the default /run/pos-token-agent/agent.sock, and so does a config that
+is missing or broken (a note on stderr says so).`;
 
 const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
 
