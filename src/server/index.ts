@@ -432,7 +432,16 @@ function statusBodies(accounts: Record<string, AccountStatus>): Record<string, A
       last_login_at: a.last_login_at,
       last_success_at: a.last_success_at,
       last_error: a.last_error,
-      identity: a.identity,
+      identity: {
+        posserial: a.identity.posserial,
+        pososversion: a.identity.pososversion,
+        posmodelframework: a.identity.posmodelframework,
+        profile: a.identity.profile,
+        sources: a.identity.sources,
+        degraded: a.identity.degraded,
+        problems: a.identity.problems,
+        read_at: a.identity.read_at,
+      },
       next_attempt_in_s: a.next_attempt_in_s,
     };
   }
