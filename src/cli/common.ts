@@ -1,9 +1,10 @@
-/** Shared pieces of the commands: argument parsing, usage errors, output, the socket client. */
-import { request } from 'node:http';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+/** Shared pieces of the commands: argument parsing, usage errors, output, the agent's socket client. */
 import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createAgentClient, type AgentClient } from '../api/index.js';
 import { ConfigError, resolveConfigPath, type AgentConfig } from '../config/index.js';
 import { loadConfig } from '../authorities/index.js';
+import { managedBySystemd, serviceHints } from '../lib/service.js';
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
@@ -23,12 +24,43 @@ export interface Io {
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
+const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * The options of a command (and --help). A mistake is a UsageError in our words ("unknown option --foo",
+ * "--account needs a value"), never Node's parser message; no value given on the command line is repeated
+ * in it. `--min-ttl -5` passes "-5" on to the command's own check, as `--min-ttl=-5` does.
+ */
 export function parse<T extends Options>(argv: string[], options: T) {
-  try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
+  const all = { ...options, ...HELP_OPTION } as T & typeof HELP_OPTION;
+  const { tokens } = parseArgs({ args: argv, options: all, strict: false, allowPositionals: true, tokens: true });
+  const normalized: string[] = [];
+  let positionals = 0;
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') continue;
+    if (t.kind === 'positional') {
+      positionals += 1;
+      continue;
+    }
+    const spec = Object.hasOwn(all, t.name) ? all[t.name] : undefined;
+    if (!spec) throw new UsageError(`unknown option ${t.rawName}`);
+    const long = `--${t.name}`;
+    if (spec.type === 'boolean') {
+      if (t.value !== undefined) throw new UsageError(`${long} takes no value`);
+      normalized.push(long);
+    } else {
+      if (t.value === undefined || (!t.inlineValue && looksLikeOption(t.value, all))) throw new UsageError(`${long} needs a value`);
+      normalized.push(`${long}=${t.value}`);
+    }
   }
+  if (positionals) throw new UsageError(`this command takes options only (got ${positionals} other argument${positionals > 1 ? 's' : ''})`);
+  return parseArgs({ args: normalized, options: all, strict: true, allowPositionals: false });
+}
+
+/** `--account --json`: the next word is an option, not the value (as Node's strict parser sees it too). */
+function looksLikeOption(value: string, options: Options): boolean {
+  if (value.startsWith('--')) return true;
+  return /^-[A-Za-z]/.test(value) && Object.values(options).some((o) => o.short === value[1]);
 }
 
 export const configOption = { config: { type: 'string', short: 'c' } } as const;
@@ -37,66 +69,57 @@ export function readConfig(flag: string | undefined, env: NodeJS.ProcessEnv): Ag
   return loadConfig(resolveConfigPath(flag, env), env);
 }
 
+/** The socket the agent listens on when the config does not say: $RUNTIME_DIRECTORY/agent.sock, else /run/... */
+export function defaultSocket(env: NodeJS.ProcessEnv): string {
+  return join(env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/pos-token-agent', 'agent.sock');
+}
+
 /**
- * The socket to talk to: --socket, else the config's, else the default place. Till users may not
- * read the config (0640 root:pos-token-agent); they then get the default place.
+ * The socket to talk to: --socket, else the config's, else the default place. A config that cannot be used
+ * does not stop a command that only needs the socket. Till users may not read it (0640 root:pos-token-agent):
+ * they get the default place as documented, silently; a config that is missing or broken is said in one line on
+ * stderr, with the socket used instead.
  */
-export function socketPath(values: { socket?: string | undefined; config?: string | undefined }, env: NodeJS.ProcessEnv): string {
+export function socketPath(values: { socket?: string | undefined; config?: string | undefined }, io: Pick<Io, 'env' | 'stderr'>): string {
   if (values.socket) return values.socket;
+  const path = resolveConfigPath(values.config, io.env);
   try {
-    return readConfig(values.config, env).socket;
+    return loadConfig(path, io.env).socket;
   } catch (err) {
-    const denied = err instanceof ConfigError && err.problems.some((p) => p.includes('permission denied'));
-    if (!denied) throw err;
-    return join(env.RUNTIME_DIRECTORY?.split(':')[0] ?? '/run/pos-token-agent', 'agent.sock');
+    const socket = defaultSocket(io.env);
+    const trouble = configTrouble(err);
+    if (trouble !== 'permission denied') {
+      println(io.stderr, `pos-token-agent: note: cannot use the config ${path} (${trouble}); asking the agent at ${socket}`);
+    }
+    return socket;
   }
 }
 
-export interface SocketAnswer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
+/** What is wrong with a config, in a few words and without its content (a value in it could be a secret). */
+function configTrouble(err: unknown): string {
+  const first = err instanceof ConfigError ? (err.problems[0] ?? '') : '';
+  const unreadable = /^cannot read the file: (.*)$/.exec(first);
+  if (unreadable) return unreadable[1]!;
+  if (first.startsWith('not valid JSON')) return 'not valid JSON';
+  if (err instanceof ConfigError) return `invalid: ${err.problems.length} problem${err.problems.length > 1 ? 's' : ''}, which doctor lists`;
+  return 'cannot be read';
 }
 
-/** One request to the agent's socket, bounded in time. */
-export function askAgent(
-  socket: string,
-  method: 'GET' | 'POST',
-  path: string,
-  body?: unknown,
-  timeoutMs = 35_000,
-): Promise<SocketAnswer> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = request(
-      {
-        socketPath: socket,
-        method,
-        path,
-        headers: {
-          'x-pos-agent': '1',
-          ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
-        },
-        timeout: timeoutMs,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer from the agent within ${timeoutMs / 1000} s`)));
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new CliError(`the agent is not running (no socket answering at ${socket}); start it with: systemctl start pos-token-agent`));
-      } else if (err.code === 'EACCES') {
-        reject(new CliError(`permission denied on ${socket}; run as a member of the agent's socket group`));
-      } else reject(new CliError(`cannot talk to the agent at ${socket}: ${err.message}`));
-    });
-    req.end(payload);
+/** How to start the agent that uses this config: systemctl only when systemd runs it, else `run --config`. */
+export function startCommand(configPath: string): string {
+  return serviceHints(configPath, managedBySystemd(configPath)).start;
+}
+
+/** The client of the running agent for a command with --socket / --config; its "not running" says how to start it. */
+export function agentClient(
+  values: { socket?: string | undefined; config?: string | undefined },
+  io: Pick<Io, 'env' | 'stderr'>,
+  timeoutMs?: number,
+): AgentClient {
+  return createAgentClient({
+    socket: socketPath(values, io),
+    startCommand: startCommand(resolveConfigPath(values.config, io.env)),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
   });
 }
 

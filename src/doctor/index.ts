@@ -7,6 +7,7 @@
  */
 import { existsSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
+import { isUsableState, type AccountStatusBody, type AgentClient } from '../api/index.js';
 import { authorities, createHttpClient, type AuthorityRegistry, type Credentials, type HttpClient } from '../authorities/index.js';
 import { ConfigError, type AccountConfig, type AgentConfig } from '../config/index.js';
 import {
@@ -19,6 +20,7 @@ import {
   toDeviceIdentity,
   type IdentityReading,
 } from '../identity/index.js';
+import { managedBySystemd, serviceHints } from '../lib/service.js';
 import { stateAccess, type StateAccess, type StateDeps } from '../state.js';
 import { DB_FILE, openStore, SecretKeyError, StoreError, type Store } from '../store/index.js';
 import { checkNetwork } from './network.js';
@@ -48,11 +50,16 @@ export interface DoctorOptions extends StateDeps {
   /** Skip the login that checks credentials (it counts against the authority's limits). */
   noLogin?: boolean;
   timeoutMs?: number;
-  /** Asks the running agent (the CLI passes its socket client); without it the agent is not consulted. */
-  askAgent?: (socket: string, path: string) => Promise<{ status: number; body: string }>;
+  /** The running agent's client for a socket (the CLI passes the api's); without it the agent is not consulted. */
+  agent?: (socket: string) => AgentView;
+  /** Whether systemd runs the agent of this config, for the hints; default: looked up on this box. */
+  managedBySystemd?: boolean;
   /** The authorities to check accounts against (the built-in ones by default). */
   authorities?: AuthorityRegistry;
 }
+
+/** What doctor asks a running agent. */
+export type AgentView = Pick<AgentClient, 'accountStatus' | 'health'>;
 
 const PROVISION = (account: string): string => `pos-token-agent provision --account ${account}`;
 
@@ -379,32 +386,29 @@ async function agentView(
   account: string,
   options: DoctorOptions,
 ): Promise<Omit<DoctorCheck, 'name'> | undefined> {
-  const ask = options.askAgent;
-  if (!ask) return undefined;
-  let status: { accounts?: Record<string, { state: string; last_error: { reason: string; message: string } | null }> };
+  if (!options.agent) return undefined;
+  let a: AccountStatusBody | undefined;
   try {
-    const answer = await ask(socket, '/v1/status');
-    if (answer.status !== 200) return undefined;
-    status = JSON.parse(answer.body) as typeof status;
+    a = await options.agent(socket).accountStatus(account);
   } catch {
     return undefined;
   }
-  const a = status.accounts?.[account];
   if (!a) return undefined;
   const e = a.last_error;
+  const success = a.last_success_at ? `last successful login ${a.last_success_at}` : 'no successful login yet';
   if (e?.reason === 'credentials_rejected' || e?.reason === 'not_provisioned') {
     return {
       status: 'fail',
-      detail: `the running agent reports ${e.reason}: ${e.message}`,
+      detail: `the running agent reports ${e.reason}: ${e.message} (${success})`,
       fix: `check the values on the authority's portal and run: ${PROVISION(account)}`,
     };
   }
-  if (a.state === 'fresh' || a.state === 'stale') {
+  if (isUsableState(a.state)) {
     return { status: 'ok', detail: `the running agent holds a ${a.state} token for ${account}` };
   }
   return {
     status: 'warn',
-    detail: `the running agent has no usable token (${a.state})${e ? `: ${e.reason}: ${e.message}` : ''}`,
+    detail: `the running agent has no usable token (${a.state})${e ? `: ${e.reason}: ${e.message}` : ''} (${success})`,
     fix: 'see the checks above and `pos-token-agent status`; the agent retries by itself',
   };
 }
@@ -488,6 +492,7 @@ function stateFailure(err: unknown, path: string, config: AgentConfig): { detail
 }
 
 async function socketCheck(socket: string, options: DoctorOptions): Promise<DoctorCheck> {
+  const hints = serviceHints(options.configPath, options.managedBySystemd ?? managedBySystemd(options.configPath));
   let st: Stats;
   try {
     st = lstatSync(socket);
@@ -496,7 +501,7 @@ async function socketCheck(socket: string, options: DoctorOptions): Promise<Doct
       name: 'socket',
       status: 'warn',
       detail: `nothing at ${socket}: the agent is not running`,
-      fix: 'systemctl enable --now pos-token-agent.socket pos-token-agent.service',
+      fix: hints.enable,
     };
   }
   if (!st.isSocket()) {
@@ -512,16 +517,15 @@ async function socketCheck(socket: string, options: DoctorOptions): Promise<Doct
       fix: 'set SocketMode=0660 in pos-token-agent.socket (or restart the agent, which sets it)',
     };
   }
-  const ask = options.askAgent;
-  if (!ask) return { name: 'socket', status: 'ok', detail: `${socket} is a socket with mode ${shown}` };
+  if (!options.agent) return { name: 'socket', status: 'ok', detail: `${socket} is a socket with mode ${shown}` };
   try {
-    const answer = await ask(socket, '/v1/health');
-    return answer.status === 200
+    const health = await options.agent(socket).health();
+    return health.status === 'ok'
       ? { name: 'socket', status: 'ok', detail: `${socket} (mode ${shown}) answers: every account has a usable token` }
       : {
           name: 'socket',
           status: 'warn',
-          detail: `${socket} answers, but not every account has a usable token: ${answer.body.slice(0, 200)}`,
+          detail: `${socket} answers, but not every account has a usable token: ${health.failing.join(', ').slice(0, 200)}`,
           fix: 'see the account checks above and `pos-token-agent status`',
         };
   } catch (err) {
@@ -529,7 +533,7 @@ async function socketCheck(socket: string, options: DoctorOptions): Promise<Doct
       name: 'socket',
       status: 'fail',
       detail: `${socket} exists but does not answer: ${(err as Error).message}`,
-      fix: 'systemctl restart pos-token-agent; then journalctl -u pos-token-agent',
+      fix: hints.restart,
     };
   }
 }

@@ -5,11 +5,25 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import {
+  AGENT_HEADER,
+  AGENT_HEADER_VALUE,
+  DEFAULT_ACCOUNT,
+  DEFAULT_MIN_TTL_S,
+  isAccountName,
+  MIN_TTL_RULE,
+  parseMinTtl,
+  type AccountStatusBody,
+  type ErrorBody,
+  type HealthBody,
+  type StatusBody,
+  type TokenBody,
+} from '../api/index.js';
 import type { ServerLimits } from '../config/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { MetricsRegistry } from '../lib/metrics.js';
-import type { AccountStatus, ServedToken, TokenAnswer } from '../tokens/index.js';
+import type { AccountStatus, ServedToken, TokenAnswer, TokenError } from '../tokens/index.js';
 
 /** What the server needs of the token manager. */
 export interface TokenSource {
@@ -37,10 +51,9 @@ export interface AgentServer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_MIN_TTL_S = 60;
-const MAX_MIN_TTL_S = 86_400;
 const MAX_BODY_BYTES = 16 * 1024;
-const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** The paths that are counted under their own name in /metrics; anything else is "other" (a bounded label). */
+const ROUTES: ReadonlySet<string> = new Set(['/v1/token', '/v1/token/refresh', '/v1/status', '/v1/health', '/metrics']);
 const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
 /** Distinct request targets whose parse is kept (tills ask for the same one again and again). */
 const TARGET_CACHE_SIZE = 64;
@@ -48,7 +61,7 @@ const TARGET_CACHE_SIZE = 64;
 class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly body: Record<string, unknown>,
+    readonly body: ErrorBody,
     readonly headers: Record<string, string> = {},
   ) {
     super(String(body.error));
@@ -88,7 +101,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
    * Anything else (an error to answer, a token to wait for) goes through `handle`, which checks it all.
    */
   const answerFresh = (req: IncomingMessage, res: ServerResponse): boolean => {
-    if (req.method !== 'GET' || !source.peek || req.headers['x-pos-agent'] !== '1') return false;
+    if (req.method !== 'GET' || !source.peek || req.headers[AGENT_HEADER] !== AGENT_HEADER_VALUE) return false;
     for (const h of FORBIDDEN_HEADERS) if (req.headers[h] !== undefined) return false;
     const target = tokenTarget(req.url ?? '/');
     if (!target) return false;
@@ -102,6 +115,13 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let route = 'other';
     try {
+      let url: URL | undefined;
+      try {
+        url = new URL(req.url ?? '/', 'http://agent');
+        if (ROUTES.has(url.pathname)) route = url.pathname;
+      } catch {
+        url = undefined; // answered 400 below, once the header rules are applied
+      }
       for (const h of FORBIDDEN_HEADERS) {
         if (req.headers[h] !== undefined) {
           throw new HttpError(403, {
@@ -110,16 +130,10 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           });
         }
       }
-      if (req.headers['x-pos-agent'] !== '1') {
+      if (req.headers[AGENT_HEADER] !== AGENT_HEADER_VALUE) {
         throw new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
       }
-      let url: URL;
-      try {
-        url = new URL(req.url ?? '/', 'http://agent');
-      } catch {
-        throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
-      }
-      route = url.pathname;
+      if (!url) throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
       switch (url.pathname) {
         case '/v1/token': {
           allow(req, 'GET');
@@ -146,19 +160,21 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           sendToken(res, await source.refresh(account, rejected, minTtl), bodies);
           return;
         }
-        case '/v1/status':
+        case '/v1/status': {
           allow(req, 'GET');
-          send(res, 200, {
+          const body: StatusBody = {
             version: options.version,
             uptime_s: Math.floor((clock.monotonic() - startedMono) / 1000),
-            accounts: source.status(),
-          });
+            accounts: statusBodies(source.status()),
+          };
+          send(res, 200, body);
           return;
+        }
         case '/v1/health': {
           allow(req, 'GET');
           const failing = source.unhealthy();
-          if (failing.length === 0) send(res, 200, { status: 'ok' });
-          else send(res, 503, { status: 'unhealthy', failing });
+          const body: HealthBody = failing.length === 0 ? { status: 'ok' } : { status: 'unhealthy', failing };
+          send(res, failing.length === 0 ? 200 : 503, body);
           return;
         }
         case '/metrics':
@@ -167,7 +183,6 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           res.end(options.metrics?.render() ?? '');
           return;
         default:
-          route = 'other';
           throw new HttpError(404, { error: 'not_found', message: `no such endpoint: ${url.pathname.slice(0, 100)}` });
       }
     } catch (err) {
@@ -224,7 +239,9 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? [408, 'Request Timeout']
           : [400, 'Bad Request'];
-    const body = JSON.stringify({ error: 'bad_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` });
+    const answer: ErrorBody = { error: 'bad_request', message: `malformed HTTP request (${err.code ?? 'parse error'})` };
+    const body = JSON.stringify(answer);
+    requests?.inc({ route: 'other', status: String(status) });
     socket.end(
       `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
@@ -277,18 +294,17 @@ function allow(req: IncomingMessage, method: 'GET' | 'POST'): void {
 }
 
 function accountParam(value: string | null): string {
-  if (value === null || value === '') return 'default';
-  if (!ACCOUNT_NAME.test(value)) {
+  if (value === null || value === '') return DEFAULT_ACCOUNT;
+  if (!isAccountName(value)) {
     throw new HttpError(400, { error: 'bad_request', message: 'account must be letters, digits, ".", "_" or "-"' });
   }
   return value;
 }
 
 function minTtlParam(value: string): number {
-  if (!/^\d{1,6}$/.test(value) || Number(value) > MAX_MIN_TTL_S) {
-    throw new HttpError(400, { error: 'bad_request', message: `min_ttl must be whole seconds from 0 to ${MAX_MIN_TTL_S}` });
-  }
-  return Number(value);
+  const minTtl = parseMinTtl(value);
+  if (minTtl === undefined) throw new HttpError(400, { error: 'bad_request', message: MIN_TTL_RULE });
+  return minTtl;
 }
 
 function expectString(value: unknown, name: string): string {
@@ -324,27 +340,31 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   return value as Record<string, unknown>;
 }
 
-function tokenAnswer(answer: TokenAnswer): [number, Record<string, unknown>, Record<string, string>?] {
-  if (answer.ok) {
-    const t = answer.token;
-    return [
-      200,
-      {
-        access_token: t.accessToken,
-        token_type: t.tokenType,
-        expires_in: t.expiresIn,
-        expires_at: t.expiresAt,
-        account: t.account,
-        scope: t.scope,
-      },
-    ];
-  }
-  const e = answer.error;
+function tokenBody(t: ServedToken): TokenBody {
+  return {
+    access_token: t.accessToken,
+    token_type: t.tokenType,
+    expires_in: t.expiresIn,
+    expires_at: t.expiresAt,
+    account: t.account,
+    scope: t.scope,
+  };
+}
+
+function errorAnswer(e: TokenError): [number, ErrorBody, Record<string, string>?] {
   switch (e.kind) {
     case 'unknown_account':
-      return [404, { error: 'unknown_account', message: e.message }];
+      return [404, { error: 'unknown_account', message: e.message, ...(e.known ? { known_accounts: e.known } : {}) }];
     case 'min_ttl_unsatisfiable':
-      return [400, { error: 'min_ttl_unsatisfiable', message: e.message }];
+      return [
+        400,
+        {
+          error: 'min_ttl_unsatisfiable',
+          message: e.message,
+          ...(e.minTtlS !== undefined ? { min_ttl: e.minTtlS } : {}),
+          ...(e.lifetimeS !== undefined ? { lifetime_s: e.lifetimeS } : {}),
+        },
+      ];
     case 'refresh_limited':
       return [429, { error: 'refresh_limited', message: e.message, retry_after: e.retryAfterS }, { 'retry-after': String(e.retryAfterS) }];
     case 'unavailable':
@@ -356,7 +376,7 @@ function tokenAnswer(answer: TokenAnswer): [number, Record<string, unknown>, Rec
   }
 }
 
-interface TokenBody {
+interface CachedTokenBody {
   token: ServedToken;
   text: string;
   length: number;
@@ -366,8 +386,8 @@ interface TokenBody {
  * The JSON of the last 200 answer per account: the same token with the same seconds left is serialized once
  * (expires_in changes once a second), not once per request.
  */
-function createTokenBodyCache(): (t: ServedToken) => TokenBody {
-  const last = new Map<string, TokenBody>();
+function createTokenBodyCache(): (t: ServedToken) => CachedTokenBody {
+  const last = new Map<string, CachedTokenBody>();
   return (t) => {
     const hit = last.get(t.account);
     if (
@@ -380,16 +400,16 @@ function createTokenBodyCache(): (t: ServedToken) => TokenBody {
     ) {
       return hit;
     }
-    const text = JSON.stringify(tokenAnswer({ ok: true, token: t })[1]);
+    const text = JSON.stringify(tokenBody(t));
     const body = { token: t, text, length: Buffer.byteLength(text) };
     last.set(t.account, body);
     return body;
   };
 }
 
-function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedToken) => TokenBody): void {
+function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedToken) => CachedTokenBody): void {
   if (!answer.ok) {
-    send(res, ...tokenAnswer(answer));
+    send(res, ...errorAnswer(answer.error));
     return;
   }
   if (res.headersSent) return;
@@ -398,7 +418,37 @@ function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedT
   res.end(res.req.method === 'HEAD' ? undefined : body.text);
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/**
+ * /v1/status's accounts, field by field: a field the manager drops or renames is a compile error here, and one
+ * it adds does not reach the wire until the wire type has it.
+ */
+function statusBodies(accounts: Record<string, AccountStatus>): Record<string, AccountStatusBody> {
+  const out: Record<string, AccountStatusBody> = {};
+  for (const [name, a] of Object.entries(accounts)) {
+    out[name] = {
+      authority: a.authority,
+      state: a.state,
+      expires_at: a.expires_at,
+      last_login_at: a.last_login_at,
+      last_success_at: a.last_success_at,
+      last_error: a.last_error,
+      identity: {
+        posserial: a.identity.posserial,
+        pososversion: a.identity.pososversion,
+        posmodelframework: a.identity.posmodelframework,
+        profile: a.identity.profile,
+        sources: a.identity.sources,
+        degraded: a.identity.degraded,
+        problems: a.identity.problems,
+        read_at: a.identity.read_at,
+      },
+      next_attempt_in_s: a.next_attempt_in_s,
+    };
+  }
+  return out;
+}
+
+function send(res: ServerResponse, status: number, body: TokenBody | ErrorBody | StatusBody | HealthBody, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {

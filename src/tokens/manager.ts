@@ -44,9 +44,10 @@ export interface ServedToken {
 }
 
 export type TokenError =
-  | { kind: 'unknown_account'; message: string }
+  /** `known`: the accounts there are. */
+  | { kind: 'unknown_account'; message: string; known?: string[] }
   | { kind: 'unavailable'; reason: UnavailableReason; message: string; retryAfterS: number }
-  | { kind: 'min_ttl_unsatisfiable'; message: string }
+  | { kind: 'min_ttl_unsatisfiable'; message: string; minTtlS?: number; lifetimeS?: number }
   | { kind: 'refresh_limited'; message: string; retryAfterS: number };
 
 export type TokenAnswer = { ok: true; token: ServedToken } | { ok: false; error: TokenError };
@@ -55,8 +56,11 @@ export interface AccountStatus {
   authority: string;
   state: TokenState;
   expires_at: string | null;
+  /** The last login that got an answer, whatever it was (or when a restored token was obtained). */
   last_login_at: string | null;
-  last_error: { reason: string; message: string; at: string } | null;
+  /** The last login that got a token (or when a restored token was obtained). */
+  last_success_at: string | null;
+  last_error: { reason: UnavailableReason; message: string; at: string } | null;
   identity: IdentityStatus;
   next_attempt_in_s: number | null;
 }
@@ -142,6 +146,7 @@ interface Account {
   /** Credentials version that was rejected; a different version lifts the rejected backoff. */
   rejectedVersion?: number;
   lastLoginAtWall?: number;
+  lastSuccessAtWall?: number;
   lastForcedMono?: number;
   timer?: Timer;
   removed: boolean;
@@ -401,6 +406,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
     a.nextAttemptMono = 0;
     a.lastError = undefined;
     a.rejectedVersion = undefined;
+    a.lastSuccessAtWall = receivedWall;
     log.info(kind === 'refresh' ? 'refresh succeeded' : 'login succeeded', {
       account: name,
       expires_in_s: result.token.expiresInS,
@@ -513,6 +519,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       refreshAtMono: mono + refreshDelayMs(lifetimeMs, random) - ageMs,
     };
     a.lastLoginAtWall = stored.obtainedAt;
+    a.lastSuccessAtWall = stored.obtainedAt;
     log.info('restored the stored token', {
       account: name,
       expires_in_s: Math.floor(leftMs / 1000),
@@ -538,7 +545,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
 
   const answer = async (name: string, minTtlS: number, forced?: string): Promise<TokenAnswer> => {
     const a = table.get(name);
-    if (!a) return { ok: false, error: { kind: 'unknown_account', message: `no account named ${name}` } };
+    if (!a) return { ok: false, error: { kind: 'unknown_account', message: `no account named ${name}`, known: [...table.keys()] } };
     const minTtlMs = minTtlS * 1000;
 
     if (forced !== undefined && a.token?.accessToken === forced) {
@@ -576,6 +583,8 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           error: {
             kind: 'min_ttl_unsatisfiable',
             message: `min_ttl ${minTtlS} s is longer than the lifetime of this account's tokens (${t.lifetimeMs / 1000} s)`,
+            minTtlS,
+            lifetimeS: Math.floor(t.lifetimeMs / 1000),
           },
         };
       }
@@ -630,6 +639,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
           state: stateOf(a, now),
           expires_at: a.token ? new Date(wallAt(a.token.expiresAtMono)).toISOString() : null,
           last_login_at: a.lastLoginAtWall !== undefined ? new Date(a.lastLoginAtWall).toISOString() : null,
+          last_success_at: a.lastSuccessAtWall !== undefined ? new Date(a.lastSuccessAtWall).toISOString() : null,
           last_error: e ? { reason: e.reason, message: e.message, at: new Date(e.atWall).toISOString() } : null,
           identity: a.tracker.status(),
           next_attempt_in_s: a.nextAttemptMono > now ? Math.ceil((a.nextAttemptMono - now) / 1000) : null,

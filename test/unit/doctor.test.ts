@@ -26,7 +26,8 @@ import type { Credentials } from '../../src/authorities/index.js';
 import { doctorCommand } from '../../src/cli/commands/doctor.js';
 import type { Io } from '../../src/cli/common.js';
 import { loadConfig } from '../../src/authorities/index.js';
-import { runDoctor, type DoctorCheck, type DoctorOptions, type DoctorReport } from '../../src/doctor/index.js';
+import type { AccountStatusBody } from '../../src/api/index.js';
+import { runDoctor, type AgentView, type DoctorCheck, type DoctorOptions, type DoctorReport } from '../../src/doctor/index.js';
 import { createEmulator, DEMO_DEVICE, DEMO_PRINCIPALS, type Emulator } from '../../src/emulator/index.js';
 import { stateAccess, type StateDeps } from '../../src/state.js';
 import { DB_FILE, KEY_FILE, openStore } from '../../src/store/index.js';
@@ -91,29 +92,31 @@ function broken(report: DoctorReport, name: string, status: 'fail' | 'warn', det
   return c;
 }
 
-/** A fake of the running agent's socket client: answers /v1/status and /v1/health. */
-function fakeAgent(account: Record<string, unknown>, health = 200) {
+/** A fake of the running agent's socket client: what /v1/status says of ACCOUNT, and /v1/health. */
+function fakeAgent(account: Partial<AccountStatusBody>, health = 200) {
   const asked: string[] = [];
-  const ask = async (_socket: string, path: string): Promise<{ status: number; body: string }> => {
-    asked.push(path);
-    if (path === '/v1/status') {
-      return {
-        status: 200,
-        body: JSON.stringify({
-          version: 'test',
-          uptime_s: 5,
-          accounts: {
-            [ACCOUNT]: { authority: 'eta-ereceipt', state: 'fresh', expires_at: null, last_login_at: null, last_error: null, ...account },
-          },
-        }),
-      };
-    }
-    if (path === '/v1/health') {
-      return { status: health, body: JSON.stringify(health === 200 ? { status: 'ok' } : { status: 'unhealthy', failing: [ACCOUNT] }) };
-    }
-    return { status: 404, body: '{}' };
+  const body: AccountStatusBody = {
+    authority: 'eta-ereceipt',
+    state: 'fresh',
+    expires_at: null,
+    last_login_at: null,
+    last_success_at: null,
+    last_error: null,
+    identity: { ...IDENTITY, profile: null, sources: {}, degraded: false, problems: {}, read_at: null },
+    next_attempt_in_s: null,
+    ...account,
   };
-  return { ask, asked };
+  const agent = (_socket: string): AgentView => ({
+    async accountStatus(name) {
+      asked.push('/v1/status');
+      return name === ACCOUNT ? body : undefined;
+    },
+    async health() {
+      asked.push('/v1/health');
+      return health === 200 ? { status: 'ok' } : { status: 'unhealthy', failing: [ACCOUNT] };
+    },
+  });
+  return { agent, asked };
 }
 
 describe('doctor', () => {
@@ -191,7 +194,7 @@ describe('doctor', () => {
   test('a healthy box passes every check that can pass here; with no agent running the socket is only a warning', async () => {
     const box = await makeBox();
     const issued = emulator.stats().issued;
-    const report = await box.run();
+    const report = await box.run({ managedBySystemd: true });
     assert.deepEqual(statuses(report), [
       ['config', 'ok'],
       ['state.directory', 'ok'],
@@ -219,7 +222,7 @@ describe('doctor', () => {
     await listenOn(box.socket, 0o660);
     const agent = fakeAgent({ state: 'fresh' });
     const issued = emulator.stats().issued;
-    const report = await box.run({ askAgent: agent.ask });
+    const report = await box.run({ agent: agent.agent });
     assert.equal(report.ok, true);
     assert.deepEqual(
       report.checks.filter((c) => c.status !== 'ok').map((c) => c.name),
@@ -517,11 +520,10 @@ describe('doctor', () => {
   test('socket: a socket the agent does not answer on fails, saying to restart the agent and read its journal', async () => {
     const box = await makeBox();
     await listenOn(box.socket, 0o660);
-    const report = await box.run({
-      askAgent: async () => {
-        throw new Error('no answer from the agent within 5 s');
-      },
-    });
+    const silent = async (): Promise<never> => {
+      throw new Error('no answer from the agent within 5 s');
+    };
+    const report = await box.run({ agent: () => ({ accountStatus: silent, health: silent }), managedBySystemd: true });
     broken(report, 'socket', 'fail', /exists but does not answer: no answer from the agent/, /systemctl restart pos-token-agent; then journalctl/);
     assert.equal(check(report, `${ACCOUNT}.login`).status, 'ok', 'the login is checked by doctor itself instead');
   });
@@ -534,10 +536,46 @@ describe('doctor', () => {
       503,
     );
     const issued = emulator.stats().issued;
-    const report = await box.run({ askAgent: agent.ask });
+    const report = await box.run({ agent: agent.agent });
     broken(report, `${ACCOUNT}.login`, 'fail', /the running agent reports credentials_rejected: invalid_client/, /run: pos-token-agent provision --account shop1$/);
     broken(report, 'socket', 'warn', /not every account has a usable token/, /pos-token-agent status/);
     assert.equal(emulator.stats().issued, issued, 'no login of its own');
+  });
+
+  test('socket: where the agent is started by hand, the fixes say how to run it with the config used, not systemctl', async () => {
+    const box = await makeBox();
+    const none = await box.run({ managedBySystemd: false, noLogin: true });
+    const fix = broken(none, 'socket', 'warn', /the agent is not running/, /^pos-token-agent run --config /).fix!;
+    assert.equal(fix, `pos-token-agent run --config ${box.configPath}`);
+    await listenOn(box.socket, 0o660);
+    const silent = async (): Promise<never> => {
+      throw new Error('no answer from the agent within 5 s');
+    };
+    const hung = await box.run({ agent: () => ({ accountStatus: silent, health: silent }), managedBySystemd: false, noLogin: true });
+    const restart = broken(hung, 'socket', 'fail', /exists but does not answer/, /start it again with: pos-token-agent run --config /).fix!;
+    assert.ok(restart.includes(`pos-token-agent run --config ${box.configPath}`), restart);
+    assert.ok(!restart.includes('systemctl') && !fix.includes('systemctl'));
+  });
+
+  test('login: the running agent\'s view says when the last successful login was, apart from the failure', async () => {
+    const box = await makeBox();
+    await listenOn(box.socket, 0o660);
+    const at = new Date().toISOString();
+    const rejected = fakeAgent(
+      { state: 'none', last_login_at: at, last_success_at: '2026-01-01T00:00:00.000Z', last_error: { reason: 'credentials_rejected', message: 'invalid_client', at } },
+      503,
+    );
+    const report = await box.run({ agent: rejected.agent });
+    broken(
+      report,
+      `${ACCOUNT}.login`,
+      'fail',
+      /the running agent reports credentials_rejected: invalid_client \(last successful login 2026-01-01T00:00:00\.000Z\)/,
+      /run: pos-token-agent provision --account shop1$/,
+    );
+    const down = fakeAgent({ state: 'expired', last_login_at: at, last_error: { reason: 'upstream_unavailable', message: 'HTTP 503', at } }, 503);
+    const warned = await box.run({ agent: down.agent });
+    broken(warned, `${ACCOUNT}.login`, 'warn', /no usable token \(expired\): upstream_unavailable: HTTP 503 \(no successful login yet\)/, /pos-token-agent status/);
   });
 
   describe('doctor --json (the CLI command)', () => {

@@ -186,6 +186,15 @@ describe('token manager', () => {
     assert.equal(authority.calls.length, 1);
   });
 
+  it('says what min_ttl was asked and how long the tokens live when it cannot be met', async () => {
+    authority.next = [authority.ok(600)];
+    await token(60);
+    const left = await token(3000);
+    assert.ok(!left.ok && left.error.kind === 'min_ttl_unsatisfiable');
+    assert.equal(left.error.minTtlS, 3000);
+    assert.equal(left.error.lifetimeS, 600);
+  });
+
   it('waits for a login when the cached token is below min_ttl', async () => {
     authority.next = [authority.ok(120), authority.ok(HOUR_S)];
     const first = await token(60);
@@ -328,6 +337,28 @@ describe('token manager', () => {
   it('answers unknown_account for an account not in the config', async () => {
     const a = await manager.getToken('nope', 60);
     assert.ok(!a.ok && a.error.kind === 'unknown_account');
+    assert.deepEqual(a.error.known, ['default'], 'names the accounts there are');
+  });
+
+  it('status: last_success_at is the last login that got a token, last_login_at the last one that got an answer', async () => {
+    assert.equal(manager.status().default!.last_success_at, null, 'nothing yet');
+    await token();
+    const first = manager.status().default!;
+    assert.equal(first.last_success_at, new Date(clock.now()).toISOString());
+    assert.equal(first.last_login_at, first.last_success_at);
+    const succeeded = first.last_success_at;
+
+    await clock.advance(60_000);
+    authority.next = [fail('credentials_rejected')];
+    const current = await token();
+    assert.ok(current.ok);
+    const refused = await manager.refresh('default', current.token.accessToken, 60);
+    assert.ok(!refused.ok, 'the forced login was rejected');
+    const after = manager.status().default!;
+    assert.equal(after.last_login_at, new Date(clock.now()).toISOString(), 'the attempt');
+    assert.notEqual(after.last_login_at, succeeded);
+    assert.equal(after.last_success_at, succeeded, 'the success before it');
+    assert.equal(after.last_error?.reason, 'credentials_rejected');
   });
 
   it('keeps expiry on the monotonic clock when the wall clock jumps', async () => {
@@ -358,6 +389,16 @@ describe('token manager', () => {
       const a = await token();
       assert.equal(authority.calls.length, 0);
       assert.ok(a.ok && a.token.accessToken === 'tok-1' && a.token.expiresIn === HOUR_S - 600);
+    });
+
+    it('status after a restore: the last success (and the last login) is when the stored token was obtained', async () => {
+      await token();
+      const obtained = new Date(clock.now()).toISOString();
+      await clock.advance(600_000);
+      await restart();
+      const status = manager.status().default!;
+      assert.equal(status.last_success_at, obtained);
+      assert.equal(status.last_login_at, obtained);
     });
 
     it('after a reboot, refuses a stored token when the wall clock reads earlier than when it was obtained', async () => {

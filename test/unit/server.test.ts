@@ -30,7 +30,8 @@ const STATUS: Record<string, AccountStatus> = {
     authority: 'eta-ereceipt',
     state: 'fresh',
     expires_at: '2026-01-01T01:00:00.000Z',
-    last_login_at: '2026-01-01T00:00:00.000Z',
+    last_login_at: '2026-01-01T00:10:00.000Z',
+    last_success_at: '2026-01-01T00:00:00.000Z',
     last_error: null,
     identity: {
       posserial: 'SER-1',
@@ -231,6 +232,17 @@ describe('socket server', () => {
     assertError(await ask(socketPath, '/v1/token?min_ttl=5000'), 400, 'min_ttl_unsatisfiable');
   });
 
+  test('404 unknown_account names the known accounts, 400 min_ttl_unsatisfiable what was asked and the lifetime', async () => {
+    source.answer = { ok: false, error: { kind: 'unknown_account', message: 'no account named x', known: ['default', 'till-2'] } };
+    const a = await ask(socketPath, '/v1/token?account=x');
+    assertError(a, 404, 'unknown_account');
+    assert.deepEqual(a.json, { error: 'unknown_account', message: 'no account named x', known_accounts: ['default', 'till-2'] });
+    source.answer = { ok: false, error: { kind: 'min_ttl_unsatisfiable', message: 'too long', minTtlS: 5000, lifetimeS: 3600 } };
+    const b = await ask(socketPath, '/v1/token?min_ttl=5000');
+    assertError(b, 400, 'min_ttl_unsatisfiable');
+    assert.deepEqual(b.json, { error: 'min_ttl_unsatisfiable', message: 'too long', min_ttl: 5000, lifetime_s: 3600 });
+  });
+
   test('404 for an unknown path', async () => {
     const a = await ask(socketPath, '/v2/token');
     assertError(a, 404, 'not_found');
@@ -369,6 +381,43 @@ describe('socket server', () => {
     assert.match(a.text, /pos_token_agent_http_requests_total\{route="\/v1\/health",status="200"\} \d+/);
     assert.match(a.text, /pos_token_agent_http_requests_total\{route="other",status="404"\} \d+/);
     assertError(await ask(socketPath, '/metrics', { headers: {} }), 412, 'precondition_failed');
+  });
+
+  test('/metrics counts 412 and 403 answers under their route, unknown paths and malformed requests under "other"', async () => {
+    const counts = async (): Promise<Map<string, number>> => {
+      const text = (await ask(socketPath, '/metrics')).text;
+      const out = new Map<string, number>();
+      for (const m of text.matchAll(/^pos_token_agent_http_requests_total\{route="([^"]*)",status="(\d+)"\} (\d+)$/gm)) {
+        out.set(`${m[1]} ${m[2]}`, Number(m[3]));
+      }
+      return out;
+    };
+    const before = await counts();
+    assertError(await ask(socketPath, '/v1/status', { headers: {} }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token?account=x', { headers: { 'x-pos-agent': '0' } }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token/refresh', { method: 'POST', headers: {} }), 412, 'precondition_failed');
+    assertError(await ask(socketPath, '/v1/token', { headers: { ...AGENT_HEADER, origin: 'http://evil.example' } }), 403, 'forbidden');
+    assertError(await ask(socketPath, '/v1/health', { headers: { forwarded: 'for=10.0.0.1' } }), 403, 'forbidden');
+    assertError(await ask(socketPath, '/nope?x=1', { headers: {} }), 412, 'precondition_failed');
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(socketPath);
+      let data = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (data += d));
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+      s.write('GARBAGE\r\n\r\n');
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    const after = await counts();
+    const grew = (key: string): number => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+    assert.equal(grew('/v1/status 412'), 1);
+    assert.equal(grew('/v1/token 412'), 1);
+    assert.equal(grew('/v1/token/refresh 412'), 1);
+    assert.equal(grew('/v1/token 403'), 1);
+    assert.equal(grew('/v1/health 403'), 1);
+    assert.equal(grew('other 412'), 1, 'an unknown path is "other", whatever the answer');
+    assert.equal(grew('other 400'), 1, 'the malformed request');
   });
 
   test('a garbage request gets a 400 and a concurrent keep-alive client is still answered', async () => {

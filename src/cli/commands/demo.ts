@@ -2,10 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../agent.js';
+import { createAgentClient } from '../../api/index.js';
 import { loadConfig } from '../../authorities/index.js';
 import { createEmulator, DEMO_DEVICE } from '../../emulator/index.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
-import { askAgent, type Io, parse, println } from '../common.js';
+import { type Io, parse, println } from '../common.js';
 import { provisionAccount } from './provision.js';
 
 export const demoHelp = `Usage: pos-token-agent demo [--keep] [--verbose]
@@ -59,12 +60,13 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
     println(io.stdout, '3. Demo credentials provisioned (encrypted in the state database)');
     agent = await startAgent(config, { log });
     println(io.stdout, `4. Agent listening on ${socket}`);
-    const res = await askAgent(socket, 'GET', '/v1/token?account=default');
-    println(io.stdout, `\nGET /v1/token over the socket -> ${res.status}`);
-    println(io.stdout, JSON.stringify(JSON.parse(res.body), null, 2));
-    const status = await askAgent(socket, 'GET', '/v1/status');
-    println(io.stdout, `\nGET /v1/status -> ${status.status}`);
-    println(io.stdout, JSON.stringify(JSON.parse(status.body), null, 2));
+    const client = createAgentClient({ socket });
+    const res = await client.token({ account: 'default' });
+    println(io.stdout, `\nGET /v1/token over the socket -> ${res.ok ? 200 : res.status}`);
+    println(io.stdout, JSON.stringify(res.ok ? res.token : res.error, null, 2));
+    const status = await client.status();
+    println(io.stdout, '\nGET /v1/status -> 200');
+    println(io.stdout, JSON.stringify(status, null, 2));
     println(io.stdout, `\nLogins the emulator saw: ${emulator.stats().issued}`);
     if (values.keep) {
       println(io.stdout, `\nTry: curl --unix-socket ${socket} -H 'X-Pos-Agent: 1' http://agent/v1/token`);
@@ -74,7 +76,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
         process.once('SIGTERM', resolve);
       });
     }
-    return res.status === 200 ? 0 : 1;
+    return res.ok ? 0 : 1;
   } finally {
     await agent?.stop();
     await emulator.stop();

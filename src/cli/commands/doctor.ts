@@ -1,6 +1,7 @@
+import { createAgentClient } from '../../api/index.js';
 import { resolveConfigPath } from '../../config/index.js';
 import { runDoctor, type DoctorCheck } from '../../doctor/index.js';
-import { askAgent, configOption, type Io, parse, println } from '../common.js';
+import { configOption, type Io, parse, println } from '../common.js';
 
 export const doctorHelp = `Usage: pos-token-agent doctor [--json] [--no-login] [--config FILE]
 
@@ -21,7 +22,7 @@ export async function doctorCommand(argv: string[], io: Io): Promise<number> {
     configPath: resolveConfigPath(values.config, io.env),
     env: io.env,
     noLogin: values['no-login'] ?? false,
-    askAgent: (socket, path) => askAgent(socket, 'GET', path, undefined, 5_000),
+    agent: (socket) => createAgentClient({ socket, timeoutMs: 5_000 }),
   });
   if (values.json) {
     println(io.stdout, JSON.stringify(report, null, 2));

@@ -1,11 +1,12 @@
 import { startAgent } from '../../agent.js';
+import { createAgentClient } from '../../api/index.js';
 import { ConfigError, resolveConfigPath } from '../../config/index.js';
 import { authorities, loadConfig } from '../../authorities/index.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
 import type { AccountStatus } from '../../tokens/index.js';
-import { askAgent, configOption, type Io, parse, println } from '../common.js';
+import { configOption, type Io, parse, println } from '../common.js';
 
 export const runHelp = `Usage: pos-token-agent run [--config FILE]
 
@@ -60,7 +61,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
 
   // Ready once the socket answers (tokens were restored by startAgent).
   try {
-    await askAgent(config.socket, 'GET', '/v1/health', undefined, 2_000);
+    await createAgentClient({ socket: config.socket, timeoutMs: 2_000 }).health();
   } catch (err) {
     log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
   }

@@ -11,7 +11,8 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { authorities, type AuthorityModule, type AuthorityRegistry } from '../../authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../../config/index.js';
-import { askAgent, CliError, type Io, println, UsageError } from '../common.js';
+import { createAgentClient, type AccountStatusBody } from '../../api/index.js';
+import { CliError, type Io, println, UsageError } from '../common.js';
 import { ask } from '../prompt.js';
 
 const NAME = 'pos-token-agent';
@@ -657,12 +658,11 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
   }
 
   const socket = (current().cfg?.socket as string | undefined) ?? `/run/${NAME}/agent.sock`;
-  const status = async (): Promise<{ state?: string; expires_at?: string | null; identity?: { posserial?: string }; last_error?: { reason: string; message: string } | null } | undefined> => {
+  const client = createAgentClient({ socket, timeoutMs: 5_000 });
+  const status = async (): Promise<AccountStatusBody | undefined> => {
     if (!existsSync(socket)) return undefined;
     try {
-      const answer = await askAgent(socket, 'GET', '/v1/status', undefined, 5_000);
-      if (answer.status !== 200) return undefined;
-      return (JSON.parse(answer.body) as { accounts?: Record<string, never> }).accounts?.[account];
+      return await client.accountStatus(account);
     } catch {
       return undefined;
     }

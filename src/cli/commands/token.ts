@@ -1,77 +1,112 @@
-import { askAgent, CliError, configOption, type Io, parse, println, socketPath, UsageError } from '../common.js';
+import {
+  ACCOUNT_NAME_RULE,
+  DEFAULT_ACCOUNT,
+  isAccountName,
+  isUsableState,
+  MAX_MIN_TTL_S,
+  parseMinTtl,
+  type AccountStatusBody,
+  type ErrorBody,
+} from '../../api/index.js';
+import { agentClient, CliError, configOption, type Io, parse, println, UsageError } from '../common.js';
 
 export const tokenHelp = `Usage: pos-token-agent token [--account NAME] [--min-ttl S] [--json] [--socket PATH | --config FILE]
 
-Asks the running agent for a token with at least S seconds left (default 60) and prints
-the bare token, or with --json the whole answer.
+Asks the running agent for a token with at least S seconds left (default 60, at most
+${MAX_MIN_TTL_S}) and prints the bare token, or with --json the whole answer.
+Exit 0 with a token; 1 when the agent has none to give (the reason is on stderr);
+2 for a usage error, an account the agent does not have included.
 
 The socket is --socket, else the config's; a user who may not read the config (till
-software) gets the default /run/pos-token-agent/agent.sock.`;
+software) gets the default /run/pos-token-agent/agent.sock, and so does a config that
+is missing or broken (a note on stderr says so).`;
 
 export const statusHelp = `Usage: pos-token-agent status [--json] [--socket PATH | --config FILE]
 
-Shows what the running agent reports: each account's state, expiry, last login and last error.
+Shows what the running agent reports: each account's state, expiry, last successful
+login, last login attempt and last error.
 Exits 1 when an account holds no usable token.
 
 The socket is --socket, else the config's; a user who may not read the config (till
-software) gets the default /run/pos-token-agent/agent.sock.`;
+software) gets the default /run/pos-token-agent/agent.sock, and so does a config that
+is missing or broken (a note on stderr says so).`;
 
 const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
 
 export async function tokenCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { ...socketOptions, account: { type: 'string', short: 'a' }, 'min-ttl': { type: 'string' } });
   if (values.help) return println(io.stdout, tokenHelp), 0;
-  const q = new URLSearchParams();
-  if (values.account) q.set('account', values.account);
-  if (values['min-ttl'] !== undefined) {
-    if (!/^\d+$/.test(values['min-ttl'])) throw new UsageError('--min-ttl takes whole seconds');
-    q.set('min_ttl', values['min-ttl']);
+  const account = values.account;
+  if (account !== undefined && !isAccountName(account)) throw new UsageError(`--account: ${ACCOUNT_NAME_RULE}`);
+  const minTtl = values['min-ttl'] === undefined ? undefined : parseMinTtl(values['min-ttl']);
+  if (values['min-ttl'] !== undefined && minTtl === undefined) {
+    throw new UsageError(`--min-ttl takes whole seconds from 0 to ${MAX_MIN_TTL_S}`);
   }
-  const res = await askAgent(socketPath(values, io.env), 'GET', `/v1/token${q.size ? `?${q}` : ''}`);
-  const body = parseBody(res.body);
-  if (res.status === 200) {
-    println(io.stdout, values.json ? JSON.stringify(body, null, 2) : String(body.access_token));
+  const answer = await agentClient(values, io).token({
+    ...(account !== undefined ? { account } : {}),
+    ...(minTtl !== undefined ? { minTtl } : {}),
+  });
+  if (answer.ok) {
+    println(io.stdout, values.json ? JSON.stringify(answer.token, null, 2) : answer.token.access_token);
     return 0;
   }
-  if (values.json) println(io.stdout, JSON.stringify(body, null, 2));
-  throw new CliError(describeError(res.status, body));
+  if (values.json) println(io.stdout, JSON.stringify(answer.error, null, 2));
+  throw tokenFailure(answer.status, answer.error, account ?? DEFAULT_ACCOUNT);
+}
+
+/** The agent's "no" as the user's mistake (exit 2) or as the reason there is no token (exit 1). */
+function tokenFailure(status: number, e: ErrorBody, account: string): Error {
+  switch (e.error) {
+    case 'unknown_account': {
+      const known = e.known_accounts;
+      return new UsageError(
+        `the agent has no account ${account}` +
+          (known === undefined ? '' : known.length ? `; its accounts: ${known.join(', ')}` : '; it has no accounts'),
+      );
+    }
+    case 'min_ttl_unsatisfiable':
+      return new CliError(
+        e.lifetime_s !== undefined && e.min_ttl !== undefined
+          ? `no token of account ${account} can have ${e.min_ttl} s left: its tokens live ${e.lifetime_s} s; ask for less with --min-ttl`
+          : `no token of account ${account} can have that many seconds left: ${e.message}`,
+      );
+    case 'bad_request':
+      return new UsageError(`the agent refused the request: ${e.message}`);
+    default:
+      return new CliError(describeError(status, e));
+  }
 }
 
 export async function statusCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, socketOptions);
   if (values.help) return println(io.stdout, statusHelp), 0;
-  const res = await askAgent(socketPath(values, io.env), 'GET', '/v1/status');
-  const body = parseBody(res.body);
-  if (res.status !== 200) throw new CliError(describeError(res.status, body));
-  const accounts = (body.accounts ?? {}) as Record<string, Record<string, unknown>>;
-  const healthy = Object.values(accounts).every((a) => a.state === 'fresh' || a.state === 'stale');
+  const status = await agentClient(values, io).status();
+  const healthy = Object.values(status.accounts).every((a) => isUsableState(a.state));
   if (values.json) {
-    println(io.stdout, JSON.stringify(body, null, 2));
+    println(io.stdout, JSON.stringify(status, null, 2));
     return healthy ? 0 : 1;
   }
-  println(io.stdout, `pos-token-agent ${String(body.version)}, up ${String(body.uptime_s)} s`);
-  for (const [name, a] of Object.entries(accounts)) {
-    const err = a.last_error as { reason: string; message: string; at: string } | null;
-    println(io.stdout, `\n${name} (${String(a.authority)}): ${String(a.state)}`);
-    println(io.stdout, `  expires at:  ${String(a.expires_at ?? '-')}`);
-    println(io.stdout, `  last login:  ${String(a.last_login_at ?? '-')}`);
-    if (err) println(io.stdout, `  last error:  ${err.reason} at ${err.at}: ${err.message}`);
-    if (a.next_attempt_in_s) println(io.stdout, `  next try in: ${String(a.next_attempt_in_s)} s`);
+  println(io.stdout, `pos-token-agent ${status.version}, up ${status.uptime_s} s`);
+  for (const [name, a] of Object.entries(status.accounts)) {
+    println(io.stdout, `\n${name} (${a.authority}): ${a.state}`);
+    for (const line of accountLines(a)) println(io.stdout, `  ${line}`);
   }
   return healthy ? 0 : 1;
 }
 
-function parseBody(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
+/** One account of `status`, a line per fact. */
+export function accountLines(a: AccountStatusBody): string[] {
+  // null: none yet; undefined: an agent from before last_success_at.
+  const when = (at: string | null | undefined): string => (at === null ? 'never' : (at ?? '-'));
+  const lines = [`expires at:    ${a.expires_at ?? '-'}`, `last success:  ${when(a.last_success_at)}`, `last attempt:  ${when(a.last_login_at)}`];
+  const e = a.last_error;
+  if (e) lines.push(`last error:    ${e.reason} at ${e.at}: ${e.message}`);
+  if (a.next_attempt_in_s) lines.push(`next try in:   ${a.next_attempt_in_s} s`);
+  return lines;
 }
 
-function describeError(status: number, body: Record<string, unknown>): string {
-  const what = [body.error, body.reason].filter(Boolean).join(': ');
-  const retry = body.retry_after ? ` (retry in ${String(body.retry_after)} s)` : '';
-  return `the agent answered ${status}${what ? ` ${what}` : ''}${body.message ? ` - ${String(body.message)}` : ''}${retry}`;
+function describeError(status: number, body: ErrorBody): string {
+  const what = [body.error, 'reason' in body ? body.reason : undefined].filter(Boolean).join(': ');
+  const retry = 'retry_after' in body && body.retry_after ? ` (retry in ${body.retry_after} s)` : '';
+  return `the agent answered ${status}${what ? ` ${what}` : ''}${body.message ? ` - ${body.message}` : ''}${retry}`;
 }

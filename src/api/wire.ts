@@ -1,0 +1,144 @@
+/**
+ * The socket API's wire: every JSON body the agent writes and reads, typed once
+ * (../shared/interface.md, and the extensions the README's changelog lists).
+ *
+ * The server builds its answers against these types, the client reads them with them. This file
+ * imports nothing: server/, cli/, doctor/ and provisioning import it, never the other way.
+ */
+
+/** Every request carries `X-Pos-Agent: 1`; without it the answer is 412. */
+export const AGENT_HEADER = 'x-pos-agent';
+export const AGENT_HEADER_VALUE = '1';
+
+export const DEFAULT_ACCOUNT = 'default';
+/** An account name, as the config allows it. */
+export const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const ACCOUNT_NAME_RULE = 'an account name is 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit';
+export const DEFAULT_MIN_TTL_S = 60;
+export const MAX_MIN_TTL_S = 86_400;
+export const MIN_TTL_RULE = `min_ttl must be whole seconds from 0 to ${MAX_MIN_TTL_S}`;
+
+export function isAccountName(name: string): boolean {
+  return ACCOUNT_NAME.test(name);
+}
+
+/** `min_ttl` as written in a query (or on a command line): whole seconds from 0 to MAX_MIN_TTL_S, else undefined. */
+export function parseMinTtl(text: string): number | undefined {
+  if (!/^\d{1,6}$/.test(text)) return undefined;
+  const n = Number(text);
+  return n <= MAX_MIN_TTL_S ? n : undefined;
+}
+
+export type TokenState = 'fresh' | 'stale' | 'expired' | 'none';
+
+/** Fresh or stale (due for renewal): a token a till can use now. */
+export function isUsableState(state: TokenState): boolean {
+  return state === 'fresh' || state === 'stale';
+}
+
+export type UnavailableReason =
+  | 'not_provisioned'
+  | 'credentials_rejected'
+  | 'upstream_unavailable'
+  | 'rate_limited'
+  | 'identity_unavailable';
+
+/** 200 of `GET /v1/token` and `POST /v1/token/refresh`. */
+export interface TokenBody {
+  access_token: string;
+  token_type: string;
+  /** Whole seconds left. */
+  expires_in: number;
+  /** ISO 8601 UTC. */
+  expires_at: string;
+  account: string;
+  scope: string | null;
+}
+
+/** The body of `POST /v1/token/refresh`. */
+export interface RefreshRequestBody {
+  /** Default `default`. */
+  account?: string;
+  /** The token an API refused. */
+  rejected_token: string;
+  /** Default 60. */
+  min_ttl?: number;
+}
+
+/** The codes of an error body: the token answers', then the protocol's. */
+export type ErrorCode =
+  | 'token_unavailable'
+  | 'refresh_limited'
+  | 'unknown_account'
+  | 'min_ttl_unsatisfiable'
+  | ProtocolErrorCode;
+
+export type ProtocolErrorCode =
+  | 'bad_request'
+  | 'forbidden'
+  | 'precondition_failed'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'unsupported_media_type'
+  | 'payload_too_large'
+  | 'internal_error';
+
+/** Every answer that is not a 2xx. `message` is for a person; `retry_after` matches the Retry-After header. */
+export type ErrorBody =
+  /** 503. */
+  | { error: 'token_unavailable'; reason: UnavailableReason; message: string; retry_after: number }
+  /** 429. */
+  | { error: 'refresh_limited'; message: string; retry_after: number }
+  /** 404; `known_accounts` (an extension, see the README's changelog) names the accounts the agent has. */
+  | { error: 'unknown_account'; message: string; known_accounts?: string[] }
+  /** 400; extensions: `min_ttl` (what was asked) and `lifetime_s` (how long the account's tokens live). */
+  | { error: 'min_ttl_unsatisfiable'; message: string; min_ttl?: number; lifetime_s?: number }
+  /** 400, 403, 404, 405, 412, 413, 415, 500 (and 400/408/431 for a malformed request). */
+  | { error: ProtocolErrorCode; message: string };
+
+export interface LastErrorBody {
+  reason: UnavailableReason;
+  message: string;
+  /** ISO 8601 UTC. */
+  at: string;
+}
+
+export type IdentityFieldName = 'posserial' | 'pososversion' | 'posmodelframework';
+
+/** The device identity an account logs in with; identity values are not secrets. */
+export interface IdentityStatusBody {
+  posserial: string | null;
+  pososversion: string | null;
+  posmodelframework: string | null;
+  profile: string | null;
+  /** Where each value came from. */
+  sources: Partial<Record<IdentityFieldName, string>>;
+  /** True while a source fails and a stored value stands in for it. */
+  degraded: boolean;
+  problems: Partial<Record<IdentityFieldName, string>>;
+  read_at: string | null;
+}
+
+/** One account in `GET /v1/status`. Never a secret or a token. Times are ISO 8601 UTC. */
+export interface AccountStatusBody {
+  authority: string;
+  state: TokenState;
+  expires_at: string | null;
+  /** The last login (or refresh) that got an answer, whatever it was; or when a restored token was obtained. */
+  last_login_at: string | null;
+  /** The last login (or refresh) that got a token; or when a restored token was obtained. An extension. */
+  last_success_at: string | null;
+  last_error: LastErrorBody | null;
+  identity: IdentityStatusBody;
+  next_attempt_in_s: number | null;
+}
+
+/** 200 of `GET /v1/status`. */
+export interface StatusBody {
+  version: string;
+  uptime_s: number;
+  accounts: Record<string, AccountStatusBody>;
+}
+
+/** `GET /v1/health`: 200 ok, or 503 naming the accounts without a usable token. */
+export type HealthBody = { status: 'ok' } | { status: 'unhealthy'; failing: string[] };
