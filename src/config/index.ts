@@ -2,9 +2,12 @@
  * Config loading and validation. Parsed once at the edge (cli/) and passed inward typed.
  * Every problem is reported with the file, the key path and what was expected.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { suggestKey } from './suggest.js';
+
+export { closestKey, editDistance, knownKeysAt, suggestKey } from './suggest.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
 export const SUPPORTED_AUTHORITIES = ['eta-ereceipt', 'eta-einvoicing', 'myinvois', 'impact-gr', 'sepay', 'oauth2'] as const;
@@ -309,17 +312,50 @@ export function loadConfig(path: string, env: ConfigEnv = process.env): AgentCon
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new ConfigError(path, [`cannot read the file: ${why}`]);
+    throw new ConfigError(path, [`cannot read the file: ${readProblem(path, err)}`]);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(path, [`not valid JSON: ${(err as Error).message}`]);
+    throw new ConfigError(path, [describeJsonError(text, err)]);
   }
   return parseConfig(json, path, env);
+}
+
+function readProblem(path: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'file not found';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') {
+    const inside = join(path, 'config.json');
+    const example = existsSync(inside) ? inside : DEFAULT_CONFIG_PATH;
+    return `${path} is a directory; give the config file itself, such as ${example}`;
+  }
+  return String(code ?? err);
+}
+
+/**
+ * "not valid JSON at line 4, column 17: Expected property name or '}'", from the position the parser gives
+ * ("in JSON at position N"; Node 22 and later add "(line L column C)", which is dropped so that every Node says
+ * the same). Lines and columns count from 1; a column counts UTF-16 units, as V8 does. Without a position the
+ * message says so rather than guess one.
+ */
+export function describeJsonError(text: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if (text.trim() === '') return 'not valid JSON: the file is empty';
+  const at = /\s*in JSON at position (\d+)(?: \(line \d+ column \d+\))?/.exec(message);
+  if (at) {
+    const position = Math.min(Number(at[1]), text.length);
+    const before = text.slice(0, position);
+    const line = before.split('\n').length;
+    const column = position - (before.lastIndexOf('\n') + 1) + 1;
+    const what = (message.slice(0, at.index) + message.slice(at.index + at[0].length)).trim();
+    return `not valid JSON at line ${line}, column ${column}: ${what}`;
+  }
+  if (/^Unexpected end of JSON input/.test(message)) return 'not valid JSON: the file ends before the JSON does (a bracket or quote is not closed)';
+  // V8 quotes the text around the problem instead of a position: keep it, on one line.
+  return `not valid JSON (the parser gives no position): ${message.replace(/\r?\n/g, '\\n')}`;
 }
 
 export function parseConfig(json: unknown, source: string, env: ConfigEnv = {}): AgentConfig {
@@ -333,7 +369,12 @@ export function parseConfig(json: unknown, source: string, env: ConfigEnv = {}):
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
-    return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    const input = (issue as { input?: unknown }).input;
+    const keys = issue.keys.map((k) => {
+      const meant = suggestKey(configSchema, issue.path, k, input);
+      return meant === undefined ? JSON.stringify(k) : `${JSON.stringify(k)} (did you mean ${JSON.stringify(meant)}?)`;
+    });
+    return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
   }
   if (issue.code === 'invalid_type') {
     return `${path}: expected ${issue.expected}${issue.input === undefined ? ' (missing)' : `, got ${describeValue(issue.input)}`}`;
