@@ -339,7 +339,7 @@ function readProblem(path: string, err: unknown): string {
  * "not valid JSON at line 4, column 17: Expected property name or '}'", from the position the parser gives
  * ("in JSON at position N"; Node 22 and later add "(line L column C)", which is dropped so that every Node says
  * the same). Lines and columns count from 1; a column counts UTF-16 units, as V8 does. Without a position the
- * message says so rather than guess one.
+ * message says so rather than guess one. No text of the file is quoted.
  */
 export function describeJsonError(text: string, err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
@@ -353,9 +353,13 @@ export function describeJsonError(text: string, err: unknown): string {
     const what = (message.slice(0, at.index) + message.slice(at.index + at[0].length)).trim();
     return `not valid JSON at line ${line}, column ${column}: ${what}`;
   }
+  if (text.charCodeAt(0) === 0xfeff) {
+    return 'not valid JSON at line 1, column 1: the file starts with a byte order mark (save it as UTF-8 without one)';
+  }
   if (/^Unexpected end of JSON input/.test(message)) return 'not valid JSON: the file ends before the JSON does (a bracket or quote is not closed)';
-  // V8 quotes the text around the problem instead of a position: keep it, on one line.
-  return `not valid JSON (the parser gives no position): ${message.replace(/\r?\n/g, '\\n')}`;
+  // V8 then quotes the text around the problem: left out, since it could hold part of a proxy password.
+  const token = /^(Unexpected token '.*?'), "[\s\S]*" is not valid JSON$/.exec(message);
+  return `not valid JSON (the parser gives no position): ${token ? token[1] : message.replace(/\r?\n/g, '\\n')}`;
 }
 
 export function parseConfig(json: unknown, source: string, env: ConfigEnv = {}): AgentConfig {

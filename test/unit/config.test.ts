@@ -498,8 +498,12 @@ describe('invalid JSON: line and column from the parser\'s position', () => {
   });
 
   test('without a position the message says so; an empty file and a cut-off file are named as such', () => {
-    assert.equal(parse('{"a": abc}'), 'not valid JSON (the parser gives no position): Unexpected token \'a\', "{"a": abc}" is not valid JSON');
-    assert.equal(parse('{"a": [1,\n 2,]}').includes('\n'), false, 'one line');
+    assert.equal(parse('{"a": abc}'), "not valid JSON (the parser gives no position): Unexpected token 'a'");
+    assert.equal(parse('{"a": [1,\n 2,]}'), "not valid JSON (the parser gives no position): Unexpected token ']'");
+    // V8's quote of the text around the problem is left out: it could hold part of a proxy password.
+    const proxy = parse('{"proxy": {"url": "http://u:s3cret-pass@proxy:3128"x}}');
+    assert.ok(!proxy.includes('s3cret'), proxy);
+    assert.equal(parse('\ufeff{"accounts": {}}'), 'not valid JSON at line 1, column 1: the file starts with a byte order mark (save it as UTF-8 without one)');
     assert.equal(parse(' \n'), 'not valid JSON: the file is empty');
     assert.equal(
       describeJsonError('{"a": ', new SyntaxError('Unexpected end of JSON input')),
