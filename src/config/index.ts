@@ -2,9 +2,12 @@
  * Config loading and validation. Parsed once at the edge (cli/) and passed inward typed.
  * Every problem is reported with the file, the key path and what was expected.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { suggestKey } from './suggest.js';
+
+export { closestKey, editDistance, knownKeysAt, suggestKey } from './suggest.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
 
@@ -159,7 +162,10 @@ function knownOptions(specs: ReadonlyArray<AuthorityConfigSpec>): Set<string> {
  * The problems of one account, its keys checked against its authority: an option only other authorities
  * take is refused by name, then the rest against the authority's strict schema.
  */
-function accountIssues(raw: unknown, specs: ReadonlyArray<AuthorityConfigSpec>): { issues: z.core.$ZodIssue[]; value?: RawAccount } {
+function accountIssues(
+  raw: unknown,
+  specs: ReadonlyArray<AuthorityConfigSpec>,
+): { issues: z.core.$ZodIssue[]; value?: RawAccount; schema?: z.ZodType } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { issues: [{ code: 'invalid_type', expected: 'object', input: raw, path: [], message: 'expected object' } as z.core.$ZodIssue] };
   }
@@ -192,7 +198,7 @@ function accountIssues(raw: unknown, specs: ReadonlyArray<AuthorityConfigSpec>):
       input: undefined,
     } as z.core.$ZodIssue);
   }
-  return issues.length ? { issues } : { issues, value: result.data as RawAccount };
+  return issues.length ? { issues, schema } : { issues, schema, value: result.data as RawAccount };
 }
 
 const configSchema = z.strictObject({
@@ -376,17 +382,54 @@ export function loadConfig(authorities: ReadonlyArray<AuthorityConfigSpec>, path
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new ConfigError(path, [`cannot read the file: ${why}`]);
+    throw new ConfigError(path, [`cannot read the file: ${readProblem(path, err)}`]);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(path, [`not valid JSON: ${(err as Error).message}`]);
+    throw new ConfigError(path, [describeJsonError(text, err)]);
   }
   return parseConfig(authorities, json, path, env);
+}
+
+function readProblem(path: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'file not found';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') {
+    const inside = join(path, 'config.json');
+    const example = existsSync(inside) ? inside : DEFAULT_CONFIG_PATH;
+    return `${path} is a directory; give the config file itself, such as ${example}`;
+  }
+  return String(code ?? err);
+}
+
+/**
+ * "not valid JSON at line 4, column 17: Expected property name or '}'", from the position the parser gives
+ * ("in JSON at position N"; Node 22 and later add "(line L column C)", which is dropped so that every Node says
+ * the same). Lines and columns count from 1; a column counts UTF-16 units, as V8 does. Without a position the
+ * message says so rather than guess one. No text of the file is quoted.
+ */
+export function describeJsonError(text: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if (text.trim() === '') return 'not valid JSON: the file is empty';
+  const at = /\s*in JSON at position (\d+)(?: \(line \d+ column \d+\))?/.exec(message);
+  if (at) {
+    const position = Math.min(Number(at[1]), text.length);
+    const before = text.slice(0, position);
+    const line = before.split('\n').length;
+    const column = position - (before.lastIndexOf('\n') + 1) + 1;
+    const what = (message.slice(0, at.index) + message.slice(at.index + at[0].length)).trim();
+    return `not valid JSON at line ${line}, column ${column}: ${what}`;
+  }
+  if (text.charCodeAt(0) === 0xfeff) {
+    return 'not valid JSON at line 1, column 1: the file starts with a byte order mark (save it as UTF-8 without one)';
+  }
+  if (/^Unexpected end of JSON input/.test(message)) return 'not valid JSON: the file ends before the JSON does (a bracket or quote is not closed)';
+  // V8 then quotes the text around the problem: left out, since it could hold part of a proxy password.
+  const token = /^(Unexpected token '.*?'), "[\s\S]*" is not valid JSON$/.exec(message);
+  return `not valid JSON (the parser gives no position): ${token ? token[1] : message.replace(/\r?\n/g, '\\n')}`;
 }
 
 /** Validates a parsed config against `authorities`; every problem is reported at once. */
@@ -397,24 +440,32 @@ export function parseConfig(
   env: ConfigEnv = {},
 ): AgentConfig {
   const result = configSchema.safeParse(json, { reportInput: true });
-  const issues: z.core.$ZodIssue[] = result.success ? [] : [...result.error.issues];
+  const problems: string[] = result.success ? [] : result.error.issues.map((issue) => describeIssue(issue, configSchema));
   const accounts: Record<string, RawAccount> = {};
   const rawAccounts = (json as { accounts?: unknown } | null)?.accounts;
   if (typeof rawAccounts === 'object' && rawAccounts !== null && !Array.isArray(rawAccounts)) {
     for (const [name, raw] of Object.entries(rawAccounts)) {
+      // Each account against its authority's schema, which also knows the keys to suggest.
       const checked = accountIssues(raw, authorities);
-      for (const issue of checked.issues) issues.push({ ...issue, path: ['accounts', name, ...issue.path] });
+      for (const issue of checked.issues) problems.push(describeIssue(issue, checked.schema, ['accounts', name]));
       if (checked.value) accounts[name] = checked.value;
     }
   }
-  if (!result.success || issues.length) throw new ConfigError(source, issues.map(describeIssue));
+  if (!result.success || problems.length) throw new ConfigError(source, problems);
   return normalise(result.data, accounts, authorities, source, env);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+/** One problem as the technician reads it; `schema` (at `prefix`) is what the issue was checked against. */
+function describeIssue(issue: z.core.$ZodIssue, schema: z.ZodType | undefined, prefix: PropertyKey[] = []): string {
+  const full = [...prefix, ...issue.path];
+  const path = full.length ? full.map(String).join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
-    return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    const input = (issue as { input?: unknown }).input;
+    const keys = issue.keys.map((k) => {
+      const meant = schema === undefined ? undefined : suggestKey(schema, issue.path, k, input);
+      return meant === undefined ? JSON.stringify(k) : `${JSON.stringify(k)} (did you mean ${JSON.stringify(meant)}?)`;
+    });
+    return `${path}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
   }
   if (issue.code === 'invalid_type') {
     return `${path}: expected ${issue.expected}${issue.input === undefined ? ' (missing)' : `, got ${describeValue(issue.input)}`}`;

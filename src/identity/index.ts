@@ -6,7 +6,7 @@
  */
 import type { AccountConfig, DeviceHeaders, DeviceIdentity } from '../config/index.js';
 import { IDENTITY_FIELDS, type IdentityField } from './fields.js';
-import { ProfileError, ProfileNotFoundError } from './profile.js';
+import { listProfileFiles, ProfileError, ProfileNotFoundError } from './profile.js';
 import { createIdentityReader, type IdentityReader, type IdentityReaderOptions, type IdentityReading } from './reader.js';
 
 export { FIELD_LIMITS, IDENTITY_FIELDS, requiredFields, sendsDeviceHeaders, type IdentityField } from './fields.js';
@@ -95,4 +95,35 @@ export function createIdentityResolver(
     const problem = identityProblem(account, reading, headers.required);
     return problem === undefined ? { ok: true, identity: toDeviceIdentity(reading) } : { ok: false, message: problem };
   };
+}
+
+/**
+ * For `run`, at start and on reload: one problem per account whose device profile is in none of `dirs`, naming
+ * the directories and the profiles they hold (what doctor reports), e.g. `account default: device profile
+ * "generic-x68" not found in /usr/lib/pos-token-agent/device-profiles, /etc/pos-token-agent/device-profiles;
+ * available: generic-x86, manual, raspberry-pi, serial-fiscal-module`. Only accounts whose authority sends
+ * device headers can have one (config refuses it on the others). A directory that cannot be listed is left
+ * to the logins to report, as before, since whether the profile exists cannot be told.
+ */
+export async function missingDeviceProfiles(
+  accounts: Readonly<Record<string, Pick<AccountConfig, 'name' | 'authority' | 'deviceProfile'>>>,
+  dirs: readonly string[],
+): Promise<string[]> {
+  const wanted = Object.values(accounts).filter((a) => a.deviceProfile !== undefined);
+  if (wanted.length === 0) return [];
+  let files: Map<string, string>;
+  try {
+    files = await listProfileFiles(dirs);
+  } catch (err) {
+    if (err instanceof ProfileError) return [];
+    throw err;
+  }
+  const available = [...files.keys()].sort();
+  return wanted
+    .filter((a) => !files.has(a.deviceProfile!))
+    .map(
+      (a) =>
+        `account ${a.name}: device profile ${JSON.stringify(a.deviceProfile)} not found in ${dirs.join(', ') || '(no directories)'}; ` +
+        `available: ${available.join(', ') || 'none'}`,
+    );
 }

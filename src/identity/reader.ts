@@ -41,6 +41,11 @@ export interface ReadOptions {
   cheapOnly?: boolean;
   /** Read with this profile instead of the account's deviceProfile. */
   profile?: string;
+  /**
+   * Read every field from the profile, also those the account's `identity` sets (which a login would send
+   * instead): a preview of what the profile reads. The profile's `config` sources still read `identity`.
+   */
+  profileOnly?: boolean;
 }
 
 export interface DetectedProfile {
@@ -134,7 +139,7 @@ export function createIdentityReader(options: IdentityReaderOptions): IdentityRe
       const profile = name === undefined ? undefined : await loadProfile(name);
       for (const field of IDENTITY_FIELDS) {
         const fromConfig = account.identity[field];
-        if (fromConfig !== undefined && fromConfig !== '') {
+        if (fromConfig !== undefined && fromConfig !== '' && !readOptions.profileOnly) {
           // Config values override the profile's (they were checked when the config was loaded).
           reading.values[field] = { value: fromConfig, source: `config identity.${field}` };
           continue;

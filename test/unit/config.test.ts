@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError, DEFAULTS, type AgentConfig } from '../../src/config/index.js';
+import { z } from 'zod';
+import {
+  closestKey,
+  ConfigError,
+  DEFAULTS,
+  describeJsonError,
+  editDistance,
+  knownKeysAt,
+  suggestKey,
+  type AgentConfig,
+} from '../../src/config/index.js';
 import { loadConfig, parseConfig } from '../../src/authorities/index.js';
 
 const SOURCE = '/etc/pos-token-agent/test-config.json';
@@ -147,11 +157,12 @@ describe('parseConfig: identityUrl schemes', () => {
 
 describe('parseConfig: errors name the key path and what was expected', () => {
   test('unknown key at top level', () => {
-    assert.deepEqual(problemsOf(config({ sockett: '/x' })), ['(top level): unknown key "sockett"']);
+    assert.deepEqual(problemsOf(config({ sockett: '/x' })), ['(top level): unknown key "sockett" (did you mean "socket"?)']);
   });
 
   test('unknown keys inside an account and inside its sub-objects', () => {
     assert.deepEqual(problemsOf(config({}, { identityURL: 'x', scopes: 'y' })), [
+      // identityUrl is there already, so it is not suggested for identityURL; eta-ereceipt takes no scope.
       'accounts.main: unknown keys "identityURL", "scopes"',
     ]);
     assert.deepEqual(problemsOf(config({}, { identity: { serial: '1' } })), [
@@ -338,7 +349,22 @@ describe('loadConfig', () => {
   test('a directory instead of a file is a ConfigError', () => {
     assert.throws(
       () => loadConfig(dir, {}),
-      (err: unknown) => err instanceof ConfigError && err.problems.length === 1 && err.problems[0] === 'cannot read the file: EISDIR',
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.problems.length === 1 &&
+        err.problems[0] === `cannot read the file: ${dir} is a directory; give the config file itself, such as /etc/pos-token-agent/config.json`,
+    );
+  });
+
+  test('a directory holding config.json: the message names that file', () => {
+    const inside = join(dir, 'etc');
+    mkdirSync(inside);
+    writeFileSync(join(inside, 'config.json'), '{}');
+    assert.throws(
+      () => loadConfig(inside, {}),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.problems[0] === `cannot read the file: ${inside} is a directory; give the config file itself, such as ${join(inside, 'config.json')}`,
     );
   });
 
@@ -351,7 +377,7 @@ describe('loadConfig', () => {
         assert.ok(err instanceof ConfigError);
         assert.equal(err.source, path);
         assert.equal(err.problems.length, 1);
-        assert.match(err.problems[0]!, /^not valid JSON: /);
+        assert.equal(err.problems[0], "not valid JSON at line 1, column 15: Expected property name or '}'");
         assert.ok(err.message.startsWith(`invalid config ${path}:`));
         return true;
       },
@@ -369,6 +395,119 @@ describe('loadConfig', () => {
         err.problems.length === 1 &&
         err.problems[0] === '(top level): unknown key "extra"' &&
         err.message.includes(path),
+    );
+  });
+});
+
+describe('unknown keys: "did you mean"', () => {
+  const bare = { authority: 'eta-ereceipt' };
+  const url = { identityUrl: 'https://id.eta.gov.eg' };
+  const cases: Array<[string, unknown, string]> = [
+    ['identityURL (case)', { accounts: { default: { ...bare, identityURL: 'https://id.eta.gov.eg' } } }, 'accounts.default: unknown key "identityURL" (did you mean "identityUrl"?)'],
+    ['deviceProfil (a letter missing)', { accounts: { default: { ...bare, ...url, deviceProfil: 'x' } } }, 'accounts.default: unknown key "deviceProfil" (did you mean "deviceProfile"?)'],
+    ['acounts (top level)', { acounts: {} }, '(top level): unknown key "acounts" (did you mean "accounts"?)'],
+    ['logLevle (two letters swapped)', { logLevle: 'info', accounts: {} }, '(top level): unknown key "logLevle" (did you mean "logLevel"?)'],
+    ['timeouts.conectMs (nested)', { accounts: { a: { ...bare, ...url, timeouts: { conectMs: 1 } } } }, 'accounts.a.timeouts: unknown key "conectMs" (did you mean "connectMs"?)'],
+    ['identity.posSerial', { accounts: { a: { ...bare, ...url, identity: { posSerial: '1' } } } }, 'accounts.a.identity: unknown key "posSerial" (did you mean "posserial"?)'],
+    ['scopes on an authority that takes scope', { accounts: { a: { authority: 'eta-einvoicing', ...url, scopes: 'InvoicingAPI' } } }, 'accounts.a: unknown key "scopes" (did you mean "scope"?)'],
+    ['proxy.noproxy', { proxy: { noproxy: [] }, accounts: {} }, 'proxy: unknown key "noproxy" (did you mean "noProxy"?)'],
+    ['server.maxConnection', { server: { maxConnection: 1 }, accounts: {} }, 'server: unknown key "maxConnection" (did you mean "maxConnections"?)'],
+  ];
+  for (const [what, json, expected] of cases) {
+    test(what, () => assert.ok(problemsOf(json).includes(expected), `${problemsOf(json).join('\n')}\nlacks: ${expected}`));
+  }
+
+  test('no suggestion when nothing is close, or for a key that is there already', () => {
+    assert.deepEqual(problemsOf(config({ extra: true })), ['(top level): unknown key "extra"']);
+    assert.deepEqual(problemsOf(config({}, { scope: 'x', scopes: 'y' })).filter((p) => p.includes('unknown')), [
+      'accounts.main: unknown key "scopes"',
+    ]);
+    assert.deepEqual(problemsOf(config({}, { timeouts: { readMs: 1 } })), ['accounts.main.timeouts: unknown key "readMs"']);
+    assert.deepEqual(problemsOf(config({ xy: 1, tl: {} })), ['(top level): unknown keys "xy", "tl" (did you mean "tls"?)']);
+  });
+
+  test('edit distance: insertions, deletions, substitutions and swapped neighbours cost 1 each', () => {
+    const table: Array<[string, string, number]> = [
+      ['', '', 0], ['abc', 'abc', 0], ['', 'abc', 3], ['logLevle', 'logLevel', 1], ['acounts', 'accounts', 1],
+      ['deviceProfil', 'deviceProfile', 1], ['conectMs', 'connectMs', 1], ['ca', 'abc', 3], ['kitten', 'sitting', 3],
+    ];
+    for (const [a, b, d] of table) assert.equal(editDistance(a, b), d, `${a} -> ${b}`);
+  });
+
+  test('closest key: case first, then at most 2 edits and at most half the key, ties to the first known', () => {
+    assert.equal(closestKey('SOCKET', ['socket', 'sockets']), 'socket');
+    assert.equal(closestKey('sokcet', ['socket']), 'socket');
+    assert.equal(closestKey('sxcxxt', ['socket']), undefined, '3 edits');
+    assert.equal(closestKey('sxcxet', ['socket']), 'socket', '2 edits');
+    assert.equal(closestKey('ab', ['tls']), undefined);
+    assert.equal(closestKey('tl', ['tls']), 'tls');
+    assert.equal(closestKey('xy', ['tls']), undefined, 'two edits are more than half of a two-letter key');
+    assert.equal(closestKey('scop', ['scope', 'scap']), 'scope', 'the first of equally close keys');
+    assert.equal(closestKey('scopes', ['scope'], ['scope']), undefined, 'present already');
+  });
+
+  test('known keys are walked from the schema by path: records, arrays, optionals, unions', () => {
+    const schema = z.strictObject({
+      list: z.array(z.strictObject({ alpha: z.number() })).optional(),
+      map: z.record(z.string(), z.strictObject({ beta: z.number(), gamma: z.strictObject({ delta: z.number() }).optional() })),
+      either: z.union([z.strictObject({ one: z.number() }), z.strictObject({ two: z.number() })]),
+      kind: z.discriminatedUnion('type', [
+        z.strictObject({ type: z.literal('a'), onlyA: z.number() }),
+        z.strictObject({ type: z.literal('b'), onlyB: z.number() }),
+      ]),
+    });
+    assert.deepEqual(knownKeysAt(schema, []), ['list', 'map', 'either', 'kind']);
+    assert.deepEqual(knownKeysAt(schema, ['list', 0]), ['alpha']);
+    assert.deepEqual(knownKeysAt(schema, ['map', 'x']), ['beta', 'gamma']);
+    assert.deepEqual(knownKeysAt(schema, ['map', 'x', 'gamma']), ['delta']);
+    assert.deepEqual(knownKeysAt(schema, ['either']), ['one', 'two']);
+    assert.deepEqual(knownKeysAt(schema, ['kind'], { type: 'b' }), ['type', 'onlyB'], 'the branch the discriminator names');
+    assert.deepEqual(knownKeysAt(schema, ['kind']), ['type', 'onlyA', 'onlyB']);
+    assert.deepEqual(knownKeysAt(schema, ['nowhere', 'x']), []);
+    assert.equal(suggestKey(schema, ['kind'], 'onlyb', { type: 'b', onlyb: 1 }), 'onlyB');
+    assert.equal(suggestKey(schema, ['kind'], 'onlya', { type: 'a', onlya: 1 }), 'onlyA');
+    assert.equal(suggestKey(schema, ['kind'], 'onlya', { type: 'b', onlya: 1 }), 'onlyB', 'onlyA is not a key of branch b');
+    // The same walk over a schema built by merging per-authority options, as a registry would.
+    const merged = z.strictObject({ accounts: z.record(z.string(), z.strictObject({ authority: z.string() }).extend({ apiUrl: z.string().optional() })) });
+    assert.equal(suggestKey(merged, ['accounts', 'x'], 'apiURL', { authority: 'a', apiURL: 'u' }), 'apiUrl');
+  });
+});
+
+describe('invalid JSON: line and column from the parser\'s position', () => {
+  const parse = (text: string): string => {
+    try {
+      JSON.parse(text);
+    } catch (err) {
+      return describeJsonError(text, err);
+    }
+    throw new Error('expected invalid JSON');
+  };
+
+  test('the position becomes line and column (counted from 1), the same on every Node', () => {
+    const text = '{\n  "socket": "/x",\n  "accounts": {\n    "default": {,}\n  }\n}';
+    assert.equal(parse(text), "not valid JSON at line 4, column 17: Expected property name or '}'");
+    assert.equal(parse('{\r\n"a": 1\r\n"b": 2}'), "not valid JSON at line 3, column 1: Expected ',' or '}' after property value");
+  });
+
+  test('the position is read from Node 20\'s and Node 22/24\'s messages alike, not taken from the latter', () => {
+    const text = '{\n  "a": 1,\n  "b" 2\n}';
+    const node20 = new SyntaxError("Expected ':' after property name in JSON at position 18");
+    const node22 = new SyntaxError("Expected ':' after property name in JSON at position 18 (line 99 column 99)");
+    assert.equal(describeJsonError(text, node20), "not valid JSON at line 3, column 7: Expected ':' after property name");
+    assert.equal(describeJsonError(text, node22), describeJsonError(text, node20));
+  });
+
+  test('without a position the message says so; an empty file and a cut-off file are named as such', () => {
+    assert.equal(parse('{"a": abc}'), "not valid JSON (the parser gives no position): Unexpected token 'a'");
+    assert.equal(parse('{"a": [1,\n 2,]}'), "not valid JSON (the parser gives no position): Unexpected token ']'");
+    // V8's quote of the text around the problem is left out: it could hold part of a proxy password.
+    const proxy = parse('{"proxy": {"url": "http://u:s3cret-pass@proxy:3128"x}}');
+    assert.ok(!proxy.includes('s3cret'), proxy);
+    assert.equal(parse('\ufeff{"accounts": {}}'), 'not valid JSON at line 1, column 1: the file starts with a byte order mark (save it as UTF-8 without one)');
+    assert.equal(parse(' \n'), 'not valid JSON: the file is empty');
+    assert.equal(
+      describeJsonError('{"a": ', new SyntaxError('Unexpected end of JSON input')),
+      'not valid JSON: the file ends before the JSON does (a bracket or quote is not closed)',
     );
   });
 });

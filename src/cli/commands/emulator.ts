@@ -86,7 +86,8 @@ export async function emulatorCommand(argv: string[], io: Io): Promise<number> {
   }
   const demo = DEMO_PRINCIPALS[authority];
   const [kind, builtIn] = Object.entries(demo.register)[0] as [keyof EmulatorOptions, unknown[]];
-  const principals = [...builtIn, ...(values.devices ? readPrincipals(values.devices) : [])];
+  const fromFile = values.devices ? readPrincipals(values.devices) : [];
+  const principals = [...builtIn, ...fromFile];
 
   let emulator: Emulator;
   try {
@@ -101,7 +102,10 @@ export async function emulatorCommand(argv: string[], io: Io): Promise<number> {
     });
   } catch (err) {
     if (err instanceof TypeError) {
-      throw new CliError(values.devices ? `invalid principals in ${values.devices}: ${err.message}` : err.message);
+      if (!values.devices) throw new CliError(err.message);
+      // Problems name `devices[i]` counting the demo principal first: name the file's own entries instead.
+      const own = err.message.replace(new RegExp(`\\b${kind}\\[(\\d+)\\]`, 'g'), (_, i: string) => `[${Number(i) - builtIn.length}]`);
+      throw new CliError(`invalid principals in ${values.devices}: ${own}`);
     }
     throw err;
   }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, resolveConfigPath, type AccountConfig, type AgentConfig } from '../../config/index.js';
-import { loadConfig, deviceHeadersOf } from '../../authorities/index.js';
+import { loadConfig, parseConfig, deviceHeadersOf } from '../../authorities/index.js';
 import {
   createIdentityReader,
   identityProblem,
@@ -10,6 +10,7 @@ import {
   ProfileNotFoundError,
   requiredFields,
   sendsDeviceHeaders,
+  type IdentityField,
   type IdentityReader,
   type IdentityReading,
 } from '../../identity/index.js';
@@ -23,8 +24,11 @@ posmodelframework headers) and shows each value with the source it came from: th
 account's device profile, and the config's accounts.NAME.identity values, which override
 the profile's. Nothing is sent anywhere; identity values are not secrets.
 
-  --account NAME   the account (needed when the config has several)
-  --profile NAME   read with this device profile instead of the account's, to choose one
+  --account NAME   the account (default: the only one, else the one named "default")
+  --profile NAME   preview what this device profile reads, to choose one: every field is
+                   read from the profile, also those the account's identity sets (noted
+                   below the table). Works without a config file too (then with the
+                   default profile directories and identity root /)
   --detect         list the device profiles matching this hardware, most specific first
   --json           print one JSON object instead of a table
 
@@ -51,23 +55,26 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`--profile takes a profile name (letters, digits, ".", "_", "-"), got ${JSON.stringify(values.profile)}`);
   }
   const path = resolveConfigPath(values.config, io.env);
+  // Detection and a profile preview help write the config, so they also work before there is one at the default place.
+  const noConfig = values.config === undefined && io.env.POS_TOKEN_AGENT_CONFIG === undefined && !existsSync(path);
   if (values.detect) {
-    // Detection helps write the config, so it also works before there is one at the default place.
-    const config = values.config === undefined && io.env.POS_TOKEN_AGENT_CONFIG === undefined && !existsSync(path)
-      ? undefined
-      : loadConfig(path, io.env);
-    return detect(readerFor(config, io.env), values.json === true, io);
+    return detect(readerFor(noConfig ? undefined : loadConfig(path, io.env), io.env), values.json === true, io);
   }
-  const config = loadConfig(path, io.env);
-  const account = pickAccount(config, values.account);
+  const preview = values.profile !== undefined;
+  const config = noConfig && preview && values.account === undefined ? undefined : loadConfig(path, io.env);
+  // A preview before any account exists (no config file, or a fresh install's config without accounts).
+  const withoutAccount = preview && values.account === undefined && (config === undefined || Object.keys(config.accounts).length === 0);
+  const account = withoutAccount ? previewAccount() : pickAccount(config!, values.account);
   const reader = readerFor(config, io.env);
   let reading: IdentityReading;
   try {
-    reading = await reader.read(account, values.profile !== undefined ? { profile: values.profile } : {});
+    reading = await reader.read(account, preview ? { profile: values.profile!, profileOnly: true } : {});
   } catch (err) {
     if (err instanceof ProfileError || err instanceof ProfileNotFoundError) throw new CliError(err.message);
     throw err;
   }
+  // In a preview, the account's fixed values that a login would send instead of what the profile read.
+  const overrides = preview && !withoutAccount ? configOverrides(account, reading) : {};
   const usable = !sendsDeviceHeaders(deviceHeadersOf(account)) || identityProblem(account, reading, requiredFields(deviceHeadersOf(account))) === undefined;
   const required = requiredFields(deviceHeadersOf(account));
   if (values.json) {
@@ -75,11 +82,12 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
       io.stdout,
       JSON.stringify(
         {
-          account: account.name,
+          account: withoutAccount ? null : account.name,
           authority: account.authority,
           profile: reading.profile,
           values: reading.values,
           errors: reading.errors,
+          ...(preview ? { config_overrides: overrides } : {}),
           required,
           ok: usable,
         },
@@ -89,7 +97,12 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     );
     return usable ? 0 : 1;
   }
-  println(io.stdout, `account ${account.name} (${account.authority}), ${reading.profile ? `device profile ${reading.profile}` : 'no device profile (config values only)'}`);
+  if (withoutAccount) {
+    const where = config ? `no account in ${config.source}` : `no config file (${path} not found): default profile directories, identity root /`;
+    println(io.stdout, `device profile ${reading.profile} as an ${account.authority} account reads it; ${where}`);
+  } else {
+    println(io.stdout, `account ${account.name} (${account.authority}), ${reading.profile ? `device profile ${reading.profile}` : 'no device profile (config values only)'}${preview ? ' (preview)' : ''}`);
+  }
   if (!sendsDeviceHeaders(deviceHeadersOf(account))) {
     println(io.stdout, `(${account.authority} sends no device headers: these values are not used)`);
   }
@@ -106,6 +119,13 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
     println(io.stdout);
     for (const field of errors) println(io.stdout, `${field}: ${reading.errors[field]}`);
   }
+  const overridden = Object.entries(overrides);
+  if (overridden.length) {
+    println(io.stdout);
+    for (const [field, value] of overridden) {
+      println(io.stdout, `note: the config sets accounts.${account.name}.identity.${field} (${JSON.stringify(value)}); the agent sends that instead of the profile's value`);
+    }
+  }
   if (!usable) {
     println(io.stderr, `pos-token-agent: the agent cannot log in with this identity: ${identityProblem(account, reading, requiredFields(deviceHeadersOf(account)))}`);
     return 1;
@@ -121,10 +141,31 @@ function readerFor(config: AgentConfig | undefined, env: NodeJS.ProcessEnv): Ide
   });
 }
 
+/**
+ * The account a preview without one reads for: eReceipt (the authority that sends device headers), no identity
+ * values. Its URL is never used: nothing is sent.
+ */
+function previewAccount(): AccountConfig {
+  return parseConfig({ accounts: { default: { authority: 'eta-ereceipt', identityUrl: 'https://id.eta.gov.eg' } } }, '(preview)', {}).accounts.default!;
+}
+
+/** The account's fixed identity values that differ from what the profile read (a login sends them instead). */
+function configOverrides(account: AccountConfig, reading: IdentityReading): Partial<Record<IdentityField, string>> {
+  const out: Partial<Record<IdentityField, string>> = {};
+  for (const field of IDENTITY_FIELDS) {
+    const fixed = account.identity[field];
+    if (fixed !== undefined && fixed !== '' && reading.values[field]?.source !== `config identity.${field}`) out[field] = fixed;
+  }
+  return out;
+}
+
+/** The account named, else the only one, else the one named `default` (what tills ask for). */
 function pickAccount(config: AgentConfig, name: string | undefined): AccountConfig {
   const names = Object.keys(config.accounts);
   if (name === undefined) {
+    if (names.length === 0) throw new CliError(`no account in ${config.source} yet (preview a profile with --profile NAME)`);
     if (names.length === 1) return config.accounts[names[0]!]!;
+    if (config.accounts.default) return config.accounts.default;
     throw new UsageError(`the config has several accounts (${names.join(', ')}); choose one with --account`);
   }
   const account = config.accounts[name];

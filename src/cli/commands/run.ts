@@ -1,7 +1,8 @@
 import { startAgent } from '../../agent.js';
 import { createAgentClient } from '../../api/index.js';
-import { ConfigError, resolveConfigPath } from '../../config/index.js';
+import { ConfigError, resolveConfigPath, type AgentConfig } from '../../config/index.js';
 import { authorities, loadConfig } from '../../authorities/index.js';
+import { missingDeviceProfiles } from '../../identity/index.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
@@ -24,7 +25,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, configOption);
   if (values.help) return println(io.stdout, runHelp), 0;
   const path = resolveConfigPath(values.config, io.env);
-  const config = loadConfig(path, io.env);
+  const config = await loadRunConfig(path, io.env);
   const log = createLogger({ level: config.logLevel, write: (l) => io.stderr.write(l), secretKeys: authorities.secretFields });
   const clock: Clock = systemClock;
   // Read (and removed from the environment) before anything could pass them on to a child.
@@ -76,17 +77,23 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     lastStatus = line;
     pollTimer = clock.setTimer(poll, STATUS_POLL_MS);
   }
+  // Reloads run one after the other; a stop waits for the one under way.
+  let reloads = Promise.resolve();
   onHangup = () => {
+    reloads = reloads.then(reload);
+  };
+  async function reload(): Promise<void> {
     notifier.reloading('reloading the config');
     try {
-      agent.reload(loadConfig(path, io.env));
+      // Profiles are looked up where the running agent looks (deviceProfileDirs needs a restart to change).
+      agent.reload(await loadRunConfig(path, io.env, config.deviceProfileDirs));
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [String(err)];
       log.error('config reload refused; keeping the running config', { config: path, problems });
     }
     lastStatus = statusLine();
     notifier.ready(lastStatus);
-  };
+  }
 
   const signal = await stopSignal;
   log.info('stopping', { signal });
@@ -94,6 +101,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   pollTimer?.cancel();
   pollTimer = undefined;
   process.off('SIGHUP', hangup);
+  await reloads;
   return new Promise<number>((resolve) => {
     const force = setTimeout(() => {
       log.error('stop took too long; exiting');
@@ -108,6 +116,18 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
         resolve(0);
       });
   });
+}
+
+/**
+ * The config as `run` takes it, at start and on SIGHUP: valid, and every account's device profile found in
+ * `profileDirs` (default: the config's own), else a ConfigError listing the profiles there are. Without this
+ * a misspelled profile would start the agent and fail only at its first login.
+ */
+async function loadRunConfig(path: string, env: NodeJS.ProcessEnv, profileDirs?: readonly string[]): Promise<AgentConfig> {
+  const config = loadConfig(path, env);
+  const problems = await missingDeviceProfiles(config.accounts, profileDirs ?? config.deviceProfileDirs);
+  if (problems.length > 0) throw new ConfigError(path, problems);
+  return config;
 }
 
 /**

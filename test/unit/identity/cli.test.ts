@@ -1,13 +1,14 @@
 /** `pos-token-agent identity`, run in-process against a temporary config. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { identityCommand } from '../../../src/cli/commands/identity.js';
 import { CliError, type Io, UsageError } from '../../../src/cli/common.js';
+import { ConfigError, DEFAULT_CONFIG_PATH } from '../../../src/config/index.js';
 import { openPtyPair, ptySkipReason } from '../../support/pty.js';
 import { startFakeModule } from './fake-module.js';
 import { SHIPPED_PROFILES, tree } from './helpers.js';
@@ -174,5 +175,73 @@ describe('pos-token-agent identity', () => {
     const path = config({ main: ETA });
     await assert.rejects(run(['--account', 'nope', '--config', path]), (e: unknown) => e instanceof CliError && /no account "nope" in .* \(accounts: main\)/.test(e.message));
     await assert.rejects(run(['--profile', 'nope', '--config', path]), (e: unknown) => e instanceof CliError && /^no device profile named "nope" in /.test(e.message));
+  });
+
+  test('--profile previews what the profile reads, also where the account sets identity values (noted)', async () => {
+    const path = config({ main: { ...ETA, deviceProfile: 'manual', identity: { posserial: 'FIXED-1', posmodelframework: '7' } } });
+    const plain = JSON.parse((await run(['--json', '--config', path])).stdout) as { values: Record<string, { value: string }> };
+    assert.equal(plain.values.posserial!.value, 'FIXED-1', 'without --profile: what a login sends');
+    const r = await run(['--json', '--profile', 'generic-x86', '--config', path]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      account: 'main',
+      authority: 'eta-ereceipt',
+      profile: 'generic-x86',
+      values: {
+        posserial: { value: 'PF3XK2A9', source: 'dmi product_serial' },
+        pososversion: { value: 'Debian GNU/Linux 12', source: 'os-release {NAME} {VERSION_ID}' },
+        posmodelframework: { value: '1', source: 'static' },
+      },
+      errors: {},
+      config_overrides: { posserial: 'FIXED-1', posmodelframework: '7' },
+      required: ['posserial'],
+      ok: true,
+    });
+    const table = await run(['--profile', 'generic-x86', '--config', path]);
+    assert.equal(table.code, 0);
+    assert.match(table.stdout, /^account main \(eta-ereceipt\), device profile generic-x86 \(preview\)$/m);
+    assert.match(table.stdout, /^ {2}posserial +PF3XK2A9 +dmi product_serial$/m);
+    assert.match(table.stdout, /^note: the config sets accounts\.main\.identity\.posserial \("FIXED-1"\); the agent sends that instead of the profile's value$/m);
+    // The manual profile reads those values through its config sources: nothing to note.
+    const manual = JSON.parse((await run(['--json', '--profile', 'manual', '--config', path])).stdout) as { values: Record<string, { value: string }>; config_overrides: unknown };
+    assert.equal(manual.values.posserial!.value, 'FIXED-1');
+    assert.deepEqual(manual.config_overrides, {});
+  });
+
+  test('several accounts and no --account: the one named default, when there is one', async () => {
+    const path = config({ a: { ...ETA, identity: { posserial: 'A' } }, default: { ...ETA, identity: { posserial: 'D' } } });
+    const r = await run(['--json', '--config', path]);
+    assert.equal(r.code, 0, r.stderr);
+    const body = JSON.parse(r.stdout) as { account: string; values: Record<string, { value: string }> };
+    assert.equal(body.account, 'default');
+    assert.equal(body.values.posserial!.value, 'D');
+    assert.equal((JSON.parse((await run(['--json', '--account', 'a', '--config', path])).stdout) as { account: string }).account, 'a');
+  });
+
+  test('--profile without any config file: the default profile directories and identity root /', { skip: existsSync(DEFAULT_CONFIG_PATH) && `${DEFAULT_CONFIG_PATH} exists here` }, async () => {
+    const r = await run(['--json', '--profile', 'generic-x86'], {});
+    const body = JSON.parse(r.stdout) as { account: unknown; profile: string; values: Record<string, { value: string; source: string }> };
+    assert.equal(body.account, null);
+    assert.equal(body.profile, 'generic-x86');
+    assert.deepEqual(body.values.posmodelframework, { value: '1', source: 'static' }, 'the bundled profile');
+    const osRelease = readFileSync(existsSync('/etc/os-release') ? '/etc/os-release' : '/usr/lib/os-release', 'utf8');
+    const name = /^NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1];
+    assert.ok(body.values.pososversion!.value.startsWith(name!), `read from this box's /: ${body.values.pososversion!.value}`);
+    const table = await run(['--profile', 'manual'], {});
+    assert.equal(table.code, 1, 'manual needs the values in a config');
+    assert.match(table.stdout, new RegExp(`^device profile manual as an eta-ereceipt account reads it; no config file \\(${DEFAULT_CONFIG_PATH.replace(/[.]/g, '\\.')} not found\\)`, 'm'));
+    // Without --profile, or with a config named that does not exist, the config is needed as before.
+    await assert.rejects(run([], {}), ConfigError);
+    await assert.rejects(run(['--profile', 'generic-x86'], { POS_TOKEN_AGENT_CONFIG: join(dir, 'none.json') }), ConfigError);
+  });
+
+  test('--profile with a config that has no account yet (a fresh install) reads with that config\'s root', async () => {
+    const path = config({}, tree('pi'));
+    const r = await run(['--json', '--profile', 'raspberry-pi', '--config', path]);
+    assert.equal(r.code, 0, r.stderr);
+    const body = JSON.parse(r.stdout) as { account: unknown; values: Record<string, { value: string }> };
+    assert.equal(body.account, null);
+    assert.equal(body.values.posserial!.value, '10000000abcdef01');
+    await assert.rejects(run(['--config', path]), (e: unknown) => e instanceof CliError && /^no account in .* yet \(preview a profile with --profile NAME\)$/.test(e.message));
   });
 });
