@@ -102,7 +102,7 @@ describe('socketPath: the default socket when the config cannot be used', () => 
     ['missing.json', undefined, /\(file not found\)/],
     ['truncated.json', '{"socket": "/elsewhere.sock", "proxy": {"url": "http://user:hunter2@proxy:3128"', /\(not valid JSON\)/],
     ['schema.json', JSON.stringify({ socket: 5, proxy: { url: 'http://user:hunter2@proxy:3128' }, accounts: { a: { bogus: 'hunter2' } } }), /\(invalid: \d+ problems, which doctor lists\)/],
-    ['directory.json', '(a directory)', /\(EISDIR\)/],
+    ['directory.json', '(a directory)', /is a directory; give the config file itself/],
   ];
   for (const [name, content, why] of broken) {
     test(`${name}: the default socket (RUNTIME_DIRECTORY's, else /run's), and one line on stderr saying why, without the config's values`, () => {
