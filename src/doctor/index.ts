@@ -20,7 +20,7 @@ import {
   toDeviceIdentity,
   type IdentityReading,
 } from '../identity/index.js';
-import { managedBySystemd, serviceHints } from '../lib/service.js';
+import { managedBySystemd, serviceHints, shellQuote } from '../lib/service.js';
 import { stateAccess, type StateAccess, type StateDeps } from '../state.js';
 import { DB_FILE, openStore, SecretKeyError, StoreError, type Store } from '../store/index.js';
 import { checkNetwork } from './network.js';
@@ -56,6 +56,8 @@ export interface DoctorOptions extends StateDeps {
   managedBySystemd?: boolean;
   /** The authorities to check accounts against (the built-in ones by default). */
   authorities?: AuthorityRegistry;
+  /** The --config the command was given, repeated in the commands the hints suggest. */
+  configFlag?: string;
 }
 
 /** What doctor asks a running agent. */
@@ -93,7 +95,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       detail: `${options.configPath}: ${problems}`,
       fix: `edit ${options.configPath} (see the README's config table), then run doctor again`,
     });
-    return finish(checks);
+    return finish(checks, options.configFlag);
   }
 
   // ---- state --------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
 
   // ---- socket -------------------------------------------------------------------------------
   checks.push(await socketCheck(config.socket, options));
-  return finish(checks);
+  return finish(checks, options.configFlag);
 }
 
 interface StateOpened {
@@ -211,7 +213,18 @@ function openState(config: AgentConfig, access: StateAccess, first: string): Sta
   };
 }
 
-function finish(checks: DoctorCheck[]): DoctorReport {
+/**
+ * The report, its hints naming the config doctor was given: when doctor was given `--config PATH`, every
+ * command it suggests (provision, identity, doctor) gets it too, so that it acts on the same config. (A config
+ * from $POS_TOKEN_AGENT_CONFIG or the default place is what those commands find by themselves.)
+ */
+function finish(checks: DoctorCheck[], configFlag: string | undefined): DoctorReport {
+  if (configFlag !== undefined) {
+    const flag = ` --config ${shellQuote(configFlag)}`;
+    for (const c of checks) {
+      if (c.fix) c.fix = c.fix.replace(/\bpos-token-agent (provision|identity|doctor)\b(?! --config)/g, `pos-token-agent $1${flag}`);
+    }
+  }
   return { ok: !checks.some((c) => c.status === 'fail'), checks };
 }
 

@@ -36,3 +36,17 @@ describe('run refuses an option the authority does not use, by name', () => {
     });
   }
 });
+
+describe('provision: an account the config does not have is a usage error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-prov-usage-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('exit 2 naming the accounts there are', async () => {
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ socket: join(dir, 'agent.sock'), stateDir: join(dir, 'state'), accounts: { default: { authority: 'sepay', identityUrl: 'https://einvoice-api-sandbox.sepay.vn' } } }));
+    const r = await runCli(['provision', '--config', config, '--account', 'tilll', '--stdin'], { stdin: '{}' });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /no account "tilll" in .*config\.json \(accounts: default\)/);
+    assert.ok(!existsSync(join(dir, 'state')), 'nothing was created');
+  });
+});

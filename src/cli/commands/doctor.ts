@@ -23,6 +23,7 @@ export async function doctorCommand(argv: string[], io: Io): Promise<number> {
     env: io.env,
     noLogin: values['no-login'] ?? false,
     agent: (socket) => createAgentClient({ socket, timeoutMs: 5_000 }),
+    ...(values.config !== undefined ? { configFlag: values.config } : {}),
   });
   if (values.json) {
     println(io.stdout, JSON.stringify(report, null, 2));

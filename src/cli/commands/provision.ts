@@ -168,7 +168,13 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
   if (!values.account) throw new UsageError('--account NAME is required');
   const config = readConfig(values.config, io.env);
   const account = config.accounts[values.account];
-  if (!account) throw new CliError(`no account ${JSON.stringify(values.account)} in ${config.source}`);
+  if (!account) {
+    const names = Object.keys(config.accounts);
+    // A usage error (exit 2), like an unknown account for `token`: the name given is not one of the config's.
+    throw new UsageError(
+      `no account ${JSON.stringify(values.account)} in ${config.source} (${names.length ? `accounts: ${names.join(', ')}` : 'it has no accounts yet'})`,
+    );
+  }
   const credentials = await gatherCredentials(io, authorities.module(account.authority), { stdin: Boolean(values.stdin) });
   const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'], env: io.env });
   if (result.setAside) {
