@@ -23,14 +23,9 @@ import {
 import { createLoginLimiter, type LoginLimiter } from './login-limiter.js';
 import { refreshDelayMs, retryDelayMs, type RetryableReason } from './policy.js';
 
-export type TokenState = 'fresh' | 'stale' | 'expired' | 'none';
-
-export type UnavailableReason =
-  | 'not_provisioned'
-  | 'credentials_rejected'
-  | 'upstream_unavailable'
-  | 'rate_limited'
-  | 'identity_unavailable';
+// The states and reasons are the socket API's own words (api/ is a leaf every area may use).
+import type { TokenState, UnavailableReason } from '../api/index.js';
+export type { TokenState, UnavailableReason };
 
 export interface ServedToken {
   accessToken: string;

@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/authorities/index.js';
 import { stateAccess } from '../../src/state.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
+import { runCommand, type CommandResult } from '../support/harness.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const UNITS = join(REPO, 'systemd');
@@ -20,33 +21,8 @@ const PROVISION = join(REPO, 'scripts/provision.sh');
 const IS_ROOT = process.getuid?.() === 0;
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command with a clean environment (no POS_* leaking in from outside) plus env. */
-function run(cmd: string, args: string[], env: Record<string, string> = {}, stdin = ''): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-    child.stdin.on('error', () => {}); // a command that does not read its input
-    child.stdin.end(stdin);
-  });
-}
+type Run = CommandResult;
+const run = runCommand;
 
 const mode = (p: string): number => statSync(p).mode & 0o7777;
 

@@ -10,36 +10,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
+import { runCommand, type CommandResult } from '../support/harness.js';
 import { ptySkipReason } from '../support/pty.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const MAIN = join(REPO, 'dist/cli/main.js');
 const PROVISION = join(REPO, 'scripts/provision.sh');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn('bash', [PROVISION, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
-}
+type Run = CommandResult;
+const run = (args: string[], env: Record<string, string> = {}): Promise<Run> => runCommand('bash', [PROVISION, ...args], env);
 
 /** A tree as install.sh --root leaves it, enough for set-up: the config directory and the state directory. */
 function makeRoot(): { root: string; config: string } {

@@ -373,3 +373,34 @@ export async function multiFixture(options: MultiFixtureOptions): Promise<MultiF
   f.writeConfig();
   return f;
 }
+
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command with a clean environment (no POS_* leaking in from outside) plus `env`, `stdin` written and
+ * closed; killed after 60 s.
+ */
+export function runCommand(cmd: string, args: string[], env: Record<string, string> = {}, stdin = ''): Promise<CommandResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => {}); // a command that does not read its input
+    child.stdin.end(stdin);
+  });
+}
