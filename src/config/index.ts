@@ -141,8 +141,16 @@ export interface AuthorityConfigSpec {
   readonly loginsPerMinute?: { readonly default: number };
 }
 
-/** The strict schema of one account of `spec` (common options, the authority's, device and limit options). */
+/** The strict schema of one account of `spec` (common options, the authority's, device and limit options), built once per spec. */
 function accountSchemaFor(spec: AuthorityConfigSpec) {
+  let schema = ACCOUNT_SCHEMAS.get(spec);
+  if (!schema) ACCOUNT_SCHEMAS.set(spec, (schema = buildAccountSchema(spec)));
+  return schema;
+}
+
+const ACCOUNT_SCHEMAS = new WeakMap<AuthorityConfigSpec, ReturnType<typeof buildAccountSchema>>();
+
+function buildAccountSchema(spec: AuthorityConfigSpec) {
   return z.strictObject({
     ...commonAccountShape,
     ...(spec.deviceHeaders ? deviceAccountShape : {}),
@@ -152,11 +160,17 @@ function accountSchemaFor(spec: AuthorityConfigSpec) {
 }
 
 /** Every option some authority takes: refused by name ("not used by authority X") on the others. */
-function knownOptions(specs: ReadonlyArray<AuthorityConfigSpec>): Set<string> {
-  const known = new Set([...Object.keys(deviceAccountShape), ...Object.keys(limitedAccountShape)]);
-  for (const spec of specs) for (const key of Object.keys(spec.options)) known.add(key);
+function knownOptions(specs: ReadonlyArray<AuthorityConfigSpec>): ReadonlySet<string> {
+  let known = KNOWN_OPTIONS.get(specs);
+  if (!known) {
+    const keys = new Set([...Object.keys(deviceAccountShape), ...Object.keys(limitedAccountShape)]);
+    for (const spec of specs) for (const key of Object.keys(spec.options)) keys.add(key);
+    KNOWN_OPTIONS.set(specs, (known = keys));
+  }
   return known;
 }
+
+const KNOWN_OPTIONS = new WeakMap<ReadonlyArray<AuthorityConfigSpec>, ReadonlySet<string>>();
 
 /**
  * The problems of one account, its keys checked against its authority: an option only other authorities
