@@ -50,3 +50,28 @@ describe('provision: an account the config does not have is a usage error', () =
     assert.ok(!existsSync(join(dir, 'state')), 'nothing was created');
   });
 });
+
+describe('run --check: the config as run would take it, without running', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-check-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('exit 0 naming the accounts, or 1 naming each problem; nothing is opened either way', async () => {
+    const stateDir = join(dir, 'state');
+    const config = join(dir, 'config.json');
+    const account = { authority: 'eta-ereceipt', identityUrl: 'https://id.eta.gov.eg', identity: { posserial: 'SN-1' } };
+    writeFileSync(config, JSON.stringify({ socket: join(dir, 'agent.sock'), stateDir, accounts: { default: account } }));
+    const good = await runCli(['run', '--check', '--config', config]);
+    assert.equal(good.code, 0, good.stderr);
+    assert.equal(good.stdout, `${config} is valid: 1 account(s): default\n`);
+
+    writeFileSync(config, JSON.stringify({ socket: join(dir, 'agent.sock'), stateDir, accounts: { default: { ...account, loginsPerMinute: 5, deviceProfile: 'generic-x68' } } }));
+    const bad = await runCli(['run', '--check', '--config', config]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /accounts\.default\.loginsPerMinute: not used by authority eta-ereceipt; remove it/);
+    writeFileSync(config, JSON.stringify({ socket: join(dir, 'agent.sock'), stateDir, accounts: { default: { ...account, deviceProfile: 'generic-x68' } } }));
+    const profile = await runCli(['run', '--check', '--config', config]);
+    assert.equal(profile.code, 1);
+    assert.match(profile.stderr, /device profile "generic-x68" not found in .*; available: .*generic-x86/);
+    assert.ok(!existsSync(stateDir) && !existsSync(join(dir, 'agent.sock')), 'nothing was created');
+  });
+});

@@ -511,6 +511,22 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
     assert.notEqual(refreshed.json.access_token, oldToken);
     assert.equal(logins(), before + 1);
     t.diagnostic(`upgrade ${prev.version} -> ${VERSION} in ${Math.round(r.ms)} ms; main pid ${p0.MainPID} -> ${p1.MainPID}`);
+
+    // A config this version refuses (an option an account's authority does not use, which 0.2 ignored): the
+    // package's postinst checks it before restarting, so the running agent keeps serving and the output says why.
+    const bad = JSON.parse(config) as { accounts: Record<string, Record<string, unknown>> };
+    const first = Object.keys(bad.accounts)[0]!;
+    bad.accounts[first]!.loginsPerMinute = 5;
+    writeFileSync(m.hostPath(CONFIG), JSON.stringify(bad, null, 2));
+    try {
+      const re = must(`dpkg -i ${VERSION} (with a config it refuses)`, await dpkg(['-i', copyIn(deb)]));
+      assert.match(re.stdout + re.stderr, /the running agent was not restarted: this version refuses \/etc\/pos-token-agent\/config\.json/);
+      assert.match(re.stdout + re.stderr, new RegExp(`accounts\\.${first}\\.loginsPerMinute: not used by authority`));
+      assert.equal((await show(['MainPID'])).MainPID, p1.MainPID, 'the agent was not restarted');
+      assert.match(must('till token', await tillToken()).stdout.trim(), JWT, 'and still serves');
+    } finally {
+      writeFileSync(m.hostPath(CONFIG), config);
+    }
   });
 
   it('leaves no SIGSYS, no "Operation not permitted" from the agent and no unit warning in the journal', { timeout: 2 * 60_000 }, async (t) => {

@@ -9,23 +9,32 @@ import { createNotifier, listenFds } from '../../lib/systemd.js';
 import type { AccountStatus } from '../../tokens/index.js';
 import { configOption, type Io, parse, println } from '../common.js';
 
-export const runHelp = `Usage: pos-token-agent run [--config FILE]
+export const runHelp = `Usage: pos-token-agent run [--check] [--config FILE]
 
 Runs the agent in the foreground (systemd's ExecStart): keeps a token for every account
 and serves it on the Unix socket. Logs are JSON lines on standard error.
 Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the config (a bad config is
 reported and the running one kept).
 Under systemd it serves on the socket of pos-token-agent.socket (LISTEN_FDS) and reports
-readiness, status and watchdog pings (NOTIFY_SOCKET, WATCHDOG_USEC) via systemd-notify.`;
+readiness, status and watchdog pings (NOTIFY_SOCKET, WATCHDOG_USEC) via systemd-notify.
+
+  --check   only check the config as the agent would at start (schema, each account's
+            options against its authority, device profiles found), print the result and
+            exit: 0 valid, 1 not (the package's upgrade runs it before restarting the agent).`;
 
 /** How often the STATUS= line shown by `systemctl status` is recomputed; sent only when it changes. */
 const STATUS_POLL_MS = 5_000;
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, configOption);
+  const { values } = parse(argv, { ...configOption, check: { type: 'boolean' } });
   if (values.help) return println(io.stdout, runHelp), 0;
   const path = resolveConfigPath(values.config, io.env);
   const config = await loadRunConfig(path, io.env);
+  if (values.check) {
+    const names = Object.keys(config.accounts);
+    println(io.stdout, `${path} is valid: ${names.length} account(s)${names.length ? `: ${names.join(', ')}` : ''}`);
+    return 0;
+  }
   const log = createLogger({ level: config.logLevel, write: (l) => io.stderr.write(l), secretKeys: authorities.secretFields });
   const clock: Clock = systemClock;
   // Read (and removed from the environment) before anything could pass them on to a child.
