@@ -96,8 +96,6 @@ function scrubbing(authority: Authority, fields: ReadonlyArray<CredentialField>)
   const refresh = authority.refresh;
   return {
     ...authority,
-    name: authority.name,
-    credentialFields: authority.credentialFields,
     login: async (request) => scrub(await authority.login(request), secretsOf(request.credentials)),
     ...(refresh
       ? {

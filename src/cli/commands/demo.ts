@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../agent.js';
 import { createAgentClient } from '../../api/index.js';
-import { loadConfig } from '../../authorities/index.js';
+import { authorities, loadConfig } from '../../authorities/index.js';
 import { createEmulator, DEMO_DEVICE } from '../../emulator/index.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { type Io, parse, println } from '../common.js';
@@ -19,7 +19,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { keep: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' } });
   if (values.help) return println(io.stdout, demoHelp), 0;
   const dir = mkdtempSync(join(tmpdir(), 'pos-token-agent-demo-'));
-  const log = values.verbose ? createLogger({ write: (l) => io.stderr.write(l) }) : silentLogger;
+  const log = values.verbose ? createLogger({ write: (l) => io.stderr.write(l), secretKeys: authorities.secretFields }) : silentLogger;
   const emulator = createEmulator({ devices: [DEMO_DEVICE], lifetimeS: 3600, log });
   await emulator.start();
   let agent: Awaited<ReturnType<typeof startAgent>> | undefined;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, resolveConfigPath, type AccountConfig, type AgentConfig } from '../../config/index.js';
-import { loadConfig, parseConfig, deviceHeadersOf } from '../../authorities/index.js';
+import { authorities, deviceHeadersOf, loadConfig, parseConfig } from '../../authorities/index.js';
 import {
   createIdentityReader,
   identityProblem,
@@ -145,8 +145,12 @@ function readerFor(config: AgentConfig | undefined, env: NodeJS.ProcessEnv): Ide
  * The account a preview without one reads for: eReceipt (the authority that sends device headers), no identity
  * values. Its URL is never used: nothing is sent.
  */
+/** An account of the first registered authority that sends device headers, for a preview without a config. */
 function previewAccount(): AccountConfig {
-  return parseConfig({ accounts: { default: { authority: 'eta-ereceipt', identityUrl: 'https://id.eta.gov.eg' } } }, '(preview)', {}).accounts.default!;
+  const module = authorities.modules.find((m) => m.deviceHeaders !== undefined);
+  if (!module) throw new CliError('no authority of this version sends device headers: there is nothing to preview');
+  const account = { authority: module.name, [module.endpoint.option]: 'https://preview.invalid' };
+  return parseConfig({ accounts: { default: account } }, '(preview)', {}).accounts.default!;
 }
 
 /** The account's fixed identity values that differ from what the profile read (a login sends them instead). */

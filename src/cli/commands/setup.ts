@@ -11,12 +11,11 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { authorities, type AuthorityModule, type AuthorityRegistry } from '../../authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../../config/index.js';
-import { createAgentClient, type AccountStatusBody } from '../../api/index.js';
+import { createAgentClient, isAccountName, type AccountStatusBody } from '../../api/index.js';
 import { CliError, type Io, println, UsageError } from '../common.js';
 import { ask } from '../prompt.js';
 
 const NAME = 'pos-token-agent';
-const ACCOUNT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** The values set-up takes besides credentials, by variable; flags win over --from FILE over the environment. */
 const FLAG_VARS = {
@@ -303,6 +302,8 @@ class ConfigFile {
   private touched = false;
   /** The content changed: a running agent must reload. */
   dirty = false;
+  /** The config as last read or written here (null: not read yet); set-up is the only writer while it runs. */
+  private content: RawConfig | undefined | null = null;
 
   constructor(
     readonly path: string,
@@ -311,6 +312,11 @@ class ConfigFile {
   ) {}
 
   read(): RawConfig | undefined {
+    if (this.content === null) this.content = this.load();
+    return this.content;
+  }
+
+  private load(): RawConfig | undefined {
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');
@@ -366,6 +372,7 @@ class ConfigFile {
       }
     }
     renameSync(tmp, this.path);
+    this.content = cfg;
     this.dirty = true;
     // A config made here (no install.sh) must still be readable by the agent's group.
     if (!before && groupFor) spawnSync('chgrp', [groupFor, this.path, dirname(this.path)], { stdio: 'ignore' });
@@ -387,6 +394,7 @@ class ConfigFile {
       rmSync(this.backup, { force: true });
     } else if (this.created) rmSync(this.path, { force: true });
     this.touched = false;
+    this.content = null;
     println(io.stderr, 'provision: the config was left as it was');
   }
 }
@@ -487,7 +495,7 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
   const names = Object.keys(initial?.accounts ?? {});
   let account = value('POS_ACCOUNT') ?? (names.length === 1 ? names[0]! : '');
   if (!account) account = interactive ? await question('Account name (tills ask for "default")', 'default') : 'default';
-  if (!ACCOUNT_NAME.test(account)) throw new CliError(`account name ${account}: use letters, digits, '.', '_', '-' (at most 64)`);
+  if (!isAccountName(account)) throw new CliError(`account name ${account}: use letters, digits, '.', '_', '-' (at most 64)`);
 
   const existing = current().account;
   const configuredAuthority = typeof existing?.authority === 'string' ? existing.authority : undefined;
@@ -617,7 +625,6 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
     io,
     { stdin: JSON.stringify(credentials), timeoutMs: 180_000 },
   );
-  for (const k of Object.keys(credentials)) delete credentials[k];
   if (stored.code !== 0) {
     file.restore(io);
     throw new CliError('the credentials were not stored (see the message above); fix and run this again');
