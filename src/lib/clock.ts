@@ -98,17 +98,31 @@ export class FakeClock implements Clock {
     return this.#wall;
   }
 
-  /** One boot for the whole test, its uptime on the monotonic time line; `reboot()` starts another. */
+  /**
+   * One boot for the whole test, its uptime on the monotonic time line plus any `suspend()`; `reboot()` starts
+   * another.
+   */
   #bootId = 1;
   #bootOrigin = 0;
+  #suspendedMs = 0;
   boot(): BootTime {
-    return { id: `fake-boot-${this.#bootId}`, uptimeMs: this.#mono - this.#bootOrigin };
+    return { id: `fake-boot-${this.#bootId}`, uptimeMs: this.#mono - this.#bootOrigin + this.#suspendedMs };
   }
 
   /** A new boot: another boot id, and uptime starts again from 0 (the monotonic clock goes on). */
   reboot(): void {
     this.#bootId += 1;
     this.#bootOrigin = this.#mono;
+    this.#suspendedMs = 0;
+  }
+
+  /**
+   * The box sleeps for ms: the wall clock and the boot time line (Linux CLOCK_BOOTTIME) move on, the monotonic
+   * clock (CLOCK_MONOTONIC) does not, and no timer fires (they run on the monotonic clock, as Node's do).
+   */
+  suspend(ms: number): void {
+    this.#wall += ms;
+    this.#suspendedMs += ms;
   }
 
   monotonic(): number {

@@ -13,7 +13,6 @@ import {
   isAccountName,
   MIN_TTL_RULE,
   parseMinTtl,
-  type AccountStatusBody,
   type ErrorBody,
   type HealthBody,
   type StatusBody,
@@ -24,6 +23,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { MetricsRegistry } from '../lib/metrics.js';
 import type { AccountStatus, ServedToken, TokenAnswer, TokenError } from '../tokens/index.js';
+import { statusBodies } from './status.js';
 
 /** What the server needs of the token manager. */
 export interface TokenSource {
@@ -418,36 +418,6 @@ function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedT
   res.end(res.req.method === 'HEAD' ? undefined : body.text);
 }
 
-/**
- * /v1/status's accounts, field by field: a field the manager drops or renames is a compile error here, and one
- * it adds does not reach the wire until the wire type has it.
- */
-function statusBodies(accounts: Record<string, AccountStatus>): Record<string, AccountStatusBody> {
-  const out: Record<string, AccountStatusBody> = {};
-  for (const [name, a] of Object.entries(accounts)) {
-    out[name] = {
-      authority: a.authority,
-      state: a.state,
-      expires_at: a.expires_at,
-      last_login_at: a.last_login_at,
-      last_success_at: a.last_success_at,
-      last_error: a.last_error,
-      identity: {
-        posserial: a.identity.posserial,
-        pososversion: a.identity.pososversion,
-        posmodelframework: a.identity.posmodelframework,
-        profile: a.identity.profile,
-        sources: a.identity.sources,
-        degraded: a.identity.degraded,
-        problems: a.identity.problems,
-        read_at: a.identity.read_at,
-      },
-      next_attempt_in_s: a.next_attempt_in_s,
-    };
-  }
-  return out;
-}
-
 function send(res: ServerResponse, status: number, body: TokenBody | ErrorBody | StatusBody | HealthBody, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
   const text = JSON.stringify(body);
@@ -516,3 +486,4 @@ async function prepareSocketPath(path: string): Promise<void> {
   if (live) throw new Error(`another process is already listening on ${path}`);
   unlinkSync(path);
 }
+export { accountStatusBody, statusBodies } from './status.js';

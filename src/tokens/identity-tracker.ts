@@ -27,7 +27,7 @@ export interface IdentityProvider {
   required(account: AccountConfig): IdentityField[];
 }
 
-/** The identity as `/v1/status` shows it; identity values are not secrets. */
+/** The identity as the tracker last merged it (server/ maps it to `/v1/status`); identity values are not secrets. */
 export interface IdentityStatus {
   posserial: string | null;
   pososversion: string | null;
@@ -37,7 +37,8 @@ export interface IdentityStatus {
   /** True while a source fails and a stored value stands in for it. */
   degraded: boolean;
   problems: Partial<Record<IdentityField, string>>;
-  read_at: string | null;
+  /** When the sources were last read (wall-clock ms). */
+  readAtWall: number | null;
 }
 
 export type IdentityOutcome = { ok: true; identity: DeviceIdentity } | { ok: false; message: string };
@@ -73,10 +74,12 @@ export interface IdentityTrackerDeps {
   clock: Clock;
 }
 
+type Fields = Partial<Record<IdentityField, IdentityValue>>;
+
 export function createIdentityTracker(account: AccountConfig, deps: IdentityTrackerDeps): IdentityTracker {
   const name = account.name;
   const { provider, store, log, clock } = deps;
-  let merged: Partial<Record<IdentityField, IdentityValue>> = {};
+  let merged: Fields = {};
   let problems: Partial<Record<IdentityField, string>> = {};
   let profile: string | null = account.deviceProfile ?? null;
   let readAt: number | null = null;
@@ -96,57 +99,23 @@ export function createIdentityTracker(account: AccountConfig, deps: IdentityTrac
   const resolveOnce = async (): Promise<IdentityOutcome> => {
     const required = provider.required(account);
     const cheapOnly = fullReadDone;
-    let live: IdentityReading;
-    try {
-      live = await provider.read(account, { cheapOnly });
-    } catch (err) {
-      live = { profile, values: {}, errors: {} };
-      for (const f of required) live.errors[f] = (err as Error).message ?? String(err);
-    }
+    const live = await readLive(provider, account, cheapOnly, profile, required);
     profile = live.profile;
     const last = stored();
-    const lastFields = (last?.fields ?? {}) as Partial<Record<IdentityField, IdentityValue>>;
-    const next: Partial<Record<IdentityField, IdentityValue>> = {};
-    const nextProblems: Partial<Record<IdentityField, string>> = {};
-    for (const f of IDENTITY_FIELDS) {
-      const v = live.values[f];
-      if (v) {
-        next[f] = v;
-      } else if (live.skipped?.includes(f)) {
-        const previous = merged[f] ?? lastFields[f];
-        if (previous) next[f] = previous;
-      } else if (live.errors[f] !== undefined) {
-        nextProblems[f] = live.errors[f]!;
-        const previous = lastFields[f] ?? merged[f];
-        if (previous) next[f] = { value: previous.value, source: `stored (${previous.source} failed)` };
-      }
-    }
+    const lastFields = (last?.fields ?? {}) as Fields;
+    const { next, nextProblems } = mergeReading(live, merged, lastFields);
     if (!cheapOnly && Object.keys(live.errors).length === 0) fullReadDone = true;
-
-    for (const f of IDENTITY_FIELDS) {
-      const before = merged[f]?.value ?? lastFields[f]?.value;
-      const after = next[f]?.value;
-      if (live.values[f] && before !== undefined && before !== after) {
-        log.warn('device identity changed; logging in with the new value', { account: name, field: f, from: before, to: after });
-      }
-    }
+    logChanges(log, name, live, merged, lastFields, next);
     merged = next;
     problems = nextProblems;
     readAt = clock.now();
     for (const [f, why] of Object.entries(nextProblems)) {
-      log.warn(next[f as IdentityField] ? 'identity source failed; using the stored value' : 'identity source failed', {
-        account: name,
-        field: f,
-        problem: why,
-      });
+      const message = next[f as IdentityField] ? 'identity source failed; using the stored value' : 'identity source failed';
+      log.warn(message, { account: name, field: f, problem: why });
     }
-
     // Keep what was read live as the last good identity (fields that failed keep their stored value).
     const toStore: StoredIdentity['fields'] = { ...lastFields };
-    for (const f of IDENTITY_FIELDS) {
-      const v = live.values[f];
-      if (v) toStore[f] = v;
-    }
+    for (const f of IDENTITY_FIELDS) if (live.values[f]) toStore[f] = live.values[f];
     if (JSON.stringify(toStore) !== JSON.stringify(last?.fields ?? {}) || (last?.profile ?? null) !== profile) {
       try {
         store.putIdentity(name, { profile, fields: toStore, readAt: clock.now() });
@@ -154,18 +123,7 @@ export function createIdentityTracker(account: AccountConfig, deps: IdentityTrac
         log.error('cannot store the identity', { account: name, error: String(err) });
       }
     }
-
-    const missing = required.filter((f) => !next[f]);
-    if (missing.length) {
-      const why = missing.map((f) => `${f}: ${nextProblems[f] ?? 'no value (no source gives one)'}`).join('; ');
-      const hint = account.deviceProfile
-        ? `check the device profile ${account.deviceProfile} with: pos-token-agent identity --account ${name}`
-        : `set accounts.${name}.identity.${missing[0]} or a deviceProfile in the config`;
-      return { ok: false, message: `${why}; ${hint}` };
-    }
-    const identity: DeviceIdentity = {};
-    for (const f of IDENTITY_FIELDS) if (next[f]) identity[f] = next[f]!.value;
-    return { ok: true, identity };
+    return outcomeOf(account, required, next, nextProblems);
   };
 
   return {
@@ -187,8 +145,74 @@ export function createIdentityTracker(account: AccountConfig, deps: IdentityTrac
         sources,
         degraded: Object.keys(problems).length > 0,
         problems,
-        read_at: readAt === null ? null : new Date(readAt).toISOString(),
+        readAtWall: readAt,
       };
     },
   };
+}
+
+/** One reading of the sources; a provider that throws counts as every required field failing. */
+async function readLive(
+  provider: IdentityProvider,
+  account: AccountConfig,
+  cheapOnly: boolean,
+  profile: string | null,
+  required: IdentityField[],
+): Promise<IdentityReading> {
+  try {
+    return await provider.read(account, { cheapOnly });
+  } catch (err) {
+    const live: IdentityReading = { profile, values: {}, errors: {} };
+    for (const f of required) live.errors[f] = (err as Error).message ?? String(err);
+    return live;
+  }
+}
+
+/** Live values win; a skipped (expensive) field keeps what was read before; a failed one its stored value. */
+function mergeReading(live: IdentityReading, merged: Fields, lastFields: Fields) {
+  const next: Fields = {};
+  const nextProblems: Partial<Record<IdentityField, string>> = {};
+  for (const f of IDENTITY_FIELDS) {
+    const v = live.values[f];
+    if (v) {
+      next[f] = v;
+    } else if (live.skipped?.includes(f)) {
+      const previous = merged[f] ?? lastFields[f];
+      if (previous) next[f] = previous;
+    } else if (live.errors[f] !== undefined) {
+      nextProblems[f] = live.errors[f]!;
+      const previous = lastFields[f] ?? merged[f];
+      if (previous) next[f] = { value: previous.value, source: `stored (${previous.source} failed)` };
+    }
+  }
+  return { next, nextProblems };
+}
+
+function logChanges(log: Logger, name: string, live: IdentityReading, merged: Fields, lastFields: Fields, next: Fields): void {
+  for (const f of IDENTITY_FIELDS) {
+    const before = merged[f]?.value ?? lastFields[f]?.value;
+    const after = next[f]?.value;
+    if (live.values[f] && before !== undefined && before !== after) {
+      log.warn('device identity changed; logging in with the new value', { account: name, field: f, from: before, to: after });
+    }
+  }
+}
+
+function outcomeOf(
+  account: AccountConfig,
+  required: IdentityField[],
+  next: Fields,
+  nextProblems: Partial<Record<IdentityField, string>>,
+): IdentityOutcome {
+  const missing = required.filter((f) => !next[f]);
+  if (missing.length) {
+    const why = missing.map((f) => `${f}: ${nextProblems[f] ?? 'no value (no source gives one)'}`).join('; ');
+    const hint = account.deviceProfile
+      ? `check the device profile ${account.deviceProfile} with: pos-token-agent identity --account ${account.name}`
+      : `set accounts.${account.name}.identity.${missing[0]} or a deviceProfile in the config`;
+    return { ok: false, message: `${why}; ${hint}` };
+  }
+  const identity: DeviceIdentity = {};
+  for (const f of IDENTITY_FIELDS) if (next[f]) identity[f] = next[f]!.value;
+  return { ok: true, identity };
 }

@@ -7,9 +7,9 @@ export {
   type TokenManager,
   type TokenManagerDeps,
   type TokenState,
-  type TokenStore,
   type UnavailableReason,
 } from './manager.js';
+export type { TokenStore } from './token-store.js';
 export { refreshDelayMs, retryDelayMs, REFRESH_FRACTION, REFRESH_JITTER } from './policy.js';
 export {
   configIdentityProvider,

@@ -1,17 +1,17 @@
 /**
  * Login limits that an authority imposes across accounts (MyInvois: 12 logins per minute per
- * client ID). Counted on the monotonic clock in a sliding 60 s window per key; a 429 from the
+ * client ID). Counted on the token time line (lib/timeline.ts) in a sliding 60 s window per key; a 429 from the
  * authority blocks the key for everyone sharing it until its Retry-After has passed.
  */
 const WINDOW_MS = 60_000;
 
-export type LimitDecision = { ok: true } | { ok: false; retryAtMono: number };
+export type LimitDecision = { ok: true } | { ok: false; retryAt: number };
 
 export interface LoginLimiter {
   /** Takes a slot for a login now, or says when the next one frees up. */
-  take(key: string, perMinute: number, nowMono: number): LimitDecision;
-  /** The authority said 429: nobody sharing the key logs in before `untilMono`. */
-  block(key: string, untilMono: number): void;
+  take(key: string, perMinute: number, now: number): LimitDecision;
+  /** The authority said 429: nobody sharing the key logs in before `until`. */
+  block(key: string, until: number): void;
 }
 
 export function createLoginLimiter(): LoginLimiter {
@@ -20,10 +20,10 @@ export function createLoginLimiter(): LoginLimiter {
     take(key, perMinute, now) {
       let k = keys.get(key);
       if (!k) keys.set(key, (k = { starts: [], blockedUntil: 0 }));
-      if (now < k.blockedUntil) return { ok: false, retryAtMono: k.blockedUntil };
+      if (now < k.blockedUntil) return { ok: false, retryAt: k.blockedUntil };
       while (k.starts.length && k.starts[0]! <= now - WINDOW_MS) k.starts.shift();
       if (k.starts.length >= perMinute) {
-        return { ok: false, retryAtMono: k.starts[k.starts.length - perMinute]! + WINDOW_MS };
+        return { ok: false, retryAt: k.starts[k.starts.length - perMinute]! + WINDOW_MS };
       }
       k.starts.push(now);
       return { ok: true };

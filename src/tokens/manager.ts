@@ -1,31 +1,39 @@
 /**
- * The token manager: per account, a cached token served from memory, renewed ahead of expiry,
- * one login in flight at a time shared by every waiter, and polite backoff when logins fail.
+ * The token manager: per account, a cached token served from memory, renewed ahead of expiry, one login in
+ * flight at a time shared by every waiter, and polite backoff when logins fail. It composes the parts:
+ * - account.ts: the account's state and its transitions (pure);
+ * - login.ts: the login pipeline (one attempt, ending in an outcome);
+ * - scheduler.ts: when the next attempt is due, the timers, the credentials watch;
+ * - restore.ts: taking stored tokens back at start;
+ * - policy.ts: refresh points and backoff delays.
  *
- * Time: expiry is kept on the monotonic clock while running and stored as wall-clock time.
- * Nothing here reads Date.now() or sets a real timer: the Clock does.
+ * Time: deadlines are on the token time line (lib/timeline.ts), which counts suspend, and are stored as wall
+ * clock with the boot's uptime. Nothing here reads Date.now() or sets a real timer: the Clock does.
  */
-import type { Authority, Credentials, LoginFailure, LoginResult } from '../authorities/index.js';
-import { decodeJwtClaims } from '../authorities/index.js';
+import type { Authority, LoginFailure } from '../authorities/index.js';
 import { accountFingerprint, type AccountConfig } from '../config/index.js';
 import { systemClock, type Clock, type Timer } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
-import type { MetricsRegistry } from '../lib/metrics.js';
-import type { LoginRecord, StoredCredentials, StoredToken } from '../store/index.js';
+import type { Counter, MetricsRegistry } from '../lib/metrics.js';
+import { createTimeline, type Timeline } from '../lib/timeline.js';
+import type { TokenState, UnavailableReason } from '../api/index.js';
+import * as transition from './account.js';
+import type { AccountState, HeldToken } from './account.js';
 import {
   configIdentityProvider,
   createIdentityTracker,
   type IdentityProvider,
   type IdentityStatus,
-  type IdentityStore,
   type IdentityTracker,
 } from './identity-tracker.js';
 import { createLoginLimiter, type LoginLimiter } from './login-limiter.js';
-import { refreshDelayMs, retryDelayMs, type RetryableReason } from './policy.js';
+import { createLoginPipeline, safe, type LoginOutcome, type LoginPipeline, type LoginSubject } from './login.js';
+import { retryDelayMs } from './policy.js';
+import { decideRestore } from './restore.js';
+import { createScheduler, NOT_PROVISIONED_RECHECK_MS, wakeAt, type Scheduler } from './scheduler.js';
+import type { TokenStore } from './token-store.js';
 
-// The states and reasons are the socket API's own words (api/ is a leaf every area may use).
-import type { TokenState, UnavailableReason } from '../api/index.js';
-export type { TokenState, UnavailableReason };
+export type { TokenState, UnavailableReason, TokenStore };
 
 export interface ServedToken {
   accessToken: string;
@@ -47,35 +55,27 @@ export type TokenError =
 
 export type TokenAnswer = { ok: true; token: ServedToken } | { ok: false; error: TokenError };
 
+/** An account as the manager sees it; server/ maps it to the socket API's shape. Times are wall-clock ms. */
 export interface AccountStatus {
   authority: string;
   state: TokenState;
-  expires_at: string | null;
+  expiresAtWall: number | null;
   /** The last login that got an answer, whatever it was (or when a restored token was obtained). */
-  last_login_at: string | null;
+  lastLoginAtWall: number | null;
   /** The last login that got a token (or when a restored token was obtained). */
-  last_success_at: string | null;
-  last_error: { reason: UnavailableReason; message: string; at: string } | null;
+  lastSuccessAtWall: number | null;
+  lastError: { reason: UnavailableReason; message: string; atWall: number } | null;
   identity: IdentityStatus;
-  next_attempt_in_s: number | null;
+  nextAttemptInS: number | null;
 }
-
-/** What the manager needs of the store; the SQLite store satisfies it, tests may use a fake. */
-export interface TokenStore extends IdentityStore {
-  getCredentials(account: string): StoredCredentials | undefined;
-  credentialsVersion(account: string): number | undefined;
-  getToken(account: string): StoredToken | undefined;
-  putToken(account: string, token: StoredToken): void;
-  deleteToken(account: string, onlyIf?: string): boolean;
-  recordLogin(record: LoginRecord): void;
-}
-
 
 export interface TokenManagerDeps {
   store: TokenStore;
   authority: (account: AccountConfig) => Authority;
   log: Logger;
   clock?: Clock;
+  /** The time line deadlines are kept on; default: one that counts suspend, read from `clock`. */
+  timeline?: Timeline;
   random?: () => number;
   /** Device identity; default: the account's config `identity` only. */
   identity?: IdentityProvider;
@@ -102,629 +102,486 @@ export interface TokenManager {
   stop(): Promise<void>;
 }
 
-interface HeldToken {
-  accessToken: string;
-  tokenType: string;
-  scope?: string;
-  lifetimeMs: number;
-  expiresAtMono: number;
-  refreshAtMono: number;
-  /** serve()'s expires_at, kept with the whole-second wall time it was made for. */
-  expiresAtIso?: { wallS: number; iso: string };
-}
-
-interface LastError {
-  reason: UnavailableReason;
-  message: string;
-  atWall: number;
-  failure?: LoginFailure;
-}
-
-/** impact-gr: a refresh token, and the access token it goes with (sent as Bearer when renewing). */
-interface HeldRefresh {
-  refreshToken: string;
-  accessToken: string;
-  expiresAtWall: number;
-}
-
+/** An account at run time: its config, its parts, and its current state (replaced by each transition). */
 interface Account {
   config: AccountConfig;
   fingerprint: string;
   authority: Authority;
   tracker: IdentityTracker;
-  token?: HeldToken;
-  refresh?: HeldRefresh;
+  state: AccountState;
   inflight?: Promise<void>;
-  failures: number;
-  nextAttemptMono: number;
-  lastError?: LastError;
-  /** Credentials version that was rejected; a different version lifts the rejected backoff. */
-  rejectedVersion?: number;
-  lastLoginAtWall?: number;
-  lastSuccessAtWall?: number;
-  lastForcedMono?: number;
-  timer?: Timer;
   removed: boolean;
+  /** serve()'s expires_at, kept with the whole-second wall time it was made for. */
+  expiresIso?: { wallS: number; iso: string };
 }
 
-const NOT_PROVISIONED_POLL_MS = 30_000;
 const STOP_WAIT_MS = 5_000;
-/** Clock skew tolerated between when a token was obtained and the wall clock at restore. */
-const RESTORE_SKEW_MS = 5_000;
-/** A refresh token this close to its expiry is not used; a login is cheaper than a failed refresh. */
-const REFRESH_MARGIN_MS = 60_000;
-/** Spread accounts that wait for a shared login limit over this much time past the free slot. */
-const LIMIT_SPREAD_MS = 2_000;
+const LOGIN_SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export function createTokenManager(deps: TokenManagerDeps, accounts: Record<string, AccountConfig>): TokenManager {
-  const clock = deps.clock ?? systemClock;
-  const random = deps.random ?? Math.random;
-  const log = deps.log;
-  const store = deps.store;
-  const identityProvider = deps.identity ?? configIdentityProvider;
-  const limiter = deps.limiter ?? createLoginLimiter();
-  const abort = new AbortController();
-  const table = new Map<string, Account>();
-  let started = false;
-  let stopping: Promise<void> | undefined;
+  return new Manager(deps, accounts);
+}
 
-  const m = deps.metrics;
-  const loginsTotal = m?.counter('pos_token_agent_logins_total', 'Logins by authority and outcome.');
-  const requestsTotal = m?.counter('pos_token_agent_token_requests_total', 'Token requests by result.');
-  const loginSeconds = m?.histogram(
-    'pos_token_agent_login_duration_seconds',
-    'Login latency.',
-    [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-  );
-  m?.gauge('pos_token_agent_token_seconds_left', 'Seconds left on the current token of each account.', () =>
-    [...table.values()].map((a) => ({
-      labels: { account: a.config.name },
-      value: a.token ? Math.max(0, Math.floor((a.token.expiresAtMono - clock.monotonic()) / 1000)) : 0,
-    })),
-  );
+/** The composition; each method is one step of the public face or one reaction to a part. */
+class Manager implements TokenManager {
+  readonly #deps: TokenManagerDeps;
+  readonly #clock: Clock;
+  readonly #timeline: Timeline;
+  readonly #random: () => number;
+  readonly #log: Logger;
+  readonly #store: TokenStore;
+  readonly #identity: IdentityProvider;
+  readonly #limiter: LoginLimiter;
+  readonly #pipeline: LoginPipeline;
+  readonly #scheduler: Scheduler;
+  readonly #abort = new AbortController();
+  readonly #table = new Map<string, Account>();
+  readonly #requests: Counter | undefined;
+  #started = false;
+  #stopping: Promise<void> | undefined;
 
-  const makeAccount = (config: AccountConfig): Account => ({
-    config,
-    fingerprint: accountFingerprint(config),
-    authority: deps.authority(config),
-    tracker: createIdentityTracker(config, { provider: identityProvider, store, log, clock }),
-    failures: 0,
-    nextAttemptMono: 0,
-    removed: false,
-  });
-  for (const config of Object.values(accounts)) table.set(config.name, makeAccount(config));
+  constructor(deps: TokenManagerDeps, accounts: Record<string, AccountConfig>) {
+    this.#deps = deps;
+    this.#clock = deps.clock ?? systemClock;
+    this.#timeline = deps.timeline ?? createTimeline(this.#clock);
+    this.#random = deps.random ?? Math.random;
+    this.#log = deps.log;
+    this.#store = deps.store;
+    this.#identity = deps.identity ?? configIdentityProvider;
+    this.#limiter = deps.limiter ?? createLoginLimiter();
+    const m = deps.metrics;
+    this.#requests = m?.counter('pos_token_agent_token_requests_total', 'Token requests by result.');
+    m?.gauge('pos_token_agent_token_seconds_left', 'Seconds left on the current token of each account.', () => this.#secondsLeft());
+    this.#pipeline = createLoginPipeline({
+      store: this.#store,
+      clock: this.#clock,
+      timeline: this.#timeline,
+      limiter: this.#limiter,
+      log: this.#log,
+      random: this.#random,
+      signal: this.#abort.signal,
+      metrics: {
+        logins: m?.counter('pos_token_agent_logins_total', 'Logins by authority and outcome.'),
+        seconds: m?.histogram('pos_token_agent_login_duration_seconds', 'Login latency.', LOGIN_SECONDS_BUCKETS),
+      },
+    });
+    this.#scheduler = createScheduler({
+      clock: this.#clock,
+      timeline: this.#timeline,
+      credentials: { needed: () => this.#waitingForCredentials(), poll: () => this.#pollCredentials() },
+    });
+    for (const config of Object.values(accounts)) this.#table.set(config.name, this.#makeAccount(config));
+  }
 
-  const stateOf = (a: Account, now: number): TokenState => {
-    if (!a.token) return 'none';
-    if (now >= a.token.expiresAtMono) return 'expired';
-    return now >= a.token.refreshAtMono ? 'stale' : 'fresh';
-  };
+  // ---- public face ----------------------------------------------------------------------------
 
-  const wallAt = (mono: number): number => clock.now() + (mono - clock.monotonic());
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#timeline.onJump((ms) => this.#replanAll(ms));
+    this.#timeline.start();
+    for (const a of this.#table.values()) {
+      this.#restore(a);
+      const t = a.state.token;
+      if (!t || a.state.unconfirmed || this.#timeline.now() >= t.refreshAt) {
+        void this.#background(a, a.state.unconfirmed ? 'reboot' : 'start');
+      } else this.#plan(a);
+    }
+  }
 
-  const serve = (a: Account, t: HeldToken, now: number): ServedToken => {
-    const leftMs = t.expiresAtMono - now;
-    const wallS = Math.floor(wallAt(t.expiresAtMono) / 1000);
-    if (t.expiresAtIso?.wallS !== wallS) t.expiresAtIso = { wallS, iso: new Date(wallS * 1000).toISOString() };
+  getToken(name: string, minTtlS: number): Promise<TokenAnswer> {
+    return this.#count(this.#answer(name, minTtlS));
+  }
+
+  refresh(name: string, rejected: string, minTtlS: number): Promise<TokenAnswer> {
+    return this.#count(this.#answer(name, minTtlS, rejected));
+  }
+
+  peek(name: string, minTtlS: number): TokenAnswer | undefined {
+    const a = this.#table.get(name);
+    if (!a) return undefined;
+    const now = this.#timeline.now();
+    const t = transition.usableToken(a.state, now, minTtlS * 1000);
+    // A stale token goes through getToken, which also starts its renewal.
+    if (!t || now >= t.refreshAt) return undefined;
+    this.#requests?.inc({ result: 'ok' });
+    return { ok: true, token: this.#serve(a, t, now) };
+  }
+
+  status(): Record<string, AccountStatus> {
+    const out: Record<string, AccountStatus> = {};
+    const now = this.#timeline.now();
+    for (const [name, a] of this.#table) out[name] = this.#statusOf(a, now);
+    return out;
+  }
+
+  unhealthy(): string[] {
+    const now = this.#timeline.now();
+    return [...this.#table.values()].filter((a) => !transition.usableToken(a.state, now, 0)).map((a) => a.config.name);
+  }
+
+  reconfigure(next: Record<string, AccountConfig>): void {
+    for (const a of [...this.#table.values()]) if (!next[a.config.name]) this.#remove(a);
+    for (const config of Object.values(next)) {
+      const a = this.#table.get(config.name);
+      if (a) this.#update(a, config);
+      else this.#add(config);
+    }
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#drain();
+    return this.#stopping;
+  }
+
+  // ---- serving --------------------------------------------------------------------------------
+
+  async #answer(name: string, minTtlS: number, forced?: string): Promise<TokenAnswer> {
+    const a = this.#table.get(name);
+    if (!a) {
+      return { ok: false, error: { kind: 'unknown_account', message: `no account named ${name}`, known: [...this.#table.keys()] } };
+    }
+    const limited = forced !== undefined ? this.#dropRejected(a, forced) : undefined;
+    if (limited) return { ok: false, error: limited };
+    const minTtlMs = minTtlS * 1000;
+    for (let round = 0; round < 3; round++) {
+      const now = this.#timeline.now();
+      const t = transition.usableToken(a.state, now, minTtlMs);
+      if (t) {
+        if (now >= t.refreshAt && !a.inflight) void this.#ensureLogin(a, 'stale');
+        return { ok: true, token: this.#serve(a, t, now) };
+      }
+      const short = tooShort(a.state, minTtlS);
+      if (short) return { ok: false, error: short };
+      if (round === 2) break;
+      const before = a.inflight;
+      await this.#ensureLogin(a, 'demand');
+      // Nothing started (backoff in force) and nothing was in flight: answer now.
+      const after = this.#timeline.now();
+      if (!before && !a.inflight && a.state.lastError && after < a.state.nextAttemptAt) {
+        if (!transition.usableToken(a.state, after, minTtlMs)) break;
+      }
+    }
+    return { ok: false, error: this.#unavailable(a) };
+  }
+
+  async #count(p: Promise<TokenAnswer>): Promise<TokenAnswer> {
+    const r = await p;
+    this.#requests?.inc({ result: r.ok ? 'ok' : r.error.kind === 'unavailable' ? r.error.reason : r.error.kind });
+    return r;
+  }
+
+  #serve(a: Account, t: HeldToken, now: number): ServedToken {
+    const wallS = Math.floor(this.#wallAt(t.expiresAt) / 1000);
+    if (a.expiresIso?.wallS !== wallS) a.expiresIso = { wallS, iso: new Date(wallS * 1000).toISOString() };
     return {
       accessToken: t.accessToken,
       tokenType: t.tokenType,
-      expiresIn: Math.floor(leftMs / 1000),
-      expiresAt: t.expiresAtIso.iso,
+      expiresIn: Math.floor((t.expiresAt - now) / 1000),
+      expiresAt: a.expiresIso.iso,
       account: a.config.name,
       scope: t.scope ?? null,
     };
-  };
+  }
 
-  const unavailable = (a: Account, now: number): TokenError => {
-    const e = a.lastError;
-    const retryAfterS = Math.max(1, Math.ceil((a.nextAttemptMono - now) / 1000));
-    if (!e) {
-      return { kind: 'unavailable', reason: 'upstream_unavailable', message: 'no token yet; a login is due', retryAfterS };
-    }
+  #unavailable(a: Account): TokenError {
+    const e = a.state.lastError;
+    const retryAfterS = transition.retryAfterS(a.state, this.#timeline.now());
+    if (!e) return { kind: 'unavailable', reason: 'upstream_unavailable', message: 'no token yet; a login is due', retryAfterS };
     return { kind: 'unavailable', reason: e.reason, message: e.message, retryAfterS };
-  };
+  }
 
-  // ---- scheduling -------------------------------------------------------------------------
+  /** A till says the authority refused `rejected`: drop it (at most once per forcedRefreshMinIntervalMs). */
+  #dropRejected(a: Account, rejected: string): TokenError | undefined {
+    if (a.state.token?.accessToken !== rejected) return undefined;
+    const now = this.#timeline.now();
+    const interval = a.config.forcedRefreshMinIntervalMs;
+    const wait = (a.state.lastForcedAt ?? -Infinity) + interval - now;
+    if (wait > 0) {
+      const message = `forced refreshes of ${a.config.name} are limited to one per ${interval / 1000} s`;
+      return { kind: 'refresh_limited', message, retryAfterS: Math.max(1, Math.ceil(wait / 1000)) };
+    }
+    this.#log.info('dropping a token the authority refused', { account: a.config.name });
+    a.state = transition.tokenDropped(a.state, now);
+    safe(() => this.#store.deleteToken(a.config.name, rejected), false, (err) =>
+      this.#log.error('cannot delete the dropped token', { account: a.config.name, error: String(err) }),
+    );
+    return undefined;
+  }
 
-  const schedule = (a: Account): void => {
-    a.timer?.cancel();
-    a.timer = undefined;
-    if (a.removed || stopping) return;
-    const now = clock.monotonic();
-    let at: number;
-    if (a.lastError?.reason === 'not_provisioned') at = now + NOT_PROVISIONED_POLL_MS;
-    else if (a.token && now < a.token.refreshAtMono) at = Math.max(a.token.refreshAtMono, a.nextAttemptMono);
-    else at = Math.max(now, a.nextAttemptMono);
-    a.timer = clock.setTimer(() => {
-      a.timer = undefined;
-      void ensureLogin(a, 'scheduled').catch((err: unknown) =>
-        log.error('scheduled login failed unexpectedly', { account: a.config.name, error: String(err) }),
-      );
-    }, at - now);
-  };
+  #statusOf(a: Account, now: number): AccountStatus {
+    const s = a.state;
+    const e = s.lastError;
+    return {
+      authority: a.config.authority,
+      state: transition.tokenState(s, now),
+      expiresAtWall: s.token ? this.#wallAt(s.token.expiresAt) : null,
+      lastLoginAtWall: s.lastLoginAtWall ?? null,
+      lastSuccessAtWall: s.lastSuccessAtWall ?? null,
+      lastError: e ? { reason: e.reason, message: e.message, atWall: e.atWall } : null,
+      identity: a.tracker.status(),
+      nextAttemptInS: s.nextAttemptAt > now ? Math.ceil((s.nextAttemptAt - now) / 1000) : null,
+    };
+  }
 
-  // ---- logins -----------------------------------------------------------------------------
+  #secondsLeft(): Array<{ labels: { account: string }; value: number }> {
+    const now = this.#timeline.now();
+    return [...this.#table.values()].map((a) => ({
+      labels: { account: a.config.name },
+      value: a.state.token ? Math.max(0, Math.floor((a.state.token.expiresAt - now) / 1000)) : 0,
+    }));
+  }
+
+  #wallAt(at: number): number {
+    return this.#clock.now() + (at - this.#timeline.now());
+  }
+
+  // ---- logins ---------------------------------------------------------------------------------
 
   /** Starts a login unless one is in flight or backoff forbids it; resolves when it is over. */
-  const ensureLogin = (a: Account, trigger: string): Promise<void> => {
+  #ensureLogin(a: Account, trigger: string): Promise<void> {
     if (a.inflight) return a.inflight;
-    if (stopping || a.removed) return Promise.resolve();
-    const now = clock.monotonic();
-    if (now < a.nextAttemptMono && !liftRejectedBackoff(a)) {
-      // The retry is already scheduled (every failure schedules one); requests in backoff leave it alone.
-      if (!a.timer) schedule(a);
+    if (this.#stopping || a.removed) return Promise.resolve();
+    if (this.#timeline.now() < a.state.nextAttemptAt && !this.#liftRejectedBackoff(a)) {
+      // The retry is already planned (every failure plans one); requests in backoff leave it alone.
+      if (!this.#scheduler.has(a.config.name)) this.#plan(a);
       return Promise.resolve();
     }
-    a.inflight = login(a, trigger)
+    a.inflight = this.#pipeline(this.#subject(a), trigger)
+      .then((outcome) => this.#apply(a, outcome))
       .catch((err: unknown) => {
-        log.error('login crashed', { account: a.config.name, error: String(err) });
-        fail(a, 'upstream_unavailable', 'internal error during login; see the agent log');
+        this.#log.error('login crashed', { account: a.config.name, error: String(err) });
+        const message = 'internal error during login; see the agent log';
+        this.#apply(a, { kind: 'failed', reason: 'upstream_unavailable', message, answered: false, atWall: this.#clock.now() });
       })
       .finally(() => {
-      a.inflight = undefined;
-      schedule(a);
-    });
+        a.inflight = undefined;
+        this.#plan(a);
+      });
     return a.inflight;
-  };
+  }
 
-  /** A rejected login waits for new credentials; new ones (from provision) lift the wait. */
-  const liftRejectedBackoff = (a: Account): boolean => {
-    if (a.lastError?.reason !== 'credentials_rejected' && a.lastError?.reason !== 'not_provisioned') return false;
-    const version = safe(() => store.credentialsVersion(a.config.name), undefined);
-    if (version === undefined || version === a.rejectedVersion) return false;
-    log.info('credentials changed; logging in again', { account: a.config.name });
-    a.nextAttemptMono = 0;
-    a.failures = 0;
+  #background(a: Account, trigger: string): Promise<void> {
+    return this.#ensureLogin(a, trigger).catch((err: unknown) =>
+      this.#log.error('scheduled login failed unexpectedly', { account: a.config.name, error: String(err) }),
+    );
+  }
+
+  /** The account as the pipeline reads it: live, so a change during the attempt is seen. */
+  #subject(a: Account): LoginSubject {
+    const manager = this;
+    return {
+      get config() {
+        return a.config;
+      },
+      get fingerprint() {
+        return a.fingerprint;
+      },
+      authority: a.authority,
+      tracker: a.tracker,
+      get state() {
+        return a.state;
+      },
+      get cancelled() {
+        return a.removed || manager.#stopping !== undefined;
+      },
+    };
+  }
+
+  /** An account that waits for credentials (refused, or none): a new version lifts the wait. */
+  #liftRejectedBackoff(a: Account): boolean {
+    if (!transition.waitsForCredentials(a.state)) return false;
+    const version = safe(() => this.#store.credentialsVersion(a.config.name), undefined);
+    if (version === undefined || version === a.state.rejectedVersion) return false;
+    this.#log.info('credentials changed; logging in again', { account: a.config.name });
+    a.state = transition.credentialsChanged(a.state);
     return true;
-  };
+  }
 
-  const login = async (a: Account, trigger: string): Promise<void> => {
-    const name = a.config.name;
-    let creds: StoredCredentials | undefined;
-    try {
-      creds = store.getCredentials(name);
-    } catch (err) {
-      fail(a, 'not_provisioned', `stored credentials cannot be read: ${(err as Error).message}`);
-      return;
-    }
-    if (!creds) {
-      fail(a, 'not_provisioned', `account ${name} has no credentials; run: pos-token-agent provision --account ${name}`);
-      a.rejectedVersion = undefined;
-      return;
-    }
-    if (creds.authority !== a.config.authority) {
-      fail(
-        a,
-        'not_provisioned',
-        `credentials of ${name} were provisioned for ${creds.authority}, but the config says ${a.config.authority}; provision again`,
-      );
-      a.rejectedVersion = creds.version;
-      return;
-    }
-    const id = await a.tracker.resolve();
-    if (!id.ok) {
-      fail(a, 'identity_unavailable', `device identity unavailable: ${id.message}`);
-      return;
-    }
-    if (a.removed || stopping) return;
-
-    const limit = a.authority.loginLimit?.(a.config, creds.credentials as Credentials);
-    if (limit) {
-      const now = clock.monotonic();
-      const decision = limiter.take(limit.key, limit.perMinute, now);
-      if (!decision.ok) {
-        // Not a failure of this account: it waits its turn without growing its backoff.
-        const message = `waiting for the authority's login limit (${limit.perMinute} per minute for this client ID)`;
-        if (a.lastError?.message !== message) log.info('login deferred by the shared login limit', { account: name });
-        a.lastError = { reason: 'rate_limited', message, atWall: clock.now() };
-        a.nextAttemptMono = decision.retryAtMono + random() * LIMIT_SPREAD_MS;
+  /** The next state after an attempt, and what to log about it. */
+  #apply(a: Account, outcome: LoginOutcome): void {
+    if (a.removed) return;
+    const now = this.#timeline.now();
+    const atWall = this.#clock.now();
+    switch (outcome.kind) {
+      case 'abandoned':
+        return;
+      case 'token':
+        a.state = transition.loggedIn(a.state, outcome);
+        this.#log.info(outcome.via === 'refresh' ? 'refresh succeeded' : 'login succeeded', {
+          account: a.config.name,
+          expires_in_s: outcome.expiresInS,
+          refresh_in_s: Math.round((outcome.token.refreshAt - now) / 1000),
+          duration_ms: Math.round(outcome.durationMs),
+        });
+        return;
+      case 'deferred':
+        if (a.state.lastError?.message !== outcome.message) this.#log.info('login deferred by the shared login limit', { account: a.config.name });
+        a.state = transition.deferred(a.state, { message: outcome.message, atWall, until: outcome.until });
+        return;
+      case 'not_provisioned': {
+        const last = a.state.lastError;
+        const repeat = last?.reason === 'not_provisioned' && last.message === outcome.message;
+        a.state = transition.notProvisioned(a.state, { ...outcome, atWall, recheckAt: now + NOT_PROVISIONED_RECHECK_MS });
+        this.#logFailure(a, 'not_provisioned', outcome.message, undefined, repeat ? 'debug' : 'error', null);
         return;
       }
+      case 'failed':
+        return this.#applyFailure(a, outcome, now);
     }
+  }
 
-    const startedMono = clock.monotonic();
-    const startedWall = clock.now();
-    const request = {
-      account: a.config,
-      credentials: creds.credentials as Credentials,
-      identity: id.identity,
-      signal: abort.signal,
-    };
-    let kind: 'login' | 'refresh' = 'login';
-    let result: LoginResult | undefined;
-    const held = a.refresh;
-    if (a.authority.refresh && held && clock.now() < held.expiresAtWall - REFRESH_MARGIN_MS) {
-      kind = 'refresh';
-      log.info('refresh', { account: name, authority: a.config.authority, trigger });
-      result = await a.authority.refresh({ ...request, refreshToken: held.refreshToken, accessToken: held.accessToken });
-      if (!result.ok && result.failure.reason === 'credentials_rejected') {
-        log.info('refresh refused; logging in again', { account: name, message: result.failure.message });
-        loginsTotal?.inc({ authority: a.config.authority, kind, outcome: result.failure.reason });
-        a.refresh = undefined;
-        result = undefined;
-        kind = 'login';
-      }
-    }
-    if (!result) {
-      log.info('login', { account: name, authority: a.config.authority, trigger });
-      result = await a.authority.login(request);
-    }
-    const receivedMono = clock.monotonic();
-    const receivedWall = clock.now();
-    const receivedBoot = clock.boot?.();
-    const durationMs = receivedMono - startedMono;
-    loginSeconds?.observe(durationMs / 1000, { authority: a.config.authority });
-    loginsTotal?.inc({ authority: a.config.authority, kind, outcome: result.ok ? 'ok' : result.failure.reason });
-    a.lastLoginAtWall = receivedWall;
-    const record: LoginRecord = {
-      account: name,
-      authority: a.config.authority,
-      startedAt: startedWall,
-      durationMs,
-      outcome: result.ok ? 'ok' : result.failure.reason,
-      ...(result.ok ? {} : failureJournal(result.failure)),
-    };
-    safe(() => store.recordLogin(record), undefined, (err) =>
-      log.error('cannot write the login journal', { account: name, error: String(err) }),
-    );
-    if (a.removed) return;
-
-    if (!result.ok) {
-      const f = result.failure;
-      fail(a, f.reason, f.message, f);
-      if (f.reason === 'credentials_rejected') a.rejectedVersion = creds.version;
-      if (limit && f.reason === 'rate_limited') limiter.block(limit.key, a.nextAttemptMono);
-      return;
-    }
-
-    const lifetimeMs = result.token.expiresInS * 1000;
-    const fresh: HeldToken = {
-      accessToken: result.token.accessToken,
-      tokenType: result.token.tokenType,
-      ...(result.token.scope !== undefined ? { scope: result.token.scope } : {}),
-      lifetimeMs,
-      expiresAtMono: receivedMono + lifetimeMs,
-      refreshAtMono: receivedMono + refreshDelayMs(lifetimeMs, random),
-    };
-    a.token = fresh;
-    const refreshToken = result.token.refreshToken;
-    a.refresh =
-      refreshToken !== undefined
-        ? {
-            refreshToken,
-            accessToken: fresh.accessToken,
-            expiresAtWall: receivedWall + (result.token.refreshExpiresInS ?? 0) * 1000,
-          }
-        : undefined;
-    a.failures = 0;
-    a.nextAttemptMono = 0;
-    a.lastError = undefined;
-    a.rejectedVersion = undefined;
-    a.lastSuccessAtWall = receivedWall;
-    log.info(kind === 'refresh' ? 'refresh succeeded' : 'login succeeded', {
-      account: name,
-      expires_in_s: result.token.expiresInS,
-      refresh_in_s: Math.round((fresh.refreshAtMono - receivedMono) / 1000),
-      duration_ms: Math.round(durationMs),
+  #applyFailure(a: Account, outcome: Extract<LoginOutcome, { kind: 'failed' }>, now: number): void {
+    const delay = retryDelayMs({
+      attempt: a.state.failures + 1,
+      reason: outcome.reason,
+      ...(outcome.failure?.retryAfterMs !== undefined ? { retryAfterMs: outcome.failure.retryAfterMs } : {}),
+      policy: a.config.backoff,
+      random: this.#random,
     });
-    safe(
-      () =>
-        store.putToken(name, {
-          accessToken: fresh.accessToken,
-          tokenType: fresh.tokenType,
-          ...(fresh.scope !== undefined ? { scope: fresh.scope } : {}),
-          ...(a.refresh ? { refreshToken: a.refresh.refreshToken, refreshExpiresAt: a.refresh.expiresAtWall } : {}),
-          obtainedAt: receivedWall,
-          ...(receivedBoot ? { bootId: receivedBoot.id, bootUptimeMs: receivedBoot.uptimeMs } : {}),
-          expiresAt: receivedWall + lifetimeMs,
-          lifetimeS: result.token.expiresInS,
-          credentialsVersion: creds.version,
-          configFingerprint: a.fingerprint,
-        }),
-      undefined,
-      (err) => log.error('cannot store the token; serving it from memory', { account: name, error: String(err) }),
-    );
-  };
+    if (outcome.refreshRefused) a.state = transition.refreshRefused(a.state);
+    a.state = transition.failed(a.state, { ...outcome, retryAt: now + delay });
+    if (outcome.limitKey && outcome.reason === 'rate_limited') this.#limiter.block(outcome.limitKey, a.state.nextAttemptAt);
+    const level = outcome.reason === 'credentials_rejected' ? 'error' : 'warn';
+    this.#logFailure(a, outcome.reason, outcome.message, outcome.failure, level, Math.round(delay / 1000));
+  }
 
-  const fail = (a: Account, reason: UnavailableReason, message: string, f?: LoginFailure): void => {
-    const now = clock.monotonic();
-    // Polling an unprovisioned account says so once, not every poll.
-    const repeat = reason === 'not_provisioned' && a.lastError?.reason === reason && a.lastError.message === message;
-    a.failures += 1;
-    a.lastError = { reason, message, atWall: clock.now(), ...(f ? { failure: f } : {}) };
-    if (reason === 'not_provisioned') {
-      a.nextAttemptMono = now;
-    } else {
-      const delay = retryDelayMs({
-        attempt: a.failures,
-        reason: reason as RetryableReason,
-        ...(f?.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}),
-        policy: a.config.backoff,
-        random,
-      });
-      a.nextAttemptMono = now + delay;
-    }
-    const level = repeat ? 'debug' : reason === 'credentials_rejected' || reason === 'not_provisioned' ? 'error' : 'warn';
-    log[level]('login failed', {
+  #logFailure(
+    a: Account,
+    reason: UnavailableReason,
+    message: string,
+    f: LoginFailure | undefined,
+    level: 'debug' | 'warn' | 'error',
+    retryInS: number | null,
+  ): void {
+    const now = this.#timeline.now();
+    this.#log[level]('login failed', {
       account: a.config.name,
       reason,
       message,
       ...(f?.httpStatus !== undefined ? { http_status: f.httpStatus } : {}),
-      attempt: a.failures,
-      retry_in_s: reason === 'not_provisioned' ? null : Math.round((a.nextAttemptMono - now) / 1000),
-      holding_valid_token: Boolean(a.token && now < a.token.expiresAtMono),
+      attempt: a.state.failures,
+      retry_in_s: retryInS,
+      holding_valid_token: Boolean(a.state.token && now < a.state.token.expiresAt),
     });
-  };
-
-  // ---- restore ----------------------------------------------------------------------------
-
-  const restore = (a: Account): void => {
-    const name = a.config.name;
-    let stored: StoredToken | undefined;
-    try {
-      stored = store.getToken(name);
-    } catch (err) {
-      log.error('stored token cannot be read; logging in anew', { account: name, error: String(err) });
-      return;
-    }
-    if (!stored) return;
-    const wall = clock.now();
-    if (
-      stored.refreshToken !== undefined &&
-      stored.refreshExpiresAt !== undefined &&
-      stored.configFingerprint === a.fingerprint &&
-      wall < stored.refreshExpiresAt &&
-      wall >= stored.obtainedAt - RESTORE_SKEW_MS
-    ) {
-      a.refresh = { refreshToken: stored.refreshToken, accessToken: stored.accessToken, expiresAtWall: stored.refreshExpiresAt };
-    }
-    // Within the same boot the token's age is measured on the boot's own time line, which a wall
-    // clock step does not move; only across a reboot is the wall clock all there is.
-    const now = clock.boot?.();
-    const ageByBoot =
-      now && stored.bootId === now.id && stored.bootUptimeMs !== undefined && now.uptimeMs >= stored.bootUptimeMs
-        ? now.uptimeMs - stored.bootUptimeMs
-        : undefined;
-    const why = rejectStored(stored, a, wall, ageByBoot);
-    if (why) {
-      log.info('not restoring the stored token', { account: name, why });
-      return;
-    }
-    const lifetimeMs = stored.lifetimeS * 1000;
-    let leftMs: number;
-    let ageMs: number;
-    if (ageByBoot !== undefined) {
-      ageMs = ageByBoot;
-      leftMs = statedLifetimeMs(stored) - ageByBoot;
-    } else {
-      let expiresAtWall = stored.expiresAt;
-      const exp = decodeJwtClaims(stored.accessToken)?.exp;
-      if (typeof exp === 'number') expiresAtWall = Math.min(expiresAtWall, exp * 1000);
-      ageMs = wall - stored.obtainedAt;
-      leftMs = expiresAtWall - wall;
-    }
-    const mono = clock.monotonic();
-    a.token = {
-      accessToken: stored.accessToken,
-      tokenType: stored.tokenType,
-      ...(stored.scope !== undefined ? { scope: stored.scope } : {}),
-      lifetimeMs,
-      expiresAtMono: mono + leftMs,
-      refreshAtMono: mono + refreshDelayMs(lifetimeMs, random) - ageMs,
-    };
-    a.lastLoginAtWall = stored.obtainedAt;
-    a.lastSuccessAtWall = stored.obtainedAt;
-    log.info('restored the stored token', {
-      account: name,
-      expires_in_s: Math.floor(leftMs / 1000),
-      measured_by: ageByBoot !== undefined ? 'uptime (same boot)' : 'wall clock',
-    });
-  };
-
-  const rejectStored = (t: StoredToken, a: Account, wall: number, ageByBoot: number | undefined): string | undefined => {
-    if (t.configFingerprint !== a.fingerprint) return 'the account config changed since it was obtained';
-    if (ageByBoot !== undefined) {
-      return ageByBoot >= statedLifetimeMs(t) ? 'expired: its lifetime has passed since it was obtained in this boot' : undefined;
-    }
-    if (wall < t.obtainedAt - RESTORE_SKEW_MS) {
-      return 'the wall clock reads earlier than when the token was obtained; the clock cannot be trusted';
-    }
-    if (wall >= t.expiresAt) return 'expired by the wall clock';
-    const exp = decodeJwtClaims(t.accessToken)?.exp;
-    if (typeof exp === 'number' && wall >= exp * 1000) return "expired by the token's own exp";
-    return undefined;
-  };
-
-  // ---- public face --------------------------------------------------------------------------
-
-  const answer = async (name: string, minTtlS: number, forced?: string): Promise<TokenAnswer> => {
-    const a = table.get(name);
-    if (!a) return { ok: false, error: { kind: 'unknown_account', message: `no account named ${name}`, known: [...table.keys()] } };
-    const minTtlMs = minTtlS * 1000;
-
-    if (forced !== undefined && a.token?.accessToken === forced) {
-      const now = clock.monotonic();
-      const wait = (a.lastForcedMono ?? -Infinity) + a.config.forcedRefreshMinIntervalMs - now;
-      if (wait > 0) {
-        return {
-          ok: false,
-          error: {
-            kind: 'refresh_limited',
-            message: `forced refreshes of ${name} are limited to one per ${a.config.forcedRefreshMinIntervalMs / 1000} s`,
-            retryAfterS: Math.max(1, Math.ceil(wait / 1000)),
-          },
-        };
-      }
-      a.lastForcedMono = now;
-      log.info('dropping a token the authority refused', { account: name });
-      a.token = undefined;
-      safe(() => store.deleteToken(name, forced), false, (err) =>
-        log.error('cannot delete the dropped token', { account: name, error: String(err) }),
-      );
-      a.nextAttemptMono = Math.min(a.nextAttemptMono, now);
-    }
-
-    for (let round = 0; round < 3; round++) {
-      const now = clock.monotonic();
-      const t = a.token;
-      if (t && now < t.expiresAtMono && t.expiresAtMono - now >= minTtlMs) {
-        if (now >= t.refreshAtMono && !a.inflight) void ensureLogin(a, 'stale');
-        return { ok: true, token: serve(a, t, now) };
-      }
-      if (t && t.lifetimeMs < minTtlMs) {
-        return {
-          ok: false,
-          error: {
-            kind: 'min_ttl_unsatisfiable',
-            message: `min_ttl ${minTtlS} s is longer than the lifetime of this account's tokens (${t.lifetimeMs / 1000} s)`,
-            minTtlS,
-            lifetimeS: Math.floor(t.lifetimeMs / 1000),
-          },
-        };
-      }
-      if (round === 2) break;
-      const before = a.inflight;
-      await ensureLogin(a, 'demand');
-      // Nothing started (backoff in force) and nothing was in flight: answer now.
-      if (!before && !a.inflight && a.lastError && clock.monotonic() < a.nextAttemptMono) {
-        if (!a.token || a.token.expiresAtMono - clock.monotonic() < minTtlMs) break;
-      }
-    }
-    return { ok: false, error: unavailable(a, clock.monotonic()) };
-  };
-
-  const count = async (p: Promise<TokenAnswer>): Promise<TokenAnswer> => {
-    const r = await p;
-    requestsTotal?.inc({
-      result: r.ok ? 'ok' : r.error.kind === 'unavailable' ? r.error.reason : r.error.kind,
-    });
-    return r;
-  };
-
-  return {
-    start() {
-      if (started) return;
-      started = true;
-      for (const a of table.values()) {
-        restore(a);
-        if (!a.token || clock.monotonic() >= a.token.refreshAtMono) void ensureLogin(a, 'start');
-        else schedule(a);
-      }
-    },
-    getToken: (name, minTtlS) => count(answer(name, minTtlS)),
-    peek(name, minTtlS) {
-      const a = table.get(name);
-      const t = a?.token;
-      if (!a || !t) return undefined;
-      const now = clock.monotonic();
-      // A stale token goes through getToken, which also starts its renewal.
-      if (t.expiresAtMono - now < minTtlS * 1000 || now >= t.refreshAtMono) return undefined;
-      requestsTotal?.inc({ result: 'ok' });
-      return { ok: true, token: serve(a, t, now) };
-    },
-    refresh: (name, rejected, minTtlS) => count(answer(name, minTtlS, rejected)),
-    status() {
-      const now = clock.monotonic();
-      const out: Record<string, AccountStatus> = {};
-      for (const [name, a] of table) {
-        const e = a.lastError;
-        out[name] = {
-          authority: a.config.authority,
-          state: stateOf(a, now),
-          expires_at: a.token ? new Date(wallAt(a.token.expiresAtMono)).toISOString() : null,
-          last_login_at: a.lastLoginAtWall !== undefined ? new Date(a.lastLoginAtWall).toISOString() : null,
-          last_success_at: a.lastSuccessAtWall !== undefined ? new Date(a.lastSuccessAtWall).toISOString() : null,
-          last_error: e ? { reason: e.reason, message: e.message, at: new Date(e.atWall).toISOString() } : null,
-          identity: a.tracker.status(),
-          next_attempt_in_s: a.nextAttemptMono > now ? Math.ceil((a.nextAttemptMono - now) / 1000) : null,
-        };
-      }
-      return out;
-    },
-    unhealthy() {
-      const now = clock.monotonic();
-      return [...table.values()]
-        .filter((a) => !a.token || now >= a.token.expiresAtMono)
-        .map((a) => a.config.name);
-    },
-    reconfigure(next) {
-      for (const [name, a] of table) {
-        if (!next[name]) {
-          a.removed = true;
-          a.timer?.cancel();
-          table.delete(name);
-          log.info('account removed', { account: name });
-        }
-      }
-      for (const config of Object.values(next)) {
-        const a = table.get(config.name);
-        if (!a) {
-          const fresh = makeAccount(config);
-          table.set(config.name, fresh);
-          log.info('account added', { account: config.name });
-          if (started) {
-            restore(fresh);
-            void ensureLogin(fresh, 'config');
-          }
-          continue;
-        }
-        const fingerprint = accountFingerprint(config);
-        a.config = config;
-        if (fingerprint !== a.fingerprint) {
-          log.info('account config changed; dropping its token and logging in again', { account: config.name });
-          a.fingerprint = fingerprint;
-          a.authority = deps.authority(config);
-          a.tracker = createIdentityTracker(config, { provider: identityProvider, store, log, clock });
-          a.token = undefined;
-          a.refresh = undefined;
-          a.failures = 0;
-          a.nextAttemptMono = 0;
-          a.lastError = undefined;
-          if (started) void ensureLogin(a, 'config');
-        }
-      }
-    },
-    stop() {
-      stopping ??= (async () => {
-        for (const a of table.values()) a.timer?.cancel();
-        abort.abort(new Error('agent stopping'));
-        const inflight = [...table.values()].map((a) => a.inflight).filter(Boolean);
-        if (inflight.length) {
-          let timer: Timer | undefined;
-          await Promise.race([
-            Promise.allSettled(inflight),
-            new Promise<void>((r) => (timer = clock.setTimer(r, STOP_WAIT_MS))),
-          ]);
-          timer?.cancel();
-        }
-      })();
-      return stopping;
-    },
-  };
-}
-
-/** The shorter of the lifetime the authority stated and, for a JWT, exp - iat (both clock-free). */
-function statedLifetimeMs(t: StoredToken): number {
-  const claims = decodeJwtClaims(t.accessToken);
-  const lifetime = t.lifetimeS * 1000;
-  if (typeof claims?.exp !== 'number' || typeof claims.iat !== 'number') return lifetime;
-  return Math.min(lifetime, (claims.exp - claims.iat) * 1000);
-}
-
-function failureJournal(f: LoginFailure): Pick<LoginRecord, 'error' | 'httpStatus' | 'message'> {
-  return {
-    ...(f.error !== undefined ? { error: f.error } : {}),
-    ...(f.httpStatus !== undefined ? { httpStatus: f.httpStatus } : {}),
-    message: f.message,
-  };
-}
-
-function safe<T>(fn: () => T, fallback: T, onError?: (err: unknown) => void): T {
-  try {
-    return fn();
-  } catch (err) {
-    onError?.(err);
-    return fallback;
   }
+
+  // ---- scheduling -----------------------------------------------------------------------------
+
+  #plan(a: Account): void {
+    if (a.removed || this.#stopping) return this.#scheduler.cancel(a.config.name);
+    this.#scheduler.at(a.config.name, wakeAt(a.state, this.#timeline.now()), () => void this.#background(a, 'scheduled'));
+    if (transition.waitsForCredentials(a.state)) this.#scheduler.watch();
+  }
+
+  /** The time line jumped (the box slept): every appointment is made again, and expiry is read anew. */
+  #replanAll(suspendedMs: number): void {
+    this.#log.info('the box was suspended; planning every account again', { suspended_s: Math.round(suspendedMs / 1000) });
+    for (const a of this.#table.values()) if (!a.inflight) this.#plan(a);
+  }
+
+  #waitingForCredentials(): boolean {
+    for (const a of this.#table.values()) if (transition.waitsForCredentials(a.state)) return true;
+    return false;
+  }
+
+  /** The credentials watch's round: an account whose credentials changed logs in now. */
+  #pollCredentials(): void {
+    for (const a of this.#table.values()) {
+      if (!a.inflight && this.#liftRejectedBackoff(a)) void this.#background(a, 'credentials');
+    }
+  }
+
+  // ---- restore and configuration --------------------------------------------------------------
+
+  #restore(a: Account): void {
+    const name = a.config.name;
+    const stored = safe(() => this.#store.getToken(name), undefined, (err) =>
+      this.#log.error('stored token cannot be read; logging in anew', { account: name, error: String(err) }),
+    );
+    if (!stored) return;
+    const now = this.#timeline.now();
+    const ctx = { fingerprint: a.fingerprint, wall: this.#clock.now(), now, boot: this.#timeline.boot(), random: this.#random };
+    const decision = decideRestore(stored, ctx);
+    if (!decision.ok) {
+      if (decision.refresh) {
+        a.state = transition.restored(a.state, { refresh: decision.refresh, obtainedAtWall: stored.obtainedAt, acrossReboot: false });
+      }
+      this.#log.info('not restoring the stored token', { account: name, why: decision.why });
+      return;
+    }
+    a.state = transition.restored(a.state, { ...decision, obtainedAtWall: stored.obtainedAt });
+    this.#log.info('restored the stored token', {
+      account: name,
+      expires_in_s: Math.floor(decision.leftMs / 1000),
+      measured_by: decision.acrossReboot ? 'wall clock (another boot); logging in to confirm it' : 'uptime (same boot)',
+    });
+  }
+
+  #makeAccount(config: AccountConfig): Account {
+    return {
+      config,
+      fingerprint: accountFingerprint(config),
+      authority: this.#deps.authority(config),
+      tracker: this.#tracker(config),
+      state: transition.INITIAL_STATE,
+      removed: false,
+    };
+  }
+
+  #tracker(config: AccountConfig): IdentityTracker {
+    return createIdentityTracker(config, { provider: this.#identity, store: this.#store, log: this.#log, clock: this.#clock });
+  }
+
+  #remove(a: Account): void {
+    a.removed = true;
+    this.#scheduler.cancel(a.config.name);
+    this.#table.delete(a.config.name);
+    this.#log.info('account removed', { account: a.config.name });
+  }
+
+  #update(a: Account, config: AccountConfig): void {
+    const fingerprint = accountFingerprint(config);
+    a.config = config;
+    if (fingerprint === a.fingerprint) return;
+    this.#log.info('account config changed; dropping its token and logging in again', { account: config.name });
+    a.fingerprint = fingerprint;
+    a.authority = this.#deps.authority(config);
+    a.tracker = this.#tracker(config);
+    a.state = transition.configChanged(a.state);
+    if (this.#started) void this.#background(a, 'config');
+  }
+
+  #add(config: AccountConfig): void {
+    const fresh = this.#makeAccount(config);
+    this.#table.set(config.name, fresh);
+    this.#log.info('account added', { account: config.name });
+    if (!this.#started) return;
+    this.#restore(fresh);
+    void this.#background(fresh, 'config');
+  }
+
+  async #drain(): Promise<void> {
+    this.#scheduler.stop();
+    this.#timeline.stop();
+    this.#abort.abort(new Error('agent stopping'));
+    const inflight = [...this.#table.values()].map((a) => a.inflight).filter(Boolean);
+    if (!inflight.length) return;
+    let timer: Timer | undefined;
+    const bound = new Promise<void>((r) => (timer = this.#clock.setTimer(r, STOP_WAIT_MS)));
+    await Promise.race([Promise.allSettled(inflight), bound]);
+    timer?.cancel();
+  }
+}
+
+/** min_ttl longer than the account's tokens live: no login can satisfy it. */
+function tooShort(s: AccountState, minTtlS: number): TokenError | undefined {
+  const t = s.token;
+  if (!t || t.lifetimeMs >= minTtlS * 1000) return undefined;
+  return {
+    kind: 'min_ttl_unsatisfiable',
+    message: `min_ttl ${minTtlS} s is longer than the lifetime of this account's tokens (${t.lifetimeMs / 1000} s)`,
+    minTtlS,
+    lifetimeS: Math.floor(t.lifetimeMs / 1000),
+  };
 }

@@ -25,7 +25,8 @@ import type { AccountStatus, TokenAnswer } from '../../src/tokens/index.js';
 
 const LIMITS = { maxConnections: 16, headersTimeoutMs: 2_000, idleTimeoutMs: 5_000 };
 
-const ACCOUNT: AccountStatus = {
+/** What /v1/status answers for ACCOUNT_VIEW, the manager's view the fake source gives. */
+const ACCOUNT: AccountStatusBody = {
   authority: 'eta-ereceipt',
   state: 'none',
   expires_at: null,
@@ -45,6 +46,26 @@ const ACCOUNT: AccountStatus = {
   next_attempt_in_s: 290,
 };
 
+const ACCOUNT_VIEW: AccountStatus = {
+  authority: 'eta-ereceipt',
+  state: 'none',
+  expiresAtWall: null,
+  lastLoginAtWall: Date.parse('2026-01-01T00:10:00.000Z'),
+  lastSuccessAtWall: Date.parse('2026-01-01T00:00:00.000Z'),
+  lastError: { reason: 'credentials_rejected', message: 'invalid_client', atWall: Date.parse('2026-01-01T00:10:00.000Z') },
+  identity: {
+    posserial: 'SER-1',
+    pososversion: null,
+    posmodelframework: null,
+    profile: null,
+    sources: { posserial: 'config' },
+    degraded: false,
+    problems: {},
+    readAtWall: null,
+  },
+  nextAttemptInS: 290,
+};
+
 class Source implements TokenSource {
   answer: TokenAnswer = {
     ok: true,
@@ -61,7 +82,7 @@ class Source implements TokenSource {
     return this.answer;
   }
   status(): Record<string, AccountStatus> {
-    return { default: ACCOUNT };
+    return { default: ACCOUNT_VIEW };
   }
   unhealthy(): string[] {
     return this.failing;

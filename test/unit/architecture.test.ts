@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, test } from 'node:test';
+import ts from 'typescript';
 
 const SRC = resolve(import.meta.dirname, '../../src');
 
@@ -55,5 +56,39 @@ describe('architecture: dependencies point one way', () => {
   test('the check itself sees imports (it would catch one)', () => {
     const found = importedAreas(join(SRC, 'agent.ts')).map((i) => i.area);
     assert.ok(found.includes('authorities') && found.includes('tokens'), found.join(', '));
+  });
+});
+
+/** Functions (declarations, methods, arrows, accessors, constructors) longer than maxLines, as "lines file:line name". */
+function longFunctions(file: string, maxLines: number): string[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+  const out: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+      const first = source.getLineAndCharacterOfPosition(node.getStart()).line;
+      const last = source.getLineAndCharacterOfPosition(node.end).line;
+      const name = 'name' in node && node.name ? node.name.getText(source) : '(anonymous)';
+      if (last - first + 1 > maxLines) out.push(`${last - first + 1} lines ${relative(SRC, file)}:${first + 1} ${name}`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return out;
+}
+
+describe('architecture: the token manager in parts', () => {
+  test('no function in src/tokens is longer than 80 lines', () => {
+    assert.deepEqual(files(join(SRC, 'tokens')).flatMap((f) => longFunctions(f, 80)), []);
+  });
+
+  test('the check itself measures functions (it would catch one)', () => {
+    const found = files(join(SRC, 'tokens')).flatMap((f) => longFunctions(f, 20));
+    assert.ok(found.some((f) => f.includes('manager.ts')), found.join('; '));
+  });
+
+  test('the token manager maps nothing to the socket API: no wire field names in src/tokens', () => {
+    const wire = /\b(expires_at|last_login_at|last_success_at|last_error|next_attempt_in_s|read_at|retry_after)\b/;
+    const hits = files(join(SRC, 'tokens')).filter((f) => wire.test(readFileSync(f, 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')));
+    assert.deepEqual(hits.map((f) => relative(SRC, f)), []);
   });
 });

@@ -21,6 +21,7 @@ import {
   type IdentityReading,
   type TokenManager,
 } from '../../src/tokens/index.js';
+import { statusBodies } from '../../src/server/index.js';
 
 function configOf(accounts: Record<string, Record<string, unknown>>): Record<string, AccountConfig> {
   return parseConfig({ accounts }, 'test').accounts;
@@ -323,7 +324,7 @@ describe('device identity through the manager', () => {
     await clock.advance(2_401_000);
     assert.deepEqual(reads, [{ cheapOnly: false }, { cheapOnly: true }]);
     assert.equal(calls[1]!.identity.posserial, 'FM-0001', 'the expensive value read at start is reused');
-    const s = manager!.status().default!.identity;
+    const s = statusBodies(manager!.status()).default!.identity;
     assert.equal(s.posserial, 'FM-0001');
     assert.equal(s.sources.posserial, 'serialport /dev/ttyUSB0');
     assert.equal(s.degraded, false);
@@ -340,7 +341,7 @@ describe('device identity through the manager', () => {
     const t = await manager.getToken('default', 60);
     assert.ok(t.ok, 'still served');
     assert.equal(calls.at(-1)!.identity.posserial, 'FM-0001');
-    const s = manager.status().default!.identity;
+    const s = statusBodies(manager.status()).default!.identity;
     assert.equal(s.degraded, true);
     assert.match(s.problems.posserial ?? '', /no answer/);
     assert.match(s.sources.posserial ?? '', /^stored/);

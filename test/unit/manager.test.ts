@@ -19,6 +19,7 @@ import {
   type TokenAnswer,
   type TokenManager,
 } from '../../src/tokens/index.js';
+import { statusBodies } from '../../src/server/index.js';
 
 const HOUR_S = 3600;
 
@@ -170,12 +171,12 @@ describe('token manager', () => {
     assert.equal(authority.calls.length, 2);
     const during = await token();
     assert.ok(during.ok && during.token.accessToken === 'tok-1', 'old token while refreshing');
-    assert.equal(manager.status().default!.state, 'stale');
+    assert.equal(statusBodies(manager.status()).default!.state, 'stale');
     authority.release();
     await flushMicrotasks();
     const after = await token();
     assert.ok(after.ok && after.token.accessToken === 'tok-2');
-    assert.equal(manager.status().default!.state, 'fresh');
+    assert.equal(statusBodies(manager.status()).default!.state, 'fresh');
   });
 
   it('refuses a min_ttl longer than the tokens this account gets, without another login', async () => {
@@ -257,7 +258,7 @@ describe('token manager', () => {
     authority.next = Array.from({ length: 40 }, () => fail('upstream_unavailable'));
     await token();
     await clock.advance(3_600_000);
-    const status = manager.status().default!;
+    const status = statusBodies(manager.status()).default!;
     assert.ok(status.next_attempt_in_s !== null && status.next_attempt_in_s <= 300 * 1.2);
     const calls = authority.calls.length;
     await clock.advance(3_600_000);
@@ -273,7 +274,7 @@ describe('token manager', () => {
     const a = await token();
     assert.ok(a.ok, 'token after the third attempt');
     assert.equal(authority.calls.length, 3);
-    assert.equal(manager.status().default!.last_error, null);
+    assert.equal(statusBodies(manager.status()).default!.last_error, null);
   });
 
   it('honours Retry-After of a 429', async () => {
@@ -341,9 +342,9 @@ describe('token manager', () => {
   });
 
   it('status: last_success_at is the last login that got a token, last_login_at the last one that got an answer', async () => {
-    assert.equal(manager.status().default!.last_success_at, null, 'nothing yet');
+    assert.equal(statusBodies(manager.status()).default!.last_success_at, null, 'nothing yet');
     await token();
-    const first = manager.status().default!;
+    const first = statusBodies(manager.status()).default!;
     assert.equal(first.last_success_at, new Date(clock.now()).toISOString());
     assert.equal(first.last_login_at, first.last_success_at);
     const succeeded = first.last_success_at;
@@ -354,7 +355,7 @@ describe('token manager', () => {
     assert.ok(current.ok);
     const refused = await manager.refresh('default', current.token.accessToken, 60);
     assert.ok(!refused.ok, 'the forced login was rejected');
-    const after = manager.status().default!;
+    const after = statusBodies(manager.status()).default!;
     assert.equal(after.last_login_at, new Date(clock.now()).toISOString(), 'the attempt');
     assert.notEqual(after.last_login_at, succeeded);
     assert.equal(after.last_success_at, succeeded, 'the success before it');
@@ -396,7 +397,7 @@ describe('token manager', () => {
       const obtained = new Date(clock.now()).toISOString();
       await clock.advance(600_000);
       await restart();
-      const status = manager.status().default!;
+      const status = statusBodies(manager.status()).default!;
       assert.equal(status.last_success_at, obtained);
       assert.equal(status.last_login_at, obtained);
     });
@@ -499,18 +500,18 @@ describe('token manager', () => {
   });
 
   it('reports states and health', async () => {
-    assert.equal(manager.status().default!.state, 'none');
+    assert.equal(statusBodies(manager.status()).default!.state, 'none');
     assert.deepEqual(manager.unhealthy(), ['default']);
     await token();
-    assert.equal(manager.status().default!.state, 'fresh');
+    assert.equal(statusBodies(manager.status()).default!.state, 'fresh');
     assert.deepEqual(manager.unhealthy(), []);
     authority.next = Array.from({ length: 100 }, () => fail('upstream_unavailable'));
     await clock.advance(HOUR_S * 1000 + 1000);
-    const s = manager.status().default!;
+    const s = statusBodies(manager.status()).default!;
     assert.equal(s.state, 'expired');
     assert.equal(s.last_error!.reason, 'upstream_unavailable');
     assert.deepEqual(manager.unhealthy(), ['default']);
-    assert.ok(!JSON.stringify(manager.status()).includes('tok-1'), 'status never carries a token');
+    assert.ok(!JSON.stringify(statusBodies(manager.status())).includes('tok-1'), 'status never carries a token');
   });
 
   it('reconfigure drops the token of an account whose config changed and adds new accounts', async () => {

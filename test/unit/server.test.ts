@@ -10,6 +10,7 @@ import { FakeClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { createAgentServer, type AgentServer, type TokenSource } from '../../src/server/index.js';
+import type { AccountStatusBody } from '../../src/api/index.js';
 import type { AccountStatus, ServedToken, TokenAnswer } from '../../src/tokens/index.js';
 
 const LIMITS = { maxConnections: 64, headersTimeoutMs: 2_000, idleTimeoutMs: 5_000 };
@@ -25,7 +26,8 @@ const GOOD_TOKEN: ServedToken = {
 };
 const GOOD: TokenAnswer = { ok: true, token: GOOD_TOKEN };
 
-const STATUS: Record<string, AccountStatus> = {
+/** What /v1/status answers for STATUS_VIEW, the manager's view the fake source gives. */
+const STATUS: Record<string, AccountStatusBody> = {
   default: {
     authority: 'eta-ereceipt',
     state: 'fresh',
@@ -47,6 +49,28 @@ const STATUS: Record<string, AccountStatus> = {
   },
 };
 
+const STATUS_VIEW: Record<string, AccountStatus> = {
+  default: {
+    authority: 'eta-ereceipt',
+    state: 'fresh',
+    expiresAtWall: Date.parse('2026-01-01T01:00:00.000Z'),
+    lastLoginAtWall: Date.parse('2026-01-01T00:10:00.000Z'),
+    lastSuccessAtWall: Date.parse('2026-01-01T00:00:00.000Z'),
+    lastError: null,
+    identity: {
+      posserial: 'SER-1',
+      pososversion: null,
+      posmodelframework: null,
+      profile: null,
+      sources: { posserial: 'config' },
+      degraded: false,
+      problems: {},
+      readAtWall: null,
+    },
+    nextAttemptInS: null,
+  },
+};
+
 type Call = { method: 'getToken'; account: string; minTtlS: number } | { method: 'refresh'; account: string; rejected: string; minTtlS: number };
 
 class FakeSource implements TokenSource {
@@ -65,7 +89,7 @@ class FakeSource implements TokenSource {
   }
   status(): Record<string, AccountStatus> {
     this.statusCalls++;
-    return STATUS;
+    return STATUS_VIEW;
   }
   unhealthy(): string[] {
     return this.failing;

@@ -13,7 +13,7 @@ import {
   type NotifyChild,
   type SpawnFn,
 } from '../../src/lib/systemd.js';
-import type { AccountStatus } from '../../src/tokens/index.js';
+import type { AccountStatusBody } from '../../src/api/index.js';
 
 describe('listenFds', () => {
   const PID = 4242;
@@ -332,7 +332,7 @@ describe('watchdog', () => {
 });
 
 describe('STATUS line', () => {
-  const base: Pick<AccountStatus, 'state' | 'expires_at' | 'last_error'> = { state: 'fresh', expires_at: null, last_error: null };
+  const base: Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error'> = { state: 'fresh', expires_at: null, last_error: null };
   const now = Date.UTC(2026, 0, 1, 12, 0, 0);
 
   test('names accounts, states and time left, never a token', () => {

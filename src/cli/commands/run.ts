@@ -1,12 +1,12 @@
 import { startAgent } from '../../agent.js';
-import { createAgentClient } from '../../api/index.js';
+import { createAgentClient, type AccountStatusBody } from '../../api/index.js';
 import { ConfigError, resolveConfigPath, type AgentConfig } from '../../config/index.js';
 import { authorities, loadConfig } from '../../authorities/index.js';
 import { missingDeviceProfiles } from '../../identity/index.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
-import type { AccountStatus } from '../../tokens/index.js';
+import { statusBodies } from '../../server/index.js';
 import { configOption, type Io, parse, println } from '../common.js';
 
 export const runHelp = `Usage: pos-token-agent run [--check] [--config FILE]
@@ -75,7 +75,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
   }
-  const statusLine = (): string => describeAgentStatus(agent.manager.status(), clock.now());
+  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status()), clock.now());
   let lastStatus = statusLine();
   notifier.ready(lastStatus);
 
@@ -144,7 +144,7 @@ async function loadRunConfig(path: string, env: NodeJS.ProcessEnv, profileDirs?:
  * Names, states and times only: never a token or a secret.
  */
 export function describeAgentStatus(
-  accounts: Record<string, Pick<AccountStatus, 'state' | 'expires_at' | 'last_error'>>,
+  accounts: Record<string, Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error'>>,
   nowMs: number,
 ): string {
   const parts = Object.entries(accounts).map(([name, a]) => {
