@@ -1,9 +1,14 @@
 /**
  * Refresh and retry policy as data plus pure functions, tested with tables of cases.
  */
+import type { UnavailableReason } from '../api/index.js';
 import type { BackoffPolicy } from '../config/index.js';
 
-export type RetryableReason = 'credentials_rejected' | 'rate_limited' | 'upstream_unavailable' | 'identity_unavailable';
+/**
+ * Every reason a token is unavailable is retried after a backoff, except not_provisioned, which waits for
+ * credentials. An authority's FailureReason must be one of these: the login pipeline hands it on unchanged.
+ */
+export type RetryableReason = Exclude<UnavailableReason, 'not_provisioned'>;
 
 /** Refresh at about 2/3 of the lifetime, with +-10% jitter. */
 export const REFRESH_FRACTION = 2 / 3;
