@@ -420,8 +420,15 @@ export function readErrorDetails(res: HttpResponse, secrets: ReadonlyArray<strin
   };
 }
 
-/** Other spellings of standard OAuth error codes (MyInvois documents `unauthorised_client`). */
-const OAUTH_ERROR_ALIASES: Record<string, string> = { unauthorised_client: 'unauthorized_client' };
+/**
+ * Non-standard error codes some servers send, and the RFC 6749 code each means: MyInvois documents
+ * `unauthorised_client`; glewlwyd answers `scope_invalid` and `authorization_type_invalid`.
+ */
+const OAUTH_ERROR_ALIASES: Record<string, string> = {
+  unauthorised_client: 'unauthorized_client',
+  scope_invalid: 'invalid_scope',
+  authorization_type_invalid: 'unauthorized_client',
+};
 
 /** What a person can do about a standard OAuth error (RFC 6749 section 5.2, RFC 8707). */
 const OAUTH_ERROR_HINTS: Record<string, string> = {
@@ -473,7 +480,10 @@ export function failureForStatus(
     ...(error !== undefined ? { error } : {}),
     ...(errorDescription !== undefined ? { errorDescription } : {}),
   };
-  const detail = error !== undefined ? `${error}${errorDescription !== undefined ? ` (${errorDescription})` : ''}` : errorDescription;
+  // A known non-standard code is shown with the standard one it means: `scope_invalid (invalid_scope)`.
+  const standard = error !== undefined && canonicalOAuthError(error) !== error.toLowerCase() ? canonicalOAuthError(error) : undefined;
+  const explained = [standard, errorDescription].filter((p) => p !== undefined).join(': ');
+  const detail = error !== undefined ? `${error}${explained ? ` (${explained})` : ''}` : errorDescription;
   if (status === 429) {
     return failure('rate_limited', `${service} is rate limiting ${action === 'refresh' ? 'refreshes' : 'logins'} (429)`, {
       ...extra,
@@ -486,7 +496,7 @@ export function failureForStatus(
     const what =
       detail !== undefined
         ? `${error === undefined ? `HTTP ${status}: ` : ''}${detail}${hint ? `; ${hint}` : ''}`
-        : `HTTP ${status} without ${options.expected ?? 'an error message'}`;
+        : `HTTP ${status} with no reason given (no ${(options.expected ?? 'an error message').replace(/^an? /, '')})`;
     return failure('credentials_rejected', `${service} rejected the ${action}: ${what}`, extra);
   }
   const hint = status === 404 || status === 405 ? ` (check ${options.urlSetting ?? 'identityUrl'})` : '';
