@@ -68,6 +68,8 @@ export interface TokenStore extends IdentityStore {
   putToken(account: string, token: StoredToken): void;
   deleteToken(account: string, onlyIf?: string): boolean;
   recordLogin(record: LoginRecord): void;
+  // issue 14: what a login learned (the Basic encoding the server accepted), kept with those credentials.
+  putInterop(account: string, credentialsVersion: number, interop: NonNullable<StoredCredentials['interop']>): boolean;
 }
 
 
@@ -330,6 +332,7 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
       credentials: creds.credentials as Credentials,
       identity: id.identity,
       signal: abort.signal,
+      ...(creds.interop ? { interop: creds.interop } : {}), // issue 14: what earlier logins learned is tried first
     };
     let kind: 'login' | 'refresh' = 'login';
     let result: LoginResult | undefined;
@@ -397,6 +400,14 @@ export function createTokenManager(deps: TokenManagerDeps, accounts: Record<stri
             expiresAtWall: receivedWall + (result.token.refreshExpiresInS ?? 0) * 1000,
           }
         : undefined;
+    // issue 14: keep what the server was found to accept (the Basic encoding) with these credentials.
+    const interop = { ...creds.interop, ...result.interop };
+    if (JSON.stringify(interop) !== JSON.stringify(creds.interop ?? {})) {
+      log.info('remembering what the token service accepted', { account: name, ...interop });
+      safe(() => store.putInterop(name, creds.version, interop), false, (err) =>
+        log.error('cannot store what the token service accepted', { account: name, error: String(err) }),
+      );
+    }
     a.failures = 0;
     a.nextAttemptMono = 0;
     a.lastError = undefined;
