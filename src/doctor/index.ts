@@ -395,7 +395,7 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
     });
     add(
       result.ok
-        ? { name, status: 'ok', detail: `one login succeeded: a token valid for ${result.token.expiresInS} s${basicNote(result, account, credentials)}` }
+        ? { name, status: 'ok', detail: `one login succeeded: a token valid for ${result.token.expiresInS} s${basicNote(result, credentials)}` }
         : {
             name,
             status: result.failure.reason === 'credentials_rejected' ? 'fail' : 'warn',
@@ -412,19 +412,13 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
 }
 
 /** Which Basic encoding of the client ID and secret the server accepted, for a login that used Basic. */
-function basicNote(result: LoginResult, account: AccountConfig, credentials: Credentials): string {
+function basicNote(result: LoginResult, credentials: Credentials): string {
   const encoding = result.ok ? result.interop?.basicAuthEncoding : undefined;
   if (encoding === undefined) return '';
   if (!basicEncodingsDiffer(credentials)) {
     return '; client_secret_basic (the client ID and secret read the same in either Basic encoding)';
   }
-  const learned = account.basicAuthEncoding === undefined || account.basicAuthEncoding === 'auto';
-  return (
-    `; the server accepted client_secret_basic with ${describeBasicEncoding(encoding)} of the client ID and secret` +
-    (learned && encoding === 'plain'
-      ? ` (the agent learns this by itself; accounts.${account.name}.basicAuthEncoding "plain" would fix it)`
-      : '')
-  );
+  return `; the server accepted client_secret_basic with ${describeBasicEncoding(encoding)} of the client ID and secret`;
 }
 
 /** A refusal without a reason: the account options that commonly cause one, among those its authority takes. */
