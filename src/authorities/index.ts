@@ -13,7 +13,7 @@ import { sepay } from './sepay/index.js';
 import type { Authority, AuthorityDeps } from './types.js';
 
 export { createHttpClient, TransportError, type HttpClient, type HttpRequest, type HttpResponse } from './http.js';
-export { decodeJwtClaims, parseRetryAfter } from './oauth-common.js';
+export { basicEncodingsDiffer, decodeJwtClaims, describeBasicEncoding, isSilentRefusal, parseRetryAfter } from './oauth-common.js';
 export { createRegistry, type AuthorityRegistry } from './registry.js';
 export * from './types.js';
 

@@ -11,9 +11,12 @@ import {
   failure,
   type Authority,
   type AuthorityDeps,
+  type BasicAuthEncoding,
   type CredentialField,
   type Credentials,
   type IssuedToken,
+  type LoginFailure,
+  type LoginInterop,
   type LoginResult,
 } from './types.js';
 
@@ -36,9 +39,21 @@ export function formEncode(value: string): string {
  * An HTTP Basic `Authorization` value. `rfc6749` (OAuth servers, RFC 6749 section 2.3.1) form-encodes
  * the id and the secret before joining them; `plain` (RFC 7617) joins them as they are.
  */
-export function basicAuth(id: string, secret: string, encoding: 'rfc6749' | 'plain' = 'rfc6749'): string {
+export function basicAuth(id: string, secret: string, encoding: BasicAuthEncoding = 'rfc6749'): string {
   const pair = encoding === 'rfc6749' ? `${formEncode(id)}:${formEncode(secret)}` : `${id}:${secret}`;
   return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
+}
+
+/** Whether the two Basic encodings of these credentials differ (else a server reads both alike). */
+export function basicEncodingsDiffer(credentials: Credentials): boolean {
+  const id = credentials.clientId ?? '';
+  const secret = credentials.clientSecret ?? '';
+  return formEncode(id) !== id || formEncode(secret) !== secret;
+}
+
+/** How people are told which Basic encoding a server accepted. */
+export function describeBasicEncoding(encoding: BasicAuthEncoding): string {
+  return encoding === 'plain' ? 'the plain (RFC 7617) encoding' : 'the RFC 6749 (form-encoded) encoding';
 }
 
 /** A form body of the given fields in order, leaving out those without a value. */
@@ -82,6 +97,10 @@ export interface ClientCredentialsOptions {
   scope?: string | undefined;
   /** Sent as the form parameter `audience` (Auth0 style). */
   audience?: string | undefined;
+  /** RFC 8707 resource indicators, each sent as a `resource` form parameter. */
+  resource?: string | ReadonlyArray<string> | undefined;
+  /** client_secret_basic: how the ID and secret are encoded (default rfc6749). */
+  basicAuthEncoding?: BasicAuthEncoding | undefined;
   /** The authority's own headers (device headers, `onbehalfof`, ...). */
   headers?: Record<string, string | undefined>;
 }
@@ -101,13 +120,14 @@ export function buildClientCredentialsRequest(
     ['client_secret', inBody ? secret : undefined],
     ['scope', options.scope],
     ['audience', options.audience],
+    ...[options.resource ?? []].flat().map((r) => ['resource', r] as const),
   ]);
   return buildRequest(account, options.url, {
     headers: {
       ...options.headers,
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
-      authorization: inBody ? undefined : basicAuth(id, secret),
+      authorization: inBody ? undefined : basicAuth(id, secret, options.basicAuthEncoding),
     },
     body,
   });
@@ -119,28 +139,116 @@ export function buildClientCredentialsRequest(
 /** The credentials of every client-credentials authority but eReceipt. */
 export const CLIENT_CREDENTIAL_FIELDS: ReadonlyArray<CredentialField> = Object.freeze([CLIENT_ID, CLIENT_SECRET]);
 
+/**
+ * How an account authenticates with HTTP Basic. `mode` is its basicAuthEncoding option; `preferred` is what
+ * `auto` tries first when no earlier login has learned better (OAuth servers: rfc6749; SePay documents plain).
+ */
+export interface BasicAuthPolicy {
+  mode: 'auto' | BasicAuthEncoding;
+  preferred: BasicAuthEncoding;
+}
+
 export interface ClientCredentialsSpec {
   name: string;
   /** How messages name the service ("MyInvois identity service"). */
   service: string;
-  buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest;
+  /** The request; `encoding` is the Basic encoding to use when the account authenticates with Basic. */
+  buildTokenRequest(account: AccountConfig, credentials: Credentials, encoding?: BasicAuthEncoding): HttpRequest;
   parseTokenResponse(res: HttpResponse, now: number, secrets: ReadonlyArray<string | undefined>): LoginResult;
   /** A refusal before any request leaves the box (beyond clientId and clientSecret being present). */
   precheck?(credentials: Credentials): LoginResult | undefined;
+  /** How this account uses HTTP Basic; undefined when it sends the credentials in the body. */
+  basicAuth?(account: AccountConfig): BasicAuthPolicy | undefined;
+  /** What commonly makes this service refuse a login without saying why, for this account (shown as hints). */
+  silentRefusalCauses?(account: AccountConfig, basic: boolean): ReadonlyArray<string>;
   loginLimit?: Authority['loginLimit'];
 }
 
-/** An Authority that logs in with clientId and clientSecret, one request per login. */
+/**
+ * An answer that may mean "I could not read your Basic credentials": 400 invalid_client, 401 or 403. Only
+ * such a refusal makes `auto` try the other encoding.
+ */
+export function isBasicRefusal(f: LoginFailure): boolean {
+  if (f.reason !== 'credentials_rejected') return false;
+  if (f.httpStatus === 401 || f.httpStatus === 403) return true;
+  return f.httpStatus === 400 && f.error !== undefined && canonicalOAuthError(f.error) === 'invalid_client';
+}
+
+/** A refusal that gives no reason at all: no error code and no description. */
+export function isSilentRefusal(f: LoginFailure): boolean {
+  return (
+    f.reason === 'credentials_rejected' &&
+    (f.httpStatus === 400 || f.httpStatus === 401 || f.httpStatus === 403) &&
+    f.error === undefined &&
+    f.errorDescription === undefined
+  );
+}
+
+/**
+ * What commonly makes an OAuth server refuse a client-credentials login without a reason (glewlwyd answers an
+ * empty 403 for each), naming the account options to check.
+ */
+export function oauthSilentRefusalCauses(account: AccountConfig, basic: boolean): string[] {
+  const method = basic ? 'client_secret_basic' : 'client_secret_post';
+  const other = basic ? 'client_secret_post' : 'client_secret_basic';
+  const causes = ['a wrong client ID or secret (provision again)', `the client may not authenticate with ${method} (try clientAuth ${other})`];
+  causes.push(
+    account.scope === undefined
+      ? 'the server requires a scope and none is set (set scope)'
+      : 'the scope is not one this client may ask for (check scope)',
+  );
+  const fixed = account.basicAuthEncoding;
+  if (basic && (fixed === 'rfc6749' || fixed === 'plain')) {
+    causes.push(`the server reads Basic credentials another way than basicAuthEncoding ${fixed} (try basicAuthEncoding auto)`);
+  }
+  return causes;
+}
+
+const otherEncoding = (e: BasicAuthEncoding): BasicAuthEncoding => (e === 'rfc6749' ? 'plain' : 'rfc6749');
+
+/**
+ * An Authority that logs in with clientId and clientSecret. One request per login, except that with Basic
+ * and basicAuthEncoding `auto`, a refusal (isBasicRefusal) of credentials whose two encodings differ is
+ * followed by exactly one more request with the other encoding. Whichever the server accepted is reported
+ * in the result's `interop`, for the caller to give back next time; a second refusal is the login's failure.
+ */
 export function createClientCredentialsAuthority(deps: AuthorityDeps, spec: ClientCredentialsSpec): Authority {
   return {
     name: spec.name,
     credentialFields: CLIENT_CREDENTIAL_FIELDS,
-    async login({ account, credentials, signal }) {
+    async login({ account, credentials, signal, interop }) {
       const refused = missingCredentials(credentials, ['clientId', 'clientSecret']) ?? spec.precheck?.(credentials);
       if (refused) return refused;
-      const secrets = [credentials.clientSecret];
-      return sendTokenRequest(deps, spec.buildTokenRequest(account, credentials), signal, spec.service, (res, now) =>
-        spec.parseTokenResponse(res, now, secrets),
+      const secret = credentials.clientSecret;
+      // A server may echo the secret as it was sent, form-encoded included.
+      const secrets = [secret, secret !== undefined ? formEncode(secret) : undefined];
+      const send = (encoding?: BasicAuthEncoding): Promise<LoginResult> =>
+        sendTokenRequest(deps, spec.buildTokenRequest(account, credentials, encoding), signal, spec.service, (res, now) =>
+          spec.parseTokenResponse(res, now, secrets),
+        );
+      const basic = spec.basicAuth?.(account);
+      const explain = (r: LoginResult, note?: string): LoginResult => {
+        if (r.ok) return r;
+        const causes = isSilentRefusal(r.failure) ? (spec.silentRefusalCauses?.(account, basic !== undefined) ?? []) : [];
+        if (note === undefined && causes.length === 0) return r;
+        const message = `${r.failure.message}${note ?? ''}${causes.length ? `; common causes: ${causes.join('; ')}` : ''}`;
+        return { ok: false, failure: { ...r.failure, message } };
+      };
+      if (!basic) return explain(await send());
+
+      const first = basic.mode !== 'auto' ? basic.mode : (interop?.basicAuthEncoding ?? basic.preferred);
+      const accepted = (r: LoginResult, encoding: BasicAuthEncoding): LoginResult =>
+        r.ok ? { ...r, interop: { ...interop, basicAuthEncoding: encoding } satisfies LoginInterop } : r;
+      const result = accepted(await send(first), first);
+      if (result.ok || basic.mode !== 'auto' || !isBasicRefusal(result.failure) || !basicEncodingsDiffer(credentials)) {
+        return explain(result);
+      }
+      const second = otherEncoding(first);
+      const retried = accepted(await send(second), second);
+      if (retried.ok || !isBasicRefusal(retried.failure)) return explain(retried);
+      return explain(
+        retried,
+        ` (client_secret_basic was refused with both encodings of the client ID and secret: ${describeBasicEncoding(first)}, then ${describeBasicEncoding(second)})`,
       );
     },
     ...(spec.loginLimit ? { loginLimit: spec.loginLimit } : {}),
@@ -420,8 +528,15 @@ export function readErrorDetails(res: HttpResponse, secrets: ReadonlyArray<strin
   };
 }
 
-/** Other spellings of standard OAuth error codes (MyInvois documents `unauthorised_client`). */
-const OAUTH_ERROR_ALIASES: Record<string, string> = { unauthorised_client: 'unauthorized_client' };
+/**
+ * Non-standard error codes some servers send, and the RFC 6749 code each means: MyInvois documents
+ * `unauthorised_client`; glewlwyd answers `scope_invalid` and `authorization_type_invalid`.
+ */
+const OAUTH_ERROR_ALIASES: Record<string, string> = {
+  unauthorised_client: 'unauthorized_client',
+  scope_invalid: 'invalid_scope',
+  authorization_type_invalid: 'unauthorized_client',
+};
 
 /** What a person can do about a standard OAuth error (RFC 6749 section 5.2, RFC 8707). */
 const OAUTH_ERROR_HINTS: Record<string, string> = {
@@ -473,7 +588,10 @@ export function failureForStatus(
     ...(error !== undefined ? { error } : {}),
     ...(errorDescription !== undefined ? { errorDescription } : {}),
   };
-  const detail = error !== undefined ? `${error}${errorDescription !== undefined ? ` (${errorDescription})` : ''}` : errorDescription;
+  // A known non-standard code is shown with the standard one it means: `scope_invalid (invalid_scope)`.
+  const standard = error !== undefined && canonicalOAuthError(error) !== error.toLowerCase() ? canonicalOAuthError(error) : undefined;
+  const explained = [standard, errorDescription].filter((p) => p !== undefined).join(': ');
+  const detail = error !== undefined ? `${error}${explained ? ` (${explained})` : ''}` : errorDescription;
   if (status === 429) {
     return failure('rate_limited', `${service} is rate limiting ${action === 'refresh' ? 'refreshes' : 'logins'} (429)`, {
       ...extra,
@@ -486,7 +604,7 @@ export function failureForStatus(
     const what =
       detail !== undefined
         ? `${error === undefined ? `HTTP ${status}: ` : ''}${detail}${hint ? `; ${hint}` : ''}`
-        : `HTTP ${status} without ${options.expected ?? 'an error message'}`;
+        : `HTTP ${status} with no reason given (no ${(options.expected ?? 'an error message').replace(/^an? /, '')})`;
     return failure('credentials_rejected', `${service} rejected the ${action}: ${what}`, extra);
   }
   const hint = status === 404 || status === 405 ? ` (check ${options.urlSetting ?? 'identityUrl'})` : '';

@@ -18,6 +18,32 @@ export const onbehalfof = nonEmpty(100).regex(/^[\x21-\x7e]+$/, 'expected printa
 export const audience = nonEmpty(500).optional();
 /** How the client authenticates (RFC 6749 section 2.3.1). */
 export const clientAuth = z.enum(['client_secret_basic', 'client_secret_post']).optional();
+/**
+ * How client_secret_basic encodes the client ID and secret: `auto` (the default) tries the authority's usual
+ * encoding, or the one the server last accepted, and the other once when the server refuses; `rfc6749`
+ * (form-encoded, RFC 6749 section 2.3.1) and `plain` (as they are, RFC 7617) fix it.
+ */
+export const basicAuthEncoding = z.enum(['auto', 'rfc6749', 'plain']).optional();
+
+/** One RFC 8707 resource indicator: an absolute URI without a fragment. */
+const resourceUri = z
+  .string()
+  .max(500, 'expected at most 500 characters')
+  .superRefine((value, ctx) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !/^[a-z][a-z0-9+.-]*:/i.test(value) || !/^[\x21-\x7e]+$/.test(value)) {
+      ctx.addIssue({ code: 'custom', message: 'expected an absolute URI (RFC 8707), e.g. https://api.example.com/' });
+    } else if (value.includes('#')) {
+      ctx.addIssue({ code: 'custom', message: 'expected a URI without a fragment (#...), as RFC 8707 requires' });
+    }
+  });
+/** The RFC 8707 `resource` form parameter: one URI, or several (each sent as its own `resource`). */
+export const resource = z.union([resourceUri, z.array(resourceUri).min(1, 'expected at least one URI').max(10, 'expected at most 10 URIs')]).optional();
 
 export const CLIENT_ID: CredentialField = Object.freeze({ name: 'clientId', label: 'Client ID', secret: false, required: true, env: 'POS_CLIENT_ID' });
 export const CLIENT_SECRET: CredentialField = Object.freeze({

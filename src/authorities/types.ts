@@ -46,13 +46,31 @@ export interface LoginFailure {
   retryAfterMs?: number;
 }
 
-export type LoginResult = { ok: true; token: IssuedToken } | { ok: false; failure: LoginFailure };
+/**
+ * How HTTP Basic carries the client ID and secret: `rfc6749` form-encodes each before joining them (RFC 6749
+ * section 2.3.1, what OAuth servers are meant to decode); `plain` joins them as they are (RFC 7617, what many
+ * servers read).
+ */
+export type BasicAuthEncoding = 'rfc6749' | 'plain';
+
+/**
+ * What a token service was found to accept, learned by a login and kept by the caller with the credentials
+ * (the authorities hold no state). Given back with the next login, it is tried first.
+ */
+export interface LoginInterop {
+  /** The Basic encoding the server accepted (only for logins that authenticate with Basic). */
+  basicAuthEncoding?: BasicAuthEncoding;
+}
+
+export type LoginResult = { ok: true; token: IssuedToken; interop?: LoginInterop } | { ok: false; failure: LoginFailure };
 
 export interface LoginRequest {
   account: AccountConfig;
   credentials: Credentials;
   identity: DeviceIdentity;
   signal?: AbortSignal;
+  /** What earlier logins with these credentials found the service to accept. */
+  interop?: LoginInterop;
 }
 
 /** Renewal with a refresh token (impact-gr). */

@@ -8,7 +8,19 @@
 import { existsSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { isUsableState, type AccountStatusBody, type AgentClient } from '../api/index.js';
-import { authorities, createHttpClient, type AuthorityRegistry, type Credentials, type HttpClient } from '../authorities/index.js';
+import {
+  authorities,
+  basicEncodingsDiffer,
+  createHttpClient,
+  describeBasicEncoding,
+  isSilentRefusal,
+  type AuthorityModule,
+  type AuthorityRegistry,
+  type Credentials,
+  type HttpClient,
+  type LoginInterop,
+  type LoginResult,
+} from '../authorities/index.js';
 import { ConfigError, type AccountConfig, type AgentConfig } from '../config/index.js';
 import {
   createIdentityReader,
@@ -297,6 +309,7 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
 
   // Stored credentials
   let credentials: Credentials | undefined;
+  let interop: LoginInterop | undefined;
   if (!store) {
     add(
       ctx.noStore.status === 'fail'
@@ -325,6 +338,7 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
         });
       } else {
         credentials = stored.credentials;
+        interop = stored.interop;
         add({
           name: `${n}.credentials`,
           status: 'ok',
@@ -372,25 +386,49 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
     add({ name, status: 'skipped', detail: 'not checked: an earlier check of this account failed' });
   } else {
     const authority = ctx.registry.create(account.authority, { http: ctx.http, now: ctx.now });
+    // As the agent would: what its logins learned (the Basic encoding) is tried first.
     const result = await authority.login({
       account,
       credentials,
       identity: reading ? toDeviceIdentity(reading) : { ...account.identity },
+      ...(interop ? { interop } : {}),
     });
     add(
       result.ok
-        ? { name, status: 'ok', detail: `one login succeeded: a token valid for ${result.token.expiresInS} s` }
+        ? { name, status: 'ok', detail: `one login succeeded: a token valid for ${result.token.expiresInS} s${basicNote(result, credentials)}` }
         : {
             name,
             status: result.failure.reason === 'credentials_rejected' ? 'fail' : 'warn',
             detail: `login failed (${result.failure.reason}): ${result.failure.message}`,
             fix:
               result.failure.reason === 'credentials_rejected'
-                ? `check the values on the authority's portal and run: ${PROVISION(n)}`
+                ? isSilentRefusal(result.failure)
+                  ? silentRefusalFix(module, n)
+                  : `check the values on the authority's portal and run: ${PROVISION(n)}`
                 : 'the authority is busy or unreachable; try again later (the agent retries by itself)',
           },
     );
   }
+}
+
+/** Which Basic encoding of the client ID and secret the server accepted, for a login that used Basic. */
+function basicNote(result: LoginResult, credentials: Credentials): string {
+  const encoding = result.ok ? result.interop?.basicAuthEncoding : undefined;
+  if (encoding === undefined) return '';
+  if (!basicEncodingsDiffer(credentials)) {
+    return '; client_secret_basic (the client ID and secret read the same in either Basic encoding)';
+  }
+  return `; the server accepted client_secret_basic with ${describeBasicEncoding(encoding)} of the client ID and secret`;
+}
+
+/** A refusal without a reason: the account options that commonly cause one, among those its authority takes. */
+function silentRefusalFix(module: AuthorityModule, account: string): string {
+  const options = ['clientAuth', 'scope', 'basicAuthEncoding'].filter((o) => o in module.options).map((o) => `accounts.${account}.${o}`);
+  const listed = options.length > 1 ? `${options.slice(0, -1).join(', ')} and ${options.at(-1)}` : options[0];
+  return (
+    `the server gave no reason: check the client ID and secret (${PROVISION(account)})` +
+    (listed ? `, and ${listed} against the client's registration on the server` : '')
+  );
 }
 
 /** The running agent's view of an account, when an agent answers on the socket. */

@@ -19,11 +19,22 @@ export const KEY_CREDENTIAL_NAME = 'pos-token-agent.key';
 /** An account's credentials as stored: field name -> value (which fields, the authority's module says). */
 export type Credentials = { [field: string]: string | undefined };
 
+/**
+ * What an account's token service was found to accept, learned by a login with these credentials and tried
+ * first by the next one. Not a secret.
+ */
+export interface StoredInterop {
+  /** The HTTP Basic encoding of the client ID and secret the service accepted. */
+  basicAuthEncoding?: 'rfc6749' | 'plain';
+}
+
 export interface StoredCredentials {
   authority: string;
   credentials: Credentials;
   version: number;
   updatedAt: number;
+  /** Absent until a login has learned something (and after new credentials are stored). */
+  interop?: StoredInterop;
 }
 
 export interface StoredToken {
@@ -70,8 +81,14 @@ export interface LoginRecord {
 
 export interface Store {
   readonly path: string;
-  putCredentials(account: string, authority: string, credentials: Credentials): number;
+  /** Replaces the account's credentials (a new version); what was learned with the old ones goes, `interop` replaces it. */
+  putCredentials(account: string, authority: string, credentials: Credentials, interop?: StoredInterop): number;
   getCredentials(account: string): StoredCredentials | undefined;
+  /**
+   * Keeps what a login learned, with the credentials it was made with: only while `credentialsVersion` is still
+   * the stored version (false when they were replaced meanwhile, or the account has none).
+   */
+  putInterop(account: string, credentialsVersion: number, interop: StoredInterop): boolean;
   /** Cheap check for a change made by another process (provision). */
   credentialsVersion(account: string): number | undefined;
   putToken(account: string, token: StoredToken): void;
@@ -296,6 +313,29 @@ function rebind(db: Database.Database, from: Sealer, to: Sealer, machineId: stri
   }).immediate();
 }
 
+const BASIC_AUTH_ENCODINGS: ReadonlySet<string> = new Set(['rfc6749', 'plain']);
+
+/** The column's text for `interop`: only the members this version knows, NULL when none. */
+function interopText(interop: StoredInterop | undefined): string | null {
+  const known = readInterop(interop === undefined ? null : JSON.stringify(interop));
+  return known ? JSON.stringify(known) : null;
+}
+
+/** The interop column read back: unknown or damaged members are dropped (as if never learned). */
+function readInterop(text: string | null): StoredInterop | undefined {
+  if (text === null) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const encoding = typeof value === 'object' && value !== null ? (value as Record<string, unknown>).basicAuthEncoding : undefined;
+  return typeof encoding === 'string' && BASIC_AUTH_ENCODINGS.has(encoding)
+    ? { basicAuthEncoding: encoding as NonNullable<StoredInterop['basicAuthEncoding']> }
+    : undefined;
+}
+
 interface TokenRow {
   secret: Buffer;
   token_type: string;
@@ -333,15 +373,16 @@ function buildStore(
     return sealer;
   };
   const stmt = {
-    getCreds: db.prepare('SELECT authority, secret, version, updated_at FROM credentials WHERE account = ?'),
+    getCreds: db.prepare('SELECT authority, secret, version, updated_at, interop FROM credentials WHERE account = ?'),
+    putInterop: db.prepare('UPDATE credentials SET interop = ? WHERE account = ? AND version = ?'),
     credsVersion: db.prepare('SELECT version FROM credentials WHERE account = ?').pluck(),
     nextSeq: db.prepare(
       "INSERT INTO meta (key, value) VALUES ('credentials_seq', 1) ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
     ).pluck(),
     putCreds: db.prepare(
-      `INSERT INTO credentials (account, authority, secret, version, updated_at) VALUES (?, ?, ?, ?, ?)
+      `INSERT INTO credentials (account, authority, secret, version, updated_at, interop) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT(account) DO UPDATE SET authority = excluded.authority, secret = excluded.secret,
-         version = excluded.version, updated_at = excluded.updated_at`,
+         version = excluded.version, updated_at = excluded.updated_at, interop = excluded.interop`,
     ),
     getToken: db.prepare(
       'SELECT secret, token_type, scope, obtained_at, expires_at, lifetime_s, credentials_version, config_fingerprint, refresh_expires_at, boot_id, boot_uptime_ms FROM tokens WHERE account = ?',
@@ -397,22 +438,26 @@ function buildStore(
   return {
     path,
     setAside,
-    putCredentials(account, authority, credentials) {
+    putCredentials(account, authority, credentials, interop) {
       const s = need();
       return db.transaction(() => {
         const version = stmt.nextSeq.get() as number;
         const blob = s.seal(JSON.stringify(credentials), `credentials:${account}`);
-        stmt.putCreds.run(account, authority, blob, version, Date.now());
+        stmt.putCreds.run(account, authority, blob, version, Date.now(), interopText(interop));
         return version;
       }).immediate();
     },
     getCredentials(account) {
       const row = stmt.getCreds.get(account) as
-        | { authority: string; secret: Buffer; version: number; updated_at: number }
+        | { authority: string; secret: Buffer; version: number; updated_at: number; interop: string | null }
         | undefined;
       if (!row) return undefined;
       const credentials = JSON.parse(need().open(row.secret, `credentials:${account}`).toString('utf8')) as Credentials;
-      return { authority: row.authority, credentials, version: row.version, updatedAt: row.updated_at };
+      const interop = readInterop(row.interop);
+      return { authority: row.authority, credentials, version: row.version, updatedAt: row.updated_at, ...(interop ? { interop } : {}) };
+    },
+    putInterop(account, credentialsVersion, interop) {
+      return db.transaction(() => stmt.putInterop.run(interopText(interop), account, credentialsVersion).changes > 0).immediate();
     },
     credentialsVersion(account) {
       return stmt.credsVersion.get(account) as number | undefined;

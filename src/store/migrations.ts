@@ -60,4 +60,11 @@ export const MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> = [
       ) STRICT;
     `);
   },
+  (db) => {
+    db.exec(`
+      -- What the account's token service was found to accept (JSON, e.g. {"basicAuthEncoding":"plain"});
+      -- not a secret. Kept with the credentials it was learned with: storing new ones clears it.
+      ALTER TABLE credentials ADD COLUMN interop TEXT;
+    `);
+  },
 ];

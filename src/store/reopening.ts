@@ -66,6 +66,7 @@ export function openReopeningStore(open: () => Store, deps: { clock: Clock; log:
     },
     putCredentials: (...a) => secrets().putCredentials(...a),
     getCredentials: (...a) => secrets().getCredentials(...a),
+    putInterop: (...a) => attempt()?.putInterop(...a) ?? false,
     credentialsVersion: (...a) => attempt()?.credentialsVersion(...a),
     putToken: (...a) => secrets().putToken(...a),
     getToken: (...a) => attempt()?.getToken(...a),

@@ -4,7 +4,7 @@
  * the attempt with an outcome or handing on. It decides nothing about when to try again and holds no
  * account state: the manager applies the outcome (account.ts) and plans the next attempt (scheduler.ts).
  */
-import type { Authority, Credentials, IssuedToken, LoginFailure, LoginResult } from '../authorities/index.js';
+import type { Authority, Credentials, IssuedToken, LoginFailure, LoginInterop, LoginResult } from '../authorities/index.js';
 import type { AccountConfig, DeviceIdentity } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -47,6 +47,9 @@ export interface LoginSubject {
   readonly authority: Authority;
   readonly tracker: IdentityTracker;
   readonly state: AccountState;
+  /** Removed from the config: nothing of the attempt is kept. */
+  readonly removed: boolean;
+  /** Removed, or the agent is stopping: no request is started. */
   readonly cancelled: boolean;
 }
 
@@ -100,7 +103,8 @@ async function attempt(deps: LoginPipelineDeps, a: LoginSubject, trigger: string
   deps.metrics?.seconds?.observe(durationMs / 1000, { authority: a.config.authority });
   deps.metrics?.logins?.inc({ authority: a.config.authority, kind: via, outcome: result.ok ? 'ok' : result.failure.reason });
   journal(deps, a, startedWall, durationMs, result);
-  if (a.cancelled) return { kind: 'abandoned' };
+  // A token that arrives while the agent stops is still kept (the next start restores it).
+  if (a.removed) return { kind: 'abandoned' };
   if (!result.ok) {
     const f = result.failure;
     return {
@@ -115,6 +119,7 @@ async function attempt(deps: LoginPipelineDeps, a: LoginSubject, trigger: string
       ...(limit ? { limitKey: limit.key } : {}),
     };
   }
+  remember(deps, a, creds.stored, result.interop);
   const kept = keep(deps, a, creds.stored, result.token, receivedAt, receivedWall);
   return { kind: 'token', ...kept, atWall: receivedWall, via, durationMs, expiresInS: result.token.expiresInS };
 }
@@ -129,7 +134,14 @@ async function exchange(
 ): Promise<{ result: LoginResult; via: 'login' | 'refresh'; refreshRefused: boolean }> {
   const { log } = deps;
   const name = a.config.name;
-  const request = { account: a.config, credentials: creds.credentials as Credentials, identity, signal: deps.signal };
+  const request = {
+    account: a.config,
+    credentials: creds.credentials as Credentials,
+    identity,
+    signal: deps.signal,
+    // What earlier logins learned (the Basic encoding the server takes) is tried first.
+    ...(creds.interop ? { interop: creds.interop } : {}),
+  };
   const held = a.state.refresh;
   let refreshRefused = false;
   if (a.authority.refresh && held && deps.clock.now() < held.expiresAtWall - REFRESH_MARGIN_MS) {
@@ -156,6 +168,17 @@ function journal(deps: LoginPipelineDeps, a: LoginSubject, startedWall: number, 
   };
   safe(() => deps.store.recordLogin(record), undefined, (err) =>
     deps.log.error('cannot write the login journal', { account: a.config.name, error: String(err) }),
+  );
+}
+
+/** Keeps what the server was found to accept (the Basic encoding) with these credentials, when it is news. */
+function remember(deps: LoginPipelineDeps, a: LoginSubject, creds: StoredCredentials, learned: LoginInterop | undefined): void {
+  const interop = { ...creds.interop, ...learned };
+  if (JSON.stringify(interop) === JSON.stringify(creds.interop ?? {})) return;
+  const name = a.config.name;
+  deps.log.info('remembering what the token service accepted', { account: name, ...interop });
+  safe(() => deps.store.putInterop(name, creds.version, interop), false, (err) =>
+    deps.log.error('cannot store what the token service accepted', { account: name, error: String(err) }),
   );
 }
 

@@ -382,6 +382,9 @@ class Manager implements TokenManager {
       get state() {
         return a.state;
       },
+      get removed() {
+        return a.removed;
+      },
       get cancelled() {
         return a.removed || manager.#stopping !== undefined;
       },

@@ -216,7 +216,7 @@ describe('impact-gr parseTokenResponse', () => {
     }
     assert.equal(
       failed(parseTokenResponse(res(401, '<html/>', {}, 'text/html'), NOW)).message,
-      `${SERVICE} rejected the login: HTTP 401 without an error message`,
+      `${SERVICE} rejected the login: HTTP 401 with no reason given (no error message)`,
     );
   });
 

@@ -47,7 +47,7 @@ describe('myinvois documented answers', () => {
     assert.equal(f.error, 'unauthorised_client');
     assert.equal(f.errorDescription, 'User blocked');
     const hint = 'this client may not use the client-credentials grant; check its registration on the portal';
-    assert.equal(f.message, `${SERVICE} rejected the login: unauthorised_client (User blocked); ${hint}`);
+    assert.equal(f.message, `${SERVICE} rejected the login: unauthorised_client (unauthorized_client: User blocked); ${hint}`);
     assert.equal(us.message, `${SERVICE} rejected the login: unauthorized_client (User blocked); ${hint}`);
   });
 

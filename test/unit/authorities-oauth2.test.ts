@@ -41,6 +41,22 @@ describe('oauth2 buildTokenRequest', () => {
     );
   });
 
+  test('resource (RFC 8707): one URI, or several as repeated resource parameters, beside audience', () => {
+    const one = buildTokenRequest(accountFor('oauth2', { resource: 'https://api.example.com/v1' }), CREDS);
+    assert.equal(one.body, 'grant_type=client_credentials&resource=https%3A%2F%2Fapi.example.com%2Fv1');
+    const many = buildTokenRequest(
+      accountFor('oauth2', { scope: 's', audience: 'urn:aud', resource: ['https://a.example/', 'urn:example:b'] }),
+      CREDS,
+    );
+    assert.equal(many.body, 'grant_type=client_credentials&scope=s&audience=urn%3Aaud&resource=https%3A%2F%2Fa.example%2F&resource=urn%3Aexample%3Ab');
+    assert.deepEqual(new URLSearchParams(many.body).getAll('resource'), ['https://a.example/', 'urn:example:b']);
+  });
+
+  test('the plain (RFC 7617) encoding joins the ID and secret as they are', () => {
+    const req = buildTokenRequest(accountFor('oauth2'), { clientId: 'urn:pos:1', clientSecret: 'a b+c/d=e%f"g' }, 'plain');
+    assert.equal(basicPair(req), 'urn:pos:1:a b+c/d=e%f"g');
+  });
+
   test('scope and audience with client_secret_basic; extra headers and TLS', () => {
     const account = accountFor('oauth2', {
       scope: 'api:read',

@@ -60,7 +60,7 @@ describe('sepay parseTokenResponse', () => {
       assert.equal(f.reason, 'credentials_rejected');
       assert.equal(f.httpStatus, 401);
     }
-    assert.equal(failed(parseTokenResponse(res(401, { success: false }), NOW)).message, `${SERVICE} rejected the login: HTTP 401 without an error object`);
+    assert.equal(failed(parseTokenResponse(res(401, { success: false }), NOW)).message, `${SERVICE} rejected the login: HTTP 401 with no reason given (no error object)`);
   });
 
   test('400 bad parameters is credentials_rejected (a configuration problem)', () => {

@@ -40,6 +40,8 @@ const SAMPLES: Record<string, unknown> = {
   onbehalfof: '100200300',
   audience: 'https://api.example.com',
   clientAuth: 'client_secret_post',
+  basicAuthEncoding: 'plain',
+  resource: ['https://api.example.com/einvoice', 'urn:example:receipts'],
   deviceProfile: 'generic-x86',
   identity: { posserial: 'SN-1' },
   loginsPerMinute: 6,
@@ -57,11 +59,11 @@ const COMMON: Record<string, unknown> = {
 /** Which options each authority uses, as the README and authorities.md describe them (its URL first). */
 const USES: Record<string, ReadonlyArray<string>> = {
   'eta-ereceipt': ['identityUrl', 'deviceProfile', 'identity'],
-  'eta-einvoicing': ['identityUrl', 'scope', 'onbehalfof', 'clientAuth'],
+  'eta-einvoicing': ['identityUrl', 'scope', 'onbehalfof', 'clientAuth', 'basicAuthEncoding'],
   myinvois: ['identityUrl', 'scope', 'onbehalfof', 'loginsPerMinute'],
   'impact-gr': ['identityUrl'],
-  sepay: ['identityUrl'],
-  oauth2: ['tokenUrl', 'scope', 'audience', 'clientAuth'],
+  sepay: ['identityUrl', 'basicAuthEncoding'],
+  oauth2: ['tokenUrl', 'scope', 'audience', 'resource', 'clientAuth', 'basicAuthEncoding'],
 };
 
 function problemsOf(json: unknown, registry: AuthorityRegistry = authorities): string[] {
@@ -127,6 +129,18 @@ describe('accountFingerprint across the registry', () => {
     assert.equal(accountFingerprint(c.accounts.r!), '["eta-ereceipt","https://id.eta.gov.eg",null,{},"generic-x86",null,null,null,null,{}]');
     assert.equal(accountFingerprint(c.accounts.o!), '["oauth2","https://a.example/t?x=1","https://a.example/t?x=1",{},null,"s",null,"a","client_secret_post",{}]');
     assert.equal(accountFingerprint(c.accounts.m!), '["myinvois","https://api.myinvois.hasil.gov.my",null,{},null,null,"C1",null,null,{}]');
+  });
+
+  test('basicAuthEncoding and resource join it only when set (accounts without them keep their stored token)', () => {
+    const account = (extra: Json) =>
+      parseConfig({ accounts: { o: { authority: 'oauth2', tokenUrl: 'https://a.example/t', ...extra } } }, 'test.json').accounts.o!;
+    const base = '["oauth2","https://a.example/t","https://a.example/t",{},null,null,null,null,null,{}';
+    assert.equal(accountFingerprint(account({})), `${base}]`);
+    assert.equal(accountFingerprint(account({ basicAuthEncoding: 'plain' })), `${base},[["basicAuthEncoding","plain"]]]`);
+    assert.equal(
+      accountFingerprint(account({ resource: 'https://api.example/', basicAuthEncoding: 'auto' })),
+      `${base},[["basicAuthEncoding","auto"],["resource","https://api.example/"]]]`,
+    );
   });
 });
 

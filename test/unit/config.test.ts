@@ -232,6 +232,38 @@ describe('parseConfig: errors name the key path and what was expected', () => {
     ]);
   });
 
+  test('oauth2 resource (RFC 8707): one absolute URI or several, without a fragment', () => {
+    const oauth2 = (extra: Json): Json => ({ accounts: { main: { authority: 'oauth2', tokenUrl: 'https://auth.example.com/token', ...extra } } });
+    assert.equal(ok(oauth2({ resource: 'https://api.example.com/v1' })).accounts.main!.resource, 'https://api.example.com/v1');
+    assert.deepEqual(ok(oauth2({ resource: ['https://a.example/', 'urn:example:b'] })).accounts.main!.resource, ['https://a.example/', 'urn:example:b']);
+    assert.deepEqual(problemsOf(oauth2({ resource: '/relative/path' })), [
+      'accounts.main.resource: expected an absolute URI (RFC 8707), e.g. https://api.example.com/',
+    ]);
+    assert.deepEqual(problemsOf(oauth2({ resource: 'https://api.example.com/#part' })), [
+      'accounts.main.resource: expected a URI without a fragment (#...), as RFC 8707 requires',
+    ]);
+    assert.deepEqual(problemsOf(oauth2({ resource: ['https://ok.example/', 'https://bad example/'] })), [
+      'accounts.main.resource.1: expected an absolute URI (RFC 8707), e.g. https://api.example.com/',
+    ]);
+    assert.equal(problemsOf(oauth2({ resource: [] })).length, 1);
+    assert.deepEqual(problemsOf(config({}, { authority: 'eta-einvoicing', resource: 'https://api.example.com/' })), [
+      'accounts.main.resource: not used by authority eta-einvoicing; remove it',
+    ]);
+  });
+
+  test('basicAuthEncoding: auto, rfc6749 or plain, only where the authority uses Basic', () => {
+    for (const value of ['auto', 'rfc6749', 'plain']) {
+      assert.equal(ok(config({}, { authority: 'eta-einvoicing', basicAuthEncoding: value })).accounts.main!.basicAuthEncoding, value);
+      assert.equal(ok(config({}, { authority: 'sepay', basicAuthEncoding: value })).accounts.main!.basicAuthEncoding, value);
+    }
+    assert.match(problemsOf(config({}, { authority: 'eta-einvoicing', basicAuthEncoding: 'utf8' }))[0]!, /^accounts\.main\.basicAuthEncoding: .*"auto".*"rfc6749".*"plain"/);
+    for (const authority of ['eta-ereceipt', 'myinvois', 'impact-gr']) {
+      assert.deepEqual(problemsOf(config({}, { authority, basicAuthEncoding: 'plain' })), [
+        `accounts.main.basicAuthEncoding: not used by authority ${authority}; remove it`,
+      ]);
+    }
+  });
+
   test('oauth2 needs tokenUrl, not identityUrl', () => {
     assert.deepEqual(problemsOf({ accounts: { main: { authority: 'oauth2' } } }), [
       'accounts.main.tokenUrl: expected a URL (required for authority oauth2)',

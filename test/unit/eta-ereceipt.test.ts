@@ -211,7 +211,7 @@ describe('parseTokenResponse', () => {
     assert.deepEqual(f, {
       reason: 'credentials_rejected',
       code: 'ERR_CREDENTIALS_REJECTED',
-      message: `${SERVICE} rejected the login: HTTP 400 without an OAuth error object`,
+      message: `${SERVICE} rejected the login: HTTP 400 with no reason given (no OAuth error object)`,
       httpStatus: 400,
     });
   });

@@ -8,6 +8,8 @@
  * - `audience`: oidc-provider speaks RFC 8707 `resource`, not `audience`. This server maps the agent's
  *   `audience` form parameter to a resource indicator through `resourceIndicators.defaultResource`, and
  *   `getResourceServerInfo` decides the token (JWT, audience, lifetime) or refuses with invalid_target.
+ *   The agent's `resource` option is RFC 8707's own parameter, which oidc-provider reads as it is.
+ * - Basic: oidc-provider form-decodes the client ID and secret (RFC 6749 section 2.3.1), the agent's default.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -15,17 +17,19 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { createHttpClient } from '../../src/authorities/http.js';
+import { createHttpClient, type HttpClient } from '../../src/authorities/http.js';
 import { decodeJwtClaims } from '../../src/authorities/oauth-common.js';
 import { createOAuth2 } from '../../src/authorities/oauth2/index.js';
-import type { Credentials, LoginResult } from '../../src/authorities/types.js';
+import type { Credentials, LoginInterop, LoginResult } from '../../src/authorities/types.js';
 import { type AccountConfig } from '../../src/config/index.js';
 import { parseConfig } from '../../src/authorities/index.js';
 import { failed, succeeded } from '../fixtures/authorities/support.js';
 
 // Secrets with characters that RFC 6749 section 2.3.1 form-encoding must carry through Basic auth
-// (printable ASCII only: RFC 6749 appendix A, which oidc-provider enforces).
+// (printable ASCII only: RFC 6749 appendix A, which oidc-provider enforces). oidc-provider decodes them as
+// RFC 6749 says, so the default (basicAuthEncoding auto) must get there with its first request.
 const BASIC: Credentials = { clientId: 'pos:basic', clientSecret: 'b@sic s3cret+/=%:~"' };
+const BASIC_NO_COLON: Credentials = { clientId: 'pos-basic', clientSecret: 'a:b%2F+c~d/e=f g&h"-9' };
 const POST: Credentials = { clientId: 'pos-post', clientSecret: 'p0st s3cret&=+%' };
 const AUDIENCE = 'https://api.example.test/einvoice';
 const CLIENT_CREDENTIALS_TTL_S = 1234;
@@ -51,7 +55,7 @@ describe('oauth2 against oidc-provider', () => {
       scope: 'api:read',
     });
     const provider = new Provider(issuer, {
-      clients: [client(BASIC, 'client_secret_basic'), client(POST, 'client_secret_post')],
+      clients: [client(BASIC, 'client_secret_basic'), client(BASIC_NO_COLON, 'client_secret_basic'), client(POST, 'client_secret_post')],
       scopes: ['api:read', 'api:admin'],
       jwks: { keys: [{ ...key, kid: 'test', use: 'sig', alg: 'ES256' }] },
       ttl: {
@@ -96,6 +100,51 @@ describe('oauth2 against oidc-provider', () => {
 
   const login = (credentials: Credentials, extra: Record<string, unknown> = {}): Promise<LoginResult> =>
     createOAuth2({ http: createHttpClient(), now: Date.now }).login({ account: account(extra), credentials, identity: {} });
+
+  /** A login through an HttpClient that counts the requests. */
+  async function counted(credentials: Credentials, extra: Record<string, unknown> = {}, interop?: LoginInterop) {
+    const inner = createHttpClient();
+    let requests = 0;
+    const http: HttpClient = { request: (req) => (requests++, inner.request(req)) };
+    try {
+      const result = await createOAuth2({ http, now: Date.now }).login({ account: account(extra), credentials, identity: {}, ...(interop ? { interop } : {}) });
+      return { result, requests };
+    } finally {
+      inner.close();
+    }
+  }
+
+  test('the default Basic encoding (auto) is RFC 6749 first: one request for a secret full of : % + ~ / = and a space', async () => {
+    for (const creds of [BASIC, BASIC_NO_COLON]) {
+      const { result, requests } = await counted(creds, { scope: 'api:read' });
+      assert.equal(succeeded(result).scope, 'api:read');
+      assert.deepEqual(result.ok && result.interop, { basicAuthEncoding: 'rfc6749' });
+      assert.equal(requests, 1, 'no second request with a server that decodes');
+    }
+  });
+
+  test('a stale learned plain encoding: refused (invalid_client), RFC 6749 once, and that is reported', async () => {
+    const { result, requests } = await counted(BASIC_NO_COLON, { scope: 'api:read' }, { basicAuthEncoding: 'plain' });
+    assert.deepEqual(result.ok && result.interop, { basicAuthEncoding: 'rfc6749' });
+    assert.equal(requests, 2);
+  });
+
+  test('basicAuthEncoding plain against a server that decodes: invalid_client, one request', async () => {
+    const { result, requests } = await counted(BASIC_NO_COLON, { scope: 'api:read', basicAuthEncoding: 'plain' });
+    const f = failed(result);
+    assert.equal(f.error, 'invalid_client');
+    assert.equal(f.httpStatus, 401);
+    assert.equal(requests, 1);
+    assert.ok(!JSON.stringify(f).includes(BASIC_NO_COLON.clientSecret!));
+  });
+
+  test('resource (RFC 8707) is what oidc-provider reads natively: the JWT is for that resource', async () => {
+    const token = succeeded(await login(BASIC, { scope: 'api:read', resource: AUDIENCE }));
+    assert.equal(token.expiresInS, RESOURCE_TOKEN_TTL_S);
+    assert.equal(decodeJwtClaims(token.accessToken)?.aud, AUDIENCE);
+    const f = failed(await login(BASIC, { resource: 'https://elsewhere.example.test/' }));
+    assert.equal(f.error, 'invalid_target');
+  });
 
   test('client_secret_basic with a scope: a token with its lifetime and scope', async () => {
     const token = succeeded(await login(BASIC, { scope: 'api:read' }));

@@ -84,7 +84,7 @@ describe('store', () => {
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal', 'WAL is persistent in the file');
       assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      assert.equal(MIGRATIONS.length, 2);
+      assert.equal(MIGRATIONS.length, 3);
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]).filter(
         (n) => !n.startsWith('sqlite_'),
       );
@@ -160,6 +160,46 @@ describe('store', () => {
     assert.deepEqual(s.getCredentials('main')?.credentials, { clientId: CANARY_ID, clientSecret: 'third' });
     assert.equal(s.credentialsVersion('main'), v4);
     assert.deepEqual(s.getCredentials('other')?.credentials, { clientId: 'o', clientSecret: 'p' });
+  });
+
+  test('interop: kept with the credentials it was learned with; new credentials clear it', () => {
+    const s = openIt();
+    assert.equal(s.putInterop('main', 1, { basicAuthEncoding: 'plain' }), false, 'no credentials: nothing to keep it with');
+    const v1 = s.putCredentials('main', 'oauth2', { clientId: 'c', clientSecret: 's' });
+    assert.equal('interop' in s.getCredentials('main')!, false, 'nothing learned yet');
+    assert.equal(s.putInterop('main', v1, { basicAuthEncoding: 'plain' }), true);
+    assert.deepEqual(s.getCredentials('main')?.interop, { basicAuthEncoding: 'plain' });
+    assert.equal(s.credentialsVersion('main'), v1, 'learning does not make a new version (it would lift a rejected backoff)');
+    assert.equal(s.putInterop('main', v1 - 1, { basicAuthEncoding: 'rfc6749' }), false, 'a login with older credentials');
+    assert.deepEqual(s.getCredentials('main')?.interop, { basicAuthEncoding: 'plain' });
+
+    const v2 = s.putCredentials('main', 'oauth2', { clientId: 'c', clientSecret: 'new' });
+    assert.equal(s.getCredentials('main')?.interop, undefined, 'new credentials: learned afresh');
+    assert.equal(s.putInterop('main', v1, { basicAuthEncoding: 'plain' }), false, 'learned with the old ones: not kept');
+    assert.equal(s.getCredentials('main')?.interop, undefined);
+    s.putCredentials('main', 'oauth2', { clientId: 'c', clientSecret: 'newer' }, { basicAuthEncoding: 'plain' });
+    assert.ok(s.credentialsVersion('main')! > v2);
+    assert.deepEqual(s.getCredentials('main')?.interop, { basicAuthEncoding: 'plain' }, 'provision stores what its check login learned');
+    s.close();
+    assert.deepEqual(openIt().getCredentials('main')?.interop, { basicAuthEncoding: 'plain' }, 'across a restart');
+  });
+
+  test('interop: an unknown or damaged value reads as nothing learned', () => {
+    const s = openIt();
+    s.putCredentials('main', 'oauth2', { clientId: 'c', clientSecret: 's' });
+    s.close();
+    const db = openDatabase(join(dir, DB_FILE));
+    for (const text of ['{"basicAuthEncoding":"utf16"}', 'not json', '[]', '{}']) {
+      db.prepare('UPDATE credentials SET interop = ?').run(text);
+      const again = openStore({ dir });
+      try {
+        assert.equal(again.getCredentials('main')?.interop, undefined, text);
+        assert.deepEqual(again.getCredentials('main')?.credentials, { clientId: 'c', clientSecret: 's' });
+      } finally {
+        again.close();
+      }
+    }
+    db.close();
   });
 
   test('token round trip, with and without scope; put replaces', () => {
@@ -507,5 +547,22 @@ describe('store', () => {
     const again = openIt();
     assert.equal(again.getToken('main')?.accessToken, CANARY_TOKEN);
     assert.equal(again.getToken('main')?.refreshToken, undefined);
+  });
+
+  test("a version 2 database (0.3's schema) is migrated to version 3 keeping its credentials, with nothing learned", () => {
+    const db = openDatabase(join(dir, DB_FILE));
+    db.pragma('journal_mode = WAL');
+    db.close();
+    const s0 = openIt();
+    s0.putCredentials('main', 'oauth2', { clientId: 'c', clientSecret: 's' });
+    s0.close();
+    const old = openDatabase(join(dir, DB_FILE));
+    old.exec('ALTER TABLE credentials DROP COLUMN interop');
+    old.pragma('user_version = 2');
+    old.close();
+    const s = openIt();
+    assert.deepEqual(s.getCredentials('main')?.credentials, { clientId: 'c', clientSecret: 's' });
+    assert.equal(s.getCredentials('main')?.interop, undefined);
+    assert.equal(s.putInterop('main', s.credentialsVersion('main')!, { basicAuthEncoding: 'plain' }), true);
   });
 });

@@ -70,6 +70,10 @@ export function createMyInvois(deps: AuthorityDeps): Authority {
     buildTokenRequest,
     parseTokenResponse,
     precheck: checkCredentials,
+    silentRefusalCauses: (account) => [
+      'a wrong client ID or secret (provision again)',
+      ...(options(account).scope === undefined ? [] : ['the scope is not one this client may ask for (check scope)']),
+    ],
     loginLimit,
   });
 }

@@ -6,10 +6,11 @@
  */
 import type { AccountConfig } from '../../config/index.js';
 import { CLIENT_CREDENTIAL_FIELDS } from '../oauth-common.js';
-import { identityUrl } from '../options.js';
+import { basicAuthEncoding, identityUrl, optionsOf } from '../options.js';
 import type { HttpRequest, HttpResponse } from '../http.js';
 import {
   basicAuth,
+  type BasicAuthPolicy,
   buildRequest,
   createClientCredentialsAuthority,
   failureForStatus,
@@ -19,19 +20,29 @@ import {
   readTokenObject,
 } from '../oauth-common.js';
 import { failure, type Authority,
-  type AuthorityModule, type AuthorityDeps, type Credentials, type LoginResult } from '../types.js';
+  type AuthorityModule, type AuthorityDeps, type BasicAuthEncoding, type Credentials, type LoginResult } from '../types.js';
 
 const SERVICE = 'SePay eInvoice API';
 
-export function buildTokenRequest(account: AccountConfig, credentials: Credentials): HttpRequest {
+const OPTIONS = { identityUrl, basicAuthEncoding };
+
+/**
+ * `encoding`: SePay documents base64(client_id:client_secret) as is (RFC 7617, the default here), not
+ * OAuth's form-encoding.
+ */
+export function buildTokenRequest(account: AccountConfig, credentials: Credentials, encoding: BasicAuthEncoding = 'plain'): HttpRequest {
   return buildRequest(account, `${account.identityUrl}/v1/token`, {
     headers: {
       accept: 'application/json',
-      // SePay documents base64(client_id:client_secret) as is (RFC 7617), not OAuth's form-encoding.
-      authorization: basicAuth(credentials.clientId ?? '', credentials.clientSecret ?? '', 'plain'),
+      authorization: basicAuth(credentials.clientId ?? '', credentials.clientSecret ?? '', encoding),
     },
     body: '',
   });
+}
+
+/** Always Basic, with the account's basicAuthEncoding; the documented plain encoding first. */
+export function basicAuthPolicy(account: AccountConfig): BasicAuthPolicy {
+  return { mode: optionsOf(account, OPTIONS).basicAuthEncoding ?? 'auto', preferred: 'plain' };
 }
 
 /**
@@ -65,13 +76,20 @@ export function parseTokenResponse(res: HttpResponse, now: number, secrets: Read
 }
 
 export function createSepay(deps: AuthorityDeps): Authority {
-  return createClientCredentialsAuthority(deps, { name: 'sepay', service: SERVICE, buildTokenRequest, parseTokenResponse });
+  return createClientCredentialsAuthority(deps, {
+    name: 'sepay',
+    service: SERVICE,
+    buildTokenRequest,
+    parseTokenResponse,
+    basicAuth: basicAuthPolicy,
+    silentRefusalCauses: () => ['a wrong client ID or secret (provision again)'],
+  });
 }
 
 export const sepay: AuthorityModule = Object.freeze<AuthorityModule>({
   name: 'sepay',
   title: 'Vietnam SePay eInvoice',
-  options: { identityUrl },
+  options: OPTIONS,
   endpoint: {
     option: 'identityUrl',
     kind: 'base',

@@ -1,10 +1,14 @@
 import {
   authorities,
+  basicEncodingsDiffer,
   createHttpClient,
+  describeBasicEncoding,
   type AuthorityModule,
   type AuthorityRegistry,
+  type BasicAuthEncoding,
   type Credentials,
   type HttpClient,
+  type LoginInterop,
 } from '../../authorities/index.js';
 import { accountFingerprint, type AgentConfig } from '../../config/index.js';
 import { createIdentityResolver } from '../../identity/index.js';
@@ -31,7 +35,8 @@ input with --stdin, e.g.
 The fields depend on the account's authority ([optional]):
 ${credentialFieldsHelp(registry)}
 Unless --no-verify, they are first checked with one real login; nothing is stored if it fails.
-Re-running it replaces the account's credentials. A state database that cannot be used on this
+With client_secret_basic it says which encoding of the ID and secret the server accepted, and keeps
+that with them. Re-running it replaces the account's credentials. A state database that cannot be used on this
 machine (copied from another box, or its key lost) is renamed aside (*.unusable-<time>), not
 deleted, and a fresh one is made.`;
 
@@ -39,7 +44,11 @@ export interface ProvisionResult {
   version: number;
   /** Where an unusable state database was moved. */
   setAside?: string;
-  verified?: { expiresInS: number };
+  verified?: {
+    expiresInS: number;
+    /** client_secret_basic: the encoding the server accepted, when the two differ for these credentials. */
+    basicAuthEncoding?: BasicAuthEncoding;
+  };
 }
 
 /** Checks the credentials (unless told not to) and stores them; the verifying login's token is kept. */
@@ -65,6 +74,7 @@ export async function provisionAccount(
         refreshExpiresInS?: number;
         at: number;
         boot: BootTime | undefined;
+        interop: LoginInterop | undefined;
       }
     | undefined;
   if (options.verify) {
@@ -83,14 +93,15 @@ export async function provisionAccount(
     }
     // Received now: the wall clock and, as the agent records it, the boot and its uptime, so that the agent
     // (restarted in this boot) measures the token's age by uptime rather than by a clock that may step.
-    verified = { ...result.token, at: Date.now(), boot: readBootTime() };
+    verified = { ...result.token, at: Date.now(), boot: readBootTime(), interop: result.interop };
   }
   (http as { close?: () => void }).close?.();
   const access = await stateAccess(config, { env });
   // A database that cannot be used here (another machine's, a lost key) is set aside, not deleted.
   const store = openStore({ ...access.options, setAsideUnusable: true });
   try {
-    const version = store.putCredentials(name, account.authority, credentials);
+    // What the check login learned goes with the new credentials, so the agent does not try again what was refused.
+    const version = store.putCredentials(name, account.authority, credentials, verified?.interop);
     if (verified) {
       store.putToken(name, {
         accessToken: verified.accessToken,
@@ -106,7 +117,15 @@ export async function provisionAccount(
           ? { refreshToken: verified.refreshToken, refreshExpiresAt: verified.at + (verified.refreshExpiresInS ?? 0) * 1000 }
           : {}),
       });
-      return { version, verified: { expiresInS: verified.expiresInS }, ...(store.setAside ? { setAside: store.setAside } : {}) };
+      const encoding = verified.interop?.basicAuthEncoding;
+      return {
+        version,
+        verified: {
+          expiresInS: verified.expiresInS,
+          ...(encoding !== undefined && basicEncodingsDiffer(credentials) ? { basicAuthEncoding: encoding } : {}),
+        },
+        ...(store.setAside ? { setAside: store.setAside } : {}),
+      };
     }
     return { version, ...(store.setAside ? { setAside: store.setAside } : {}) };
   } finally {
@@ -187,7 +206,10 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
     io.stdout,
     `Stored credentials for account ${values.account} (${account.authority}).` +
       (result.verified
-        ? ` Verified with a login: the identity service issued a token valid for ${result.verified.expiresInS} s.`
+        ? ` Verified with a login: the identity service issued a token valid for ${result.verified.expiresInS} s.` +
+          (result.verified.basicAuthEncoding
+            ? ` The server accepted client_secret_basic with ${describeBasicEncoding(result.verified.basicAuthEncoding)} of the client ID and secret.`
+            : '')
         : ' Not verified (--no-verify).'),
   );
   return 0;
