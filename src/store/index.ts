@@ -10,6 +10,22 @@ import { MIGRATIONS } from './migrations.js';
 import { openDatabase } from './sqlite.js';
 
 export { SecretKeyError } from './crypto.js';
+export {
+  openOutbox,
+  OutboxStorageError,
+  OUTBOX_FILE,
+  OUTBOX_MIGRATIONS,
+  OUTBOX_STATES,
+  type EnqueueResult,
+  type OpenOutboxOptions,
+  type OutboxAccountStats,
+  type OutboxEntry,
+  type OutboxInput,
+  type OutboxResponse,
+  type OutboxState,
+  type OutboxStats,
+  type OutboxStore,
+} from './outbox.js';
 
 export const DB_FILE = 'state.db';
 export const KEY_FILE = 'secret.key';
@@ -186,13 +202,15 @@ function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined):
   }
 }
 
-function ensureFileMode(path: string): void {
+/** Creates the file if need be and makes it owner-only (0600); SQLite's -wal and -shm files follow its mode. */
+export function ensureFileMode(path: string): void {
   const fd = openSync(path, 'a', 0o600);
   closeSync(fd);
   if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
 }
 
-function configure(db: Database.Database, path: string): void {
+/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. */
+export function configure(db: Database.Database, path: string): void {
   const mode = db.pragma('journal_mode = WAL', { simple: true });
   if (String(mode).toLowerCase() !== 'wal') {
     throw new StoreError(`${path}: journal_mode is ${String(mode)}, expected wal`);
@@ -203,15 +221,20 @@ function configure(db: Database.Database, path: string): void {
   db.pragma('foreign_keys = ON');
 }
 
-function migrate(db: Database.Database, path: string): void {
+/** Applies the steps past user_version, each in its own IMMEDIATE transaction (the outbox passes its own list). */
+export function migrate(
+  db: Database.Database,
+  path: string,
+  migrations: ReadonlyArray<(db: Database.Database) => void> = MIGRATIONS,
+): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
+  if (current > migrations.length) {
     throw new StoreError(
-      `${path} has schema version ${current}, newer than this agent knows (${MIGRATIONS.length}); upgrade the agent`,
+      `${path} has schema version ${current}, newer than this agent knows (${migrations.length}); upgrade the agent`,
     );
   }
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    const step = MIGRATIONS[v]!;
+  for (let v = current; v < migrations.length; v++) {
+    const step = migrations[v]!;
     db.transaction(() => {
       // Re-check inside the write lock: another process may have migrated meanwhile.
       const now = db.pragma('user_version', { simple: true }) as number;
