@@ -2,15 +2,17 @@
  * The wiring file: builds the store, the authorities, the token manager and the socket server
  * from a validated config and connects them. Logic lives in the areas, not here.
  */
-import { authorities, createHttpClient, type AuthorityRegistry, type HttpClient } from './authorities/index.js';
+import { authorities, createHttpClient, type AuthorityRegistry, type HttpClient, type NodeHttpClient } from './authorities/index.js';
 import type { AccountConfig, AgentConfig } from './config/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
+import { createForwarder } from './forward/index.js';
 import { createMetrics } from './lib/metrics.js';
+import { createOutbox, type Outbox } from './outbox/index.js';
 import { createAgentServer } from './server/index.js';
 import { createIdentityReader, requiredFields, sendsDeviceHeaders } from './identity/index.js';
 import { stateAccess } from './state.js';
-import { openStore, type Store } from './store/index.js';
+import { openOutbox, openStore, type Store } from './store/index.js';
 import { openReopeningStore } from './store/reopening.js';
 import { createTokenManager, type IdentityProvider, type TokenManager } from './tokens/index.js';
 import { VERSION } from './version.js';
@@ -30,6 +32,7 @@ export interface AgentDeps {
 export interface Agent {
   readonly manager: TokenManager;
   readonly store: Store;
+  readonly outbox: Outbox;
   /** Applies a new config's accounts; socket and state paths need a restart. */
   reload(config: AgentConfig): void;
   stop(): Promise<void>;
@@ -66,7 +69,26 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     },
     config.accounts,
   );
+  let current = config;
+  const forwarder = createForwarder({
+    tokens: manager,
+    agentFor: (url, tls, connectMs) => (http as Partial<NodeHttpClient>).agentFor?.({ url, tls, timeouts: { connectMs } }) ?? Promise.resolve(undefined),
+  });
+  let outboxStore;
+  try {
+    outboxStore = openOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const outbox = createOutbox({ store: outboxStore, forwarder, accounts: config.accounts, config: config.outbox, log, clock, metrics });
+  const accounts = {
+    account: (name: string) => current.accounts[name],
+    accountNames: () => Object.keys(current.accounts),
+  };
   const server = createAgentServer(manager, {
+    proxy: { ...accounts, forward: (request) => forwarder.forward(request) },
+    outbox: { ...accounts, outbox, view: outbox },
     socketPath: config.socket,
     ...(deps.listenFd !== undefined ? { listenFd: deps.listenFd } : {}),
     limits: config.server,
@@ -78,20 +100,22 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   try {
     await server.listen();
   } catch (err) {
+    outboxStore.close();
     store.close();
     throw err;
   }
   manager.start();
+  outbox.start();
   if (Object.keys(config.accounts).length === 0) {
     log.warn('no accounts in the config yet; run pos-token-agent-provision', { config: config.source });
   }
-  let current = config;
   let stopping: Promise<void> | undefined;
   return {
     manager,
     store,
+    outbox,
     reload(next) {
-      for (const key of ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server'] as const) {
+      for (const key of ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const) {
         if (JSON.stringify(next[key]) !== JSON.stringify(current[key])) {
           log.warn('config change needs a restart to apply', { setting: key });
         }
@@ -106,13 +130,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         identityRoot: current.identityRoot,
         proxy: current.proxy,
         server: current.server,
+        outbox: current.outbox,
       };
+      outbox.reconfigure(current.accounts);
       log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts) });
     },
     stop() {
       stopping ??= (async () => {
         await server.close();
+        await outbox.stop();
         await manager.stop();
+        forwarder.close();
+        outboxStore.close();
         store.close();
         (http as { close?: () => void }).close?.();
         log.info('stopped');

@@ -81,7 +81,14 @@ export type ProtocolErrorCode =
   | 'method_not_allowed'
   | 'unsupported_media_type'
   | 'payload_too_large'
-  | 'internal_error';
+  | 'internal_error'
+  /** The proxy and the outbox (../shared/interface.md "Beyond the token"). */
+  | 'api_not_configured'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
+  | 'outbox_full'
+  | 'not_cancellable'
+  | 'not_retryable';
 
 /** Every answer that is not a 2xx. `message` is for a person; `retry_after` matches the Retry-After header. */
 export type ErrorBody =
@@ -94,6 +101,10 @@ export type ErrorBody =
   /** 400; extensions: `min_ttl` (what was asked) and `lifetime_s` (how long the account's tokens live). */
   | { error: 'min_ttl_unsatisfiable'; message: string; min_ttl?: number; lifetime_s?: number }
   /** 400, 403, 404, 405, 412, 413, 415, 500 (and 400/408/431 for a malformed request). */
+  /** 507: a limit of the outbox (entries, bytes) or the disk is full; nothing acknowledged is lost. */
+  | { error: 'outbox_full'; reason: OutboxFullReason; message: string }
+  /** 409 from DELETE or retry: the entry's state does not allow it. */
+  | { error: 'not_cancellable' | 'not_retryable'; message: string; state: OutboxEntryState }
   | { error: ProtocolErrorCode; message: string };
 
 export interface LastErrorBody {
@@ -120,6 +131,15 @@ export interface IdentityStatusBody {
 }
 
 /** One account in `GET /v1/status`. Never a secret or a token. Times are ISO 8601 UTC. */
+/** An account's outbox in `GET /v1/status`. */
+export interface OutboxStatusBody {
+  queued: number;
+  /** Age in whole seconds of the oldest queued entry; null when none waits. */
+  oldest_queued_s: number | null;
+  last_delivered_at: string | null;
+  last_error: string | null;
+}
+
 export interface AccountStatusBody {
   authority: string;
   state: TokenState;
@@ -131,6 +151,8 @@ export interface AccountStatusBody {
   last_error: LastErrorBody | null;
   identity: IdentityStatusBody;
   next_attempt_in_s: number | null;
+  /** The account's outbox: present when the account has an apiUrl or entries. */
+  outbox?: OutboxStatusBody;
 }
 
 /** 200 of `GET /v1/status`. */
@@ -140,5 +162,66 @@ export interface StatusBody {
   accounts: Record<string, AccountStatusBody>;
 }
 
-/** `GET /v1/health`: 200 ok, or 503 naming the accounts without a usable token. */
-export type HealthBody = { status: 'ok' } | { status: 'unhealthy'; failing: string[] };
+/**
+ * `GET /v1/health`: 200 ok, or 503 naming the failing accounts: without a usable token, or (`outbox_stalled`, an
+ * extension) whose oldest queued outbox entry is older than `outbox.alertAfterS`.
+ */
+export type HealthBody = { status: 'ok' } | { status: 'unhealthy'; failing: string[]; outbox_stalled?: string[] };
+
+// ---------- the outbox ----------
+
+export type OutboxEntryState = 'queued' | 'sending' | 'delivered' | 'rejected' | 'cancelled';
+export const OUTBOX_STATES: ReadonlyArray<OutboxEntryState> = ['queued', 'sending', 'delivered', 'rejected', 'cancelled'];
+export type OutboxFullReason = 'entries' | 'bytes' | 'disk';
+export const OUTBOX_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export type OutboxMethod = (typeof OUTBOX_METHODS)[number];
+/** A till's own id for an entry: enqueue is idempotent by (account, key). */
+export const OUTBOX_KEY = /^[\x21-\x7e]{1,200}$/;
+export const OUTBOX_LIST_MAX = 1000;
+
+/** The body of `POST /v1/outbox`. */
+export interface EnqueueRequestBody {
+  /** Default `default`. */
+  account?: string;
+  /** Default POST. */
+  method?: OutboxMethod;
+  /** Under the account's apiUrl, e.g. /api/v1/receiptsubmissions. */
+  path: string;
+  headers?: Record<string, string>;
+  /** Sent as application/json. */
+  body: unknown;
+  key?: string;
+}
+
+/** 202 of `POST /v1/outbox`: durably stored. */
+export interface EnqueuedBody {
+  id: string;
+  state: 'queued';
+  /** 1: the next to go for its account. */
+  position: number;
+}
+
+/** An entry (`GET /v1/outbox/ID`, 200 of a repeated key, and each of a list). Times are ISO 8601 UTC. */
+export interface OutboxEntryBody {
+  id: string;
+  account: string;
+  key: string | null;
+  method: string;
+  path: string;
+  state: OutboxEntryState;
+  attempts: number;
+  created_at: string;
+  delivered_at: string | null;
+  last_error: string | null;
+  /** The API's last answer (its body as JSON when it is JSON, else text, at most 64 KiB). */
+  response: { status: number; body: unknown } | null;
+  /** For a queued or sending entry: its place in the account's queue. */
+  position?: number;
+  /** `GET /v1/outbox/ID` only: the body as enqueued. */
+  body?: unknown;
+}
+
+/** `GET /v1/outbox?account=&state=&limit=`: oldest first. */
+export interface OutboxListBody {
+  entries: OutboxEntryBody[];
+}

@@ -12,7 +12,7 @@ import { createRegistry, type AuthorityRegistry } from './registry.js';
 import { sepay } from './sepay/index.js';
 import type { Authority, AuthorityDeps } from './types.js';
 
-export { createHttpClient, TransportError, type HttpClient, type HttpRequest, type HttpResponse } from './http.js';
+export { createHttpClient, TransportError, type HttpClient, type HttpRequest, type HttpResponse, type NodeHttpClient } from './http.js';
 export { basicEncodingsDiffer, decodeJwtClaims, describeBasicEncoding, isSilentRefusal, parseRetryAfter } from './oauth-common.js';
 export { createRegistry, type AuthorityRegistry } from './registry.js';
 export * from './types.js';

@@ -107,6 +107,17 @@ const commonAccountShape = {
     })
     .optional(),
   forcedRefreshMinIntervalS: z.number().min(0).max(3600).optional(),
+  /** The authority's API (the proxy and the outbox send there): a base URL, like identityUrl. */
+  apiUrl: baseUrlSchema.optional(),
+  /** Limits on what the proxy and the outbox send to apiUrl. */
+  api: z
+    .strictObject({
+      maxBodyBytes: positiveInt(64 * 1024 * 1024).optional(),
+      connectMs: positiveInt(60_000).optional(),
+      responseMs: positiveInt(300_000).optional(),
+      totalMs: positiveInt(600_000).optional(),
+    })
+    .optional(),
 };
 
 /** Options of authorities that send device headers (the device profile and fixed values). */
@@ -244,6 +255,14 @@ const configSchema = z.strictObject({
     })
     .optional(),
   tls: z.strictObject({ caFile: absolutePath.optional() }).optional(),
+  outbox: z
+    .strictObject({
+      maxEntries: positiveInt(10_000_000).optional(),
+      maxBytes: positiveInt(64 * 1024 * 1024 * 1024).optional(),
+      retainDays: z.number().min(0).max(3650).optional(),
+      alertAfterS: positiveInt(30 * 86_400).optional(),
+    })
+    .optional(),
   server: z
     .strictObject({
       maxConnections: positiveInt(100_000).optional(),
@@ -320,6 +339,29 @@ export interface AccountConfig {
   timeouts: Timeouts;
   backoff: BackoffPolicy;
   forcedRefreshMinIntervalMs: number;
+  /** The authority's API base URL (trailing slashes trimmed); without it the account has no proxy or outbox. */
+  apiUrl?: string;
+  /** The limits given in the config; `apiLimits(account)` fills in the defaults. */
+  api?: Partial<ApiLimits>;
+}
+
+/** What the proxy and the outbox may send to the account's API, and how long they wait. */
+export interface ApiLimits {
+  maxBodyBytes: number;
+  connectMs: number;
+  responseMs: number;
+  totalMs: number;
+}
+
+export interface OutboxConfig {
+  /** Entries waiting (queued or sending) at most; past it an enqueue is answered 507. */
+  maxEntries: number;
+  /** Bytes waiting at most. */
+  maxBytes: number;
+  /** Delivered, rejected and cancelled entries are kept this long, then pruned. */
+  retainMs: number;
+  /** /v1/health is unhealthy while an account's oldest queued entry is older than this. */
+  alertAfterMs: number;
 }
 
 export interface AccountTls {
@@ -353,6 +395,7 @@ export interface AgentConfig {
   /** Prefix for every file an identity source reads ("/" on a real box; a fixture tree in tests). */
   identityRoot: string;
   proxy: ProxyConfig;
+  outbox: OutboxConfig;
   accounts: Record<string, AccountConfig>;
 }
 
@@ -365,6 +408,8 @@ export const DEFAULTS = Object.freeze({
   backoff: Object.freeze({ initialMs: 1_000, maxMs: 300_000, rejectedRetryMs: 300_000 }),
   forcedRefreshMinIntervalMs: 10_000,
   server: Object.freeze({ maxConnections: 1024, headersTimeoutMs: 5_000, idleTimeoutMs: 30_000 }),
+  api: Object.freeze({ maxBodyBytes: 5 * 1024 * 1024, connectMs: 5_000, responseMs: 30_000, totalMs: 60_000 }),
+  outbox: Object.freeze({ maxEntries: 100_000, maxBytes: 256 * 1024 * 1024, retainMs: 7 * 86_400_000, alertAfterMs: 3_600_000 }),
 });
 
 export class ConfigError extends Error {
@@ -517,6 +562,12 @@ function normalise(
     deviceProfileDirs: raw.deviceProfileDirs ?? [BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR],
     identityRoot: raw.identityRoot ?? '/',
     proxy: { ...raw.proxy },
+    outbox: {
+      maxEntries: raw.outbox?.maxEntries ?? DEFAULTS.outbox.maxEntries,
+      maxBytes: raw.outbox?.maxBytes ?? DEFAULTS.outbox.maxBytes,
+      retainMs: raw.outbox?.retainDays !== undefined ? raw.outbox.retainDays * 86_400_000 : DEFAULTS.outbox.retainMs,
+      alertAfterMs: raw.outbox?.alertAfterS !== undefined ? raw.outbox.alertAfterS * 1000 : DEFAULTS.outbox.alertAfterMs,
+    },
     accounts,
   };
 }
@@ -551,7 +602,14 @@ function normaliseAccount(name: string, raw: RawAccount, spec: AuthorityConfigSp
       raw.forcedRefreshMinIntervalS === undefined
         ? DEFAULTS.forcedRefreshMinIntervalMs
         : raw.forcedRefreshMinIntervalS * 1000,
+    ...(raw.apiUrl !== undefined ? { apiUrl: raw.apiUrl.replace(/\/+$/, '') } : {}),
+    ...(raw.api !== undefined ? { api: { ...raw.api } } : {}),
   };
+}
+
+/** What the proxy and the outbox may send to the account's API, defaults filled in. */
+export function apiLimits(account: Pick<AccountConfig, 'api'>): ApiLimits {
+  return { ...DEFAULTS.api, ...account.api };
 }
 
 /** Options whose place in the fingerprint is fixed (the layout of 0.2, so that an upgrade keeps stored tokens). */
@@ -589,4 +647,6 @@ export function accountFingerprint(account: AccountConfig): string {
 const BASE_ACCOUNT_KEYS = [
   'name', 'authority', 'identityUrl', 'deviceProfile', 'identity', 'headers', 'tls',
   'timeouts', 'backoff', 'forcedRefreshMinIntervalMs',
+  // Where the till's submissions go does not change what a login asks for: no new login for them.
+  'apiUrl', 'api',
 ];

@@ -22,7 +22,11 @@ import type { ServerLimits } from '../config/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { MetricsRegistry } from '../lib/metrics.js';
+import type { OutboxAccountStatus } from '../outbox/index.js';
 import type { AccountStatus, ServedToken, TokenAnswer, TokenError } from '../tokens/index.js';
+import { accountParam, allow, expectString, HttpError, minTtlParam, readJson, send } from './http.js';
+import { handleOutbox, type OutboxSource } from './outbox.js';
+import { handleProxy, PROXY_PREFIX, type ProxySource } from './proxy.js';
 import { statusBodies } from './status.js';
 
 /** What the server needs of the token manager. */
@@ -35,8 +39,18 @@ export interface TokenSource {
   unhealthy(): string[];
 }
 
+/** What status and health need of the outbox (outbox/). */
+export interface OutboxView {
+  status(): Record<string, OutboxAccountStatus>;
+  stalled(): string[];
+}
+
 export interface ServerOptions {
   socketPath: string;
+  /** The API proxy (`/v1/proxy/NAME/...`); without it those paths are 404. */
+  proxy?: ProxySource;
+  /** The outbox (`/v1/outbox...`); without it those paths are 404. */
+  outbox?: OutboxSource & { view: OutboxView };
   /** A listening socket inherited from systemd (LISTEN_FDS); when set, socketPath is only reported. */
   listenFd?: number;
   limits: ServerLimits;
@@ -51,22 +65,13 @@ export interface AgentServer {
   close(): Promise<void>;
 }
 
-const MAX_BODY_BYTES = 16 * 1024;
 /** The paths that are counted under their own name in /metrics; anything else is "other" (a bounded label). */
 const ROUTES: ReadonlySet<string> = new Set(['/v1/token', '/v1/token/refresh', '/v1/status', '/v1/health', '/metrics']);
+/** Routes counted under their prefix (what follows is a path or an id: unbounded). */
+const PREFIX_ROUTES = ['/v1/proxy', '/v1/outbox'] as const;
 const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
 /** Distinct request targets whose parse is kept (tills ask for the same one again and again). */
 const TARGET_CACHE_SIZE = 64;
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: ErrorBody,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(String(body.error));
-  }
-}
 
 export function createAgentServer(source: TokenSource, options: ServerOptions): AgentServer {
   const clock = options.clock ?? systemClock;
@@ -119,6 +124,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       try {
         url = new URL(req.url ?? '/', 'http://agent');
         if (ROUTES.has(url.pathname)) route = url.pathname;
+        else route = PREFIX_ROUTES.find((p) => url!.pathname === p || url!.pathname.startsWith(`${p}/`)) ?? route;
       } catch {
         url = undefined; // answered 400 below, once the header rules are applied
       }
@@ -134,6 +140,18 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
         throw new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
       }
       if (!url) throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
+      if (route === '/v1/proxy' && options.proxy) {
+        // The raw target, never the parsed one (which has resolved dot segments): an escape must be seen to be refused.
+        if (!(req.url ?? '').startsWith(PROXY_PREFIX)) {
+          throw new HttpError(400, { error: 'bad_request', message: 'the proxy takes an origin-relative path (/v1/proxy/ACCOUNT/...)' });
+        }
+        await handleProxy(req, res, options.proxy, tokenHttpError, log);
+        return;
+      }
+      if (route === '/v1/outbox' && options.outbox) {
+        await handleOutbox(req, res, url, options.outbox);
+        return;
+      }
       switch (url.pathname) {
         case '/v1/token': {
           allow(req, 'GET');
@@ -165,15 +183,18 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           const body: StatusBody = {
             version: options.version,
             uptime_s: Math.floor((clock.monotonic() - startedMono) / 1000),
-            accounts: statusBodies(source.status()),
+            accounts: statusBodies(source.status(), options.outbox?.view.status(), clock.now()),
           };
           send(res, 200, body);
           return;
         }
         case '/v1/health': {
           allow(req, 'GET');
-          const failing = source.unhealthy();
-          const body: HealthBody = failing.length === 0 ? { status: 'ok' } : { status: 'unhealthy', failing };
+          const noToken = source.unhealthy();
+          const stalled = options.outbox?.view.stalled() ?? [];
+          const failing = [...new Set([...noToken, ...stalled])];
+          const body: HealthBody =
+            failing.length === 0 ? { status: 'ok' } : { status: 'unhealthy', failing, ...(stalled.length ? { outbox_stalled: stalled } : {}) };
           send(res, failing.length === 0 ? 200 : 503, body);
           return;
         }
@@ -288,58 +309,6 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
   };
 }
 
-function allow(req: IncomingMessage, method: 'GET' | 'POST'): void {
-  if (req.method === method || (method === 'GET' && req.method === 'HEAD')) return;
-  throw new HttpError(405, { error: 'method_not_allowed', message: `use ${method}` }, { allow: method });
-}
-
-function accountParam(value: string | null): string {
-  if (value === null || value === '') return DEFAULT_ACCOUNT;
-  if (!isAccountName(value)) {
-    throw new HttpError(400, { error: 'bad_request', message: 'account must be letters, digits, ".", "_" or "-"' });
-  }
-  return value;
-}
-
-function minTtlParam(value: string): number {
-  const minTtl = parseMinTtl(value);
-  if (minTtl === undefined) throw new HttpError(400, { error: 'bad_request', message: MIN_TTL_RULE });
-  return minTtl;
-}
-
-function expectString(value: unknown, name: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 16_000) {
-    throw new HttpError(400, { error: 'bad_request', message: `${name} must be a non-empty string` });
-  }
-  return value;
-}
-
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const type = req.headers['content-type'] ?? '';
-  if (!/^application\/json\b/i.test(type)) {
-    throw new HttpError(415, { error: 'unsupported_media_type', message: 'send the body as application/json' });
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      throw new HttpError(413, { error: 'payload_too_large', message: `the body must be at most ${MAX_BODY_BYTES} bytes` });
-    }
-    chunks.push(chunk);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new HttpError(400, { error: 'bad_request', message: 'the body is not valid JSON' });
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HttpError(400, { error: 'bad_request', message: 'the body must be a JSON object' });
-  }
-  return value as Record<string, unknown>;
-}
-
 function tokenBody(t: ServedToken): TokenBody {
   return {
     access_token: t.accessToken,
@@ -349,6 +318,12 @@ function tokenBody(t: ServedToken): TokenBody {
     account: t.account,
     scope: t.scope,
   };
+}
+
+/** A token error as the HttpError the proxy throws. */
+function tokenHttpError(e: TokenError): HttpError {
+  const [status, body, headers] = errorAnswer(e);
+  return new HttpError(status, body, headers);
 }
 
 function errorAnswer(e: TokenError): [number, ErrorBody, Record<string, string>?] {
@@ -418,18 +393,6 @@ function sendToken(res: ServerResponse, answer: TokenAnswer, bodies: (t: ServedT
   res.end(res.req.method === 'HEAD' ? undefined : body.text);
 }
 
-function send(res: ServerResponse, status: number, body: TokenBody | ErrorBody | StatusBody | HealthBody, headers: Record<string, string> = {}): void {
-  if (res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(res.req.method === 'HEAD' ? undefined : text);
-}
-
 /**
  * Serves on a listening socket systemd passed (socket activation). The path, its owner and
  * mode belong to the socket unit: nothing is unlinked or chmod'ed here. Only a Unix stream
@@ -487,3 +450,5 @@ async function prepareSocketPath(path: string): Promise<void> {
   unlinkSync(path);
 }
 export { accountStatusBody, statusBodies } from './status.js';
+export type { OutboxSource } from './outbox.js';
+export type { ProxySource } from './proxy.js';

@@ -3,13 +3,31 @@
  * the manager drops or renames is a compile error here, and one it adds does not reach the wire until the wire
  * type has it. Times become ISO 8601 UTC.
  */
-import type { AccountStatusBody, IdentityStatusBody } from '../api/index.js';
+import type { AccountStatusBody, IdentityStatusBody, OutboxStatusBody } from '../api/index.js';
+import type { OutboxAccountStatus } from '../outbox/index.js';
 import type { AccountStatus, IdentityStatus } from '../tokens/index.js';
 
-export function statusBodies(accounts: Record<string, AccountStatus>): Record<string, AccountStatusBody> {
+/** Every account's token status, with its outbox where it has one (`nowWall` ages the oldest entry). */
+export function statusBodies(
+  accounts: Record<string, AccountStatus>,
+  outbox?: Record<string, OutboxAccountStatus>,
+  nowWall = Date.now(),
+): Record<string, AccountStatusBody> {
   const out: Record<string, AccountStatusBody> = {};
-  for (const [name, a] of Object.entries(accounts)) out[name] = accountStatusBody(a);
+  for (const [name, a] of Object.entries(accounts)) {
+    const o = outbox?.[name];
+    out[name] = o ? { ...accountStatusBody(a), outbox: outboxStatusBody(o, nowWall) } : accountStatusBody(a);
+  }
   return out;
+}
+
+export function outboxStatusBody(o: OutboxAccountStatus, nowWall: number): OutboxStatusBody {
+  return {
+    queued: o.queued,
+    oldest_queued_s: o.oldestQueuedAtWall === null ? null : Math.max(0, Math.floor((nowWall - o.oldestQueuedAtWall) / 1000)),
+    last_delivered_at: iso(o.lastDeliveredAtWall),
+    last_error: o.lastError,
+  };
 }
 
 export function accountStatusBody(a: AccountStatus): AccountStatusBody {

@@ -1,0 +1,50 @@
+/**
+ * Where a till's request goes: `{apiUrl}/<path>?<query>`, and nowhere else. Pure; every escape is refused with a
+ * reason (the server answers 400 with it).
+ */
+
+export type TargetResult = { ok: true; url: URL } | { ok: false; message: string };
+
+/** Percent-encodings that would change which resource is named once the API server decodes them. */
+const ESCAPING_ENCODINGS = /%(2f|5c|2e|00|0d|0a)/i;
+/** Bytes no request target may carry (a parser upstream could split or end the line on them). */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The URL a path under an account's API names. `rest` is what follows `/v1/proxy/NAME` in the request target
+ * (`/receipts?x=1`), or an outbox entry's `path`. Refused: anything but an origin-relative path, `.` and `..`
+ * segments (also percent-encoded), encoded slashes and backslashes, control characters, `//` (a scheme-relative
+ * URL), and any result that is not under `apiUrl`'s own path.
+ */
+export function resolveTarget(apiUrl: string, rest: string): TargetResult {
+  if (rest !== '' && !rest.startsWith('/') && !rest.startsWith('?')) {
+    return { ok: false, message: 'the path must start with "/" (an absolute URL is not forwarded)' };
+  }
+  if (CONTROL.test(rest)) return { ok: false, message: 'the path holds a control character' };
+  const q = rest.indexOf('?');
+  const path = q === -1 ? rest : rest.slice(0, q);
+  const query = q === -1 ? '' : rest.slice(q);
+  if (path.includes('\\')) return { ok: false, message: 'the path holds a backslash' };
+  if (path.startsWith('//')) return { ok: false, message: 'the path must not start with "//"' };
+  if (ESCAPING_ENCODINGS.test(path)) {
+    return { ok: false, message: 'the path holds an encoded slash, backslash, dot or control character, which could leave the API' };
+  }
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) {
+    return { ok: false, message: 'the path holds a "." or ".." segment, which could leave the API' };
+  }
+  if (/%(?![0-9a-f]{2})/i.test(rest)) return { ok: false, message: 'the path holds a malformed percent-encoding' };
+  let base: URL;
+  let url: URL;
+  try {
+    base = new URL(apiUrl);
+    const basePath = base.pathname.replace(/\/+$/, '');
+    url = new URL(`${base.origin}${basePath}${path}${query}`);
+  } catch {
+    return { ok: false, message: 'the path does not make a valid URL under the API' };
+  }
+  const basePath = base.pathname.replace(/\/+$/, '');
+  if (url.origin !== base.origin || (url.pathname !== basePath && !url.pathname.startsWith(`${basePath}/`) && !(basePath === '' && url.pathname === '/'))) {
+    return { ok: false, message: 'the path leaves the API' };
+  }
+  return { ok: true, url };
+}

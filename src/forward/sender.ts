@@ -1,0 +1,189 @@
+/**
+ * Sends a request to an account's API with the account's token: the one path both the proxy and the outbox
+ * take. A 401 drops that token, the token manager logs in once (shared with every other waiter of the account)
+ * and the request goes again, once. Every phase has a deadline: connect, the answer's headers, the whole
+ * exchange. The answer's body is handed back as a stream (the proxy pipes it; the outbox reads it capped).
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { AccountTls, ApiLimits } from '../config/index.js';
+import type { TokenAnswer, TokenError } from '../tokens/index.js';
+
+/** What forwarding needs of the token manager. */
+export interface ForwardTokenSource {
+  getToken(account: string, minTtlS: number): Promise<TokenAnswer>;
+  refresh(account: string, rejectedToken: string, minTtlS: number): Promise<TokenAnswer>;
+}
+
+/** The account a request is sent for: where its API is and how long to wait. */
+export interface ForwardAccount {
+  name: string;
+  apiUrl: string;
+  api: ApiLimits;
+  tls: AccountTls;
+}
+
+export interface ForwardRequest {
+  account: ForwardAccount;
+  method: string;
+  /** Already resolved under apiUrl (forward/path.ts). */
+  url: URL;
+  /** Sent as they are: the caller has dropped what must not go (hop-by-hop, the till's Authorization). */
+  headers: OutgoingHttpHeaders;
+  body?: Buffer;
+  signal?: AbortSignal;
+}
+
+export type ForwardFailure = 'unreachable' | 'timeout';
+
+export type ForwardResult =
+  /** The API answered (any status; a 401 only after the forced login and resend). Read or drop `body`. */
+  | { ok: true; status: number; headers: IncomingHttpHeaders; body: IncomingMessage; attempts: 1 | 2 }
+  /** No usable token: the token manager's answer. */
+  | { ok: false; kind: 'token'; error: TokenError; attempts: 0 | 1 }
+  | { ok: false; kind: ForwardFailure; message: string; attempts: 1 | 2 };
+
+export interface Forwarder {
+  forward(request: ForwardRequest): Promise<ForwardResult>;
+  /** Closes idle connections. */
+  close(): void;
+}
+
+export interface ForwarderDeps {
+  tokens: ForwardTokenSource;
+  /**
+   * The agent for a proxy or special TLS (authorities/http.ts `agentFor`); undefined: a plain keep-alive agent.
+   */
+  agentFor?: (url: string, tls: AccountTls, connectMs: number) => Promise<HttpAgent | undefined>;
+  /** Most connections kept per API host (default 64). */
+  maxSockets?: number;
+}
+
+/** A token with less left than this is renewed before it is sent (it must outlive the exchange). */
+export const FORWARD_MIN_TTL_S = 30;
+
+class ForwardError extends Error {
+  constructor(
+    readonly kind: ForwardFailure,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createForwarder(deps: ForwarderDeps): Forwarder {
+  const options = { keepAlive: true, maxSockets: deps.maxSockets ?? 64, scheduling: 'lifo' as const, timeout: 30_000 };
+  const plain = { http: new HttpAgent(options), https: new HttpsAgent(options) };
+  const special = new Map<string, Promise<HttpAgent | undefined>>();
+
+  const agentOf = (req: ForwardRequest): Promise<HttpAgent> | HttpAgent => {
+    const fallback = req.url.protocol === 'https:' ? plain.https : plain.http;
+    const tls = req.account.tls;
+    if (!deps.agentFor) return fallback;
+    const key = `${req.url.origin}|${tls.legacyServerConnect}|${tls.caFile ?? ''}|${req.account.api.connectMs}`;
+    let found = special.get(key);
+    if (!found) special.set(key, (found = deps.agentFor(req.url.href, tls, req.account.api.connectMs)));
+    return found.then((agent) => agent ?? fallback);
+  };
+
+  const once = async (req: ForwardRequest, token: string): Promise<IncomingMessage> => {
+    const agent = await agentOf(req);
+    try {
+      return await exchange(req, token, agent);
+    } catch (err) {
+      // A kept-alive connection the server had just closed: the request never reached it (Node's own advice).
+      if ((err as { reused?: boolean }).reused) return exchange(req, token, agent);
+      throw err;
+    }
+  };
+
+  return {
+    async forward(req) {
+      const name = req.account.name;
+      const first = await deps.tokens.getToken(name, FORWARD_MIN_TTL_S);
+      if (!first.ok) return { ok: false, kind: 'token', error: first.error, attempts: 0 };
+      let res: IncomingMessage;
+      try {
+        res = await once(req, first.token.accessToken);
+      } catch (err) {
+        return failed(err, 1);
+      }
+      if (res.statusCode !== 401) return answered(res, 1);
+      res.resume(); // drained, so the connection can carry the resend
+      const renewed = await deps.tokens.refresh(name, first.token.accessToken, FORWARD_MIN_TTL_S);
+      if (!renewed.ok) return { ok: false, kind: 'token', error: renewed.error, attempts: 1 };
+      try {
+        return answered(await once(req, renewed.token.accessToken), 2);
+      } catch (err) {
+        return failed(err, 2);
+      }
+    },
+    close() {
+      plain.http.destroy();
+      plain.https.destroy();
+      for (const p of special.values()) void p.then((a) => a?.destroy(), () => undefined);
+      special.clear();
+    },
+  };
+}
+
+function answered(res: IncomingMessage, attempts: 1 | 2): ForwardResult {
+  return { ok: true, status: res.statusCode ?? 502, headers: res.headers, body: res, attempts };
+}
+
+function failed(err: unknown, attempts: 1 | 2): ForwardResult {
+  if (err instanceof ForwardError) return { ok: false, kind: err.kind, message: err.message, attempts };
+  return { ok: false, kind: 'unreachable', message: describe(err), attempts };
+}
+
+function describe(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ? `${e.code}: ${firstLine(e.message)}` : firstLine(String(e?.message ?? err));
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0]!.slice(0, 300);
+}
+
+/**
+ * One request: resolves with the answer once its headers arrive; the body then has until the total deadline.
+ * Rejects with ForwardError (timeout or unreachable); `reused` marks a reset on a kept-alive connection before
+ * anything was answered.
+ */
+function exchange(req: ForwardRequest, token: string, agent: HttpAgent): Promise<IncomingMessage> {
+  const limits = req.account.api;
+  const send = req.url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const headers: OutgoingHttpHeaders = { ...req.headers, authorization: `Bearer ${token}` };
+  if (req.body !== undefined) headers['content-length'] = req.body.length;
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    const timers: NodeJS.Timeout[] = [];
+    const stop = () => timers.splice(0).forEach(clearTimeout);
+    const out = send(req.url, { method: req.method, headers, agent, signal: req.signal });
+    const deadline = (ms: number, what: string) => {
+      const t = setTimeout(() => out.destroy(new ForwardError('timeout', `the API did not ${what} within ${ms} ms`)), ms);
+      t.unref();
+      timers.push(t);
+      return t;
+    };
+    const total = deadline(limits.totalMs, 'answer in full');
+    out.once('socket', (socket: Socket) => {
+      if (!socket.connecting) return;
+      const t = deadline(limits.connectMs, 'accept a connection');
+      socket.once(req.url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(t));
+    });
+    out.once('finish', () => deadline(limits.responseMs, 'answer'));
+    out.once('response', (res) => {
+      for (const t of timers) if (t !== total) clearTimeout(t);
+      // The whole exchange stays bounded: a body that trickles past totalMs is cut.
+      res.once('close', stop);
+      resolve(res);
+    });
+    out.once('error', (err) => {
+      stop();
+      const reused = out.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET';
+      reject(err instanceof ForwardError ? err : Object.assign(new ForwardError('unreachable', describe(err)), { reused }));
+    });
+    out.end(req.body);
+  });
+}
