@@ -74,7 +74,8 @@ export function backoffMs(failures: number, random: () => number, askedMs?: numb
   const n = Math.max(1, Math.min(failures, 32));
   const base = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (n - 1));
   const jittered = Math.round(base * (0.8 + random() * 0.4));
-  return askedMs !== undefined ? Math.max(askedMs, Math.min(jittered, RETRY_INITIAL_MS)) : jittered;
+  // The server (or the token manager) said when: that long, plus a little so a fleet does not return at once.
+  return askedMs !== undefined ? Math.max(100, Math.round(askedMs * (1 + random() * 0.1))) : jittered;
 }
 
 export function createOutbox(deps: OutboxDeps): Outbox {
