@@ -133,7 +133,8 @@ export const OUTBOX_STATES: ReadonlyArray<OutboxState> = ['queued', 'sending', '
 const PENDING = "state IN ('queued', 'sending')";
 const FINISHED = "state IN ('delivered', 'rejected', 'cancelled')";
 const COLUMNS =
-  'seq, id, account, key, method, path, headers, body, bytes, state, attempts, created_at, updated_at, delivered_at, last_error, response_status, response_body';
+  'seq, id, account, key, method, path, headers, body, bytes, state, attempts, created_at, updated_at, delivered_at, ' +
+  'last_error, response_status, response_body';
 
 interface Row {
   seq: number;
@@ -259,6 +260,10 @@ function toEntry(row: Row): OutboxEntry {
     lastError: row.last_error,
     response: row.response_status === null ? null : { status: row.response_status, body: row.response_body ?? '' },
   };
+}
+
+function answer(response: OutboxResponse): Pick<Row, 'response_status' | 'response_body'> {
+  return { response_status: response.status, response_body: response.body };
 }
 
 /** A queued row as inserted (seq filled in by the insert). */
@@ -503,8 +508,11 @@ class SqliteOutbox implements OutboxStore {
         const now = this.#now();
         const after = next(before, now);
         if (!after) return { before };
-        stmt.update.run(after.state, after.attempts, after.updated_at, after.delivered_at, after.last_error, after.response_status, after.response_body, after.seq);
-        const head = isPending(before.state) === isPending(after.state) ? undefined : ((stmt.headCreated.get(after.account) as number | undefined) ?? null);
+        const { state, attempts, updated_at, delivered_at, last_error, response_status, response_body, seq } = after;
+        stmt.update.run(state, attempts, updated_at, delivered_at, last_error, response_status, response_body, seq);
+        // Entering or leaving the waiting set may move the head (a retried entry goes before later ones).
+        const moved = isPending(before.state) !== isPending(after.state);
+        const head = moved ? ((stmt.headCreated.get(after.account) as number | undefined) ?? null) : undefined;
         const seen = account?.(this.#counters.account(after.account), now);
         if (seen) stmt.putAccount.run(after.account, seen.lastDeliveredAt, seen.lastError);
         return { before, after, head, seen };
@@ -536,7 +544,7 @@ class SqliteOutbox implements OutboxStore {
       id,
       'mark delivered',
       ['sending'],
-      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, response_status: response.status, response_body: response.body }),
+      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, ...answer(response) }),
       (_a, now) => ({ lastDeliveredAt: now, lastError: null }),
     );
   }
@@ -546,7 +554,7 @@ class SqliteOutbox implements OutboxStore {
       id,
       'mark rejected',
       ['sending'],
-      (row, now) => ({ ...row, state: 'rejected', updated_at: now, last_error: error, response_status: response.status, response_body: response.body }),
+      (row, now) => ({ ...row, state: 'rejected', updated_at: now, last_error: error, ...answer(response) }),
       (a) => ({ lastDeliveredAt: a.lastDeliveredAt, lastError: error }),
     );
   }
@@ -562,7 +570,9 @@ class SqliteOutbox implements OutboxStore {
   }
 
   cancel(id: string): { ok: true; entry: OutboxEntry } | { ok: false; reason: 'not_found' | 'not_queued'; entry?: OutboxEntry } {
-    const { before, after } = this.#change(id, 'cancel', (row, now) => (row.state === 'queued' ? { ...row, state: 'cancelled', updated_at: now } : undefined));
+    const { before, after } = this.#change(id, 'cancel', (row, now) =>
+      row.state === 'queued' ? { ...row, state: 'cancelled', updated_at: now } : undefined,
+    );
     if (!before) return { ok: false, reason: 'not_found' };
     return after ? { ok: true, entry: toEntry(after) } : { ok: false, reason: 'not_queued', entry: toEntry(before) };
   }
