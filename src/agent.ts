@@ -76,7 +76,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   let outboxStore;
   try {
-    outboxStore = openOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes });
+    outboxStore = openOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes, now: () => clock.now() });
   } catch (err) {
     store.close();
     throw err;
