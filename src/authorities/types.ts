@@ -102,6 +102,14 @@ export interface EndpointSpec extends Readonly<AuthorityConfigSpec['endpoint']> 
   readonly paths: ReadonlyArray<string>;
 }
 
+/** The authority's API, where the proxy and the outbox send a till's documents (`accounts.NAME.apiUrl`). */
+export interface ApiSpec {
+  /** Shown to a technician: the authority's known API hosts. */
+  readonly hint?: string;
+  /** The documented submission paths under apiUrl (shown by doctor and --help; the README's examples). */
+  readonly paths: ReadonlyArray<string>;
+}
+
 /**
  * One token service, described in one place: the registry (authorities/registry.ts) gives its options to
  * config validation, its credential fields to provisioning and log redaction, its device headers to
@@ -115,6 +123,8 @@ export interface AuthorityModule {
   /** Option name -> schema, beyond the options every account takes; each optional but the endpoint's. */
   readonly options: Readonly<Record<string, z.ZodType>>;
   readonly endpoint: EndpointSpec;
+  /** Its API, for the proxy and the outbox (every account takes `apiUrl`; this says what to put there). */
+  readonly api?: ApiSpec;
   readonly credentials: ReadonlyArray<CredentialField>;
   /** The device headers it sends; absent: none (the account then takes no deviceProfile or identity). */
   readonly deviceHeaders?: DeviceHeaders;

@@ -61,6 +61,7 @@ export const etaEinvoicing: AuthorityModule = Object.freeze<AuthorityModule>({
   title: 'Egypt ETA eInvoicing',
   options: OPTIONS,
   endpoint: { option: 'identityUrl', kind: 'base', label: 'Identity service URL', hint: ETA_HINT, paths: ['/connect/token'] },
+  api: { hint: 'ETA API: pre-production https://api.preprod.invoicing.eta.gov.eg, production https://api.invoicing.eta.gov.eg', paths: ['/api/v1.0/documentsubmissions'] },
   credentials: CLIENT_CREDENTIAL_FIELDS,
   create: createEtaEinvoicing,
 });

@@ -65,6 +65,7 @@ export const etaEreceipt: AuthorityModule = Object.freeze<AuthorityModule>({
   title: 'Egypt ETA eReceipt',
   options: { identityUrl },
   endpoint: { option: 'identityUrl', kind: 'base', label: 'Identity service URL', hint: ETA_HINT, paths: ['/connect/token'] },
+  api: { hint: 'ETA API: pre-production https://api.preprod.invoicing.eta.gov.eg, production https://api.invoicing.eta.gov.eg', paths: ['/api/v1/receiptsubmissions'] },
   credentials: CREDENTIALS,
   deviceHeaders: { fields: ['posserial', 'pososversion', 'posmodelframework'], required: ['posserial'] },
   create: createEtaEreceipt,

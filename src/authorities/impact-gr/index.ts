@@ -195,6 +195,7 @@ export const impactGr: AuthorityModule = Object.freeze<AuthorityModule>({
     hint: 'Impact eInvoicing API: UAT https://einvoiceapiuat.impact.gr, production https://einvoiceapi.impact.gr',
     paths: ['/Authentication/login', '/Authentication/refresh'],
   },
+  api: { hint: 'Impact API: UAT https://einvoiceapiuat.impact.gr, production https://einvoiceapi.impact.gr', paths: [] },
   credentials: CREDENTIALS,
   create: createImpactGr,
 });

@@ -90,6 +90,7 @@ export const myinvois: AuthorityModule = Object.freeze<AuthorityModule>({
     paths: ['/connect/token'],
   },
   limits: { loginsPerMinute: { default: DEFAULT_LOGINS_PER_MINUTE } },
+  api: { hint: 'MyInvois API: sandbox https://preprod-api.myinvois.hasil.gov.my, production https://api.myinvois.hasil.gov.my', paths: ['/api/v1.0/documentsubmissions'] },
   credentials: CLIENT_CREDENTIAL_FIELDS,
   create: createMyInvois,
 });

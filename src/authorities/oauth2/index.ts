@@ -70,6 +70,7 @@ export const oauth2: AuthorityModule = Object.freeze<AuthorityModule>({
     hint: 'For oauth2 give the token endpoint itself, e.g. https://login.example.com/oauth2/token',
     paths: [],
   },
+  api: { paths: [] },
   credentials: CLIENT_CREDENTIAL_FIELDS,
   create: createOAuth2,
 });

@@ -97,6 +97,7 @@ export const sepay: AuthorityModule = Object.freeze<AuthorityModule>({
     hint: 'SePay eInvoice API: sandbox https://einvoice-api-sandbox.sepay.vn, production https://einvoice-api.sepay.vn',
     paths: ['/v1/token'],
   },
+  api: { hint: 'SePay API: sandbox https://einvoice-api-sandbox.sepay.vn, production https://einvoice-api.sepay.vn', paths: [] },
   credentials: CLIENT_CREDENTIAL_FIELDS,
   create: createSepay,
 });
