@@ -102,66 +102,87 @@ const INVALID_TOKEN = (description: string): Record<string, string> => ({
   'www-authenticate': `Bearer error="invalid_token", error_description="${description.replace(/["\\]/g, '')}"`,
 });
 
+/** Which route a path goes to. */
+function dispatch(call: ApiCall, authority: EmulatorAuthority, routeDeps: RouteDeps): Outcome {
+  const lower = call.path.toLowerCase();
+  if (call.path === LARGE_PATH) return largeAnswer(call, routeDeps);
+  if (call.path === ECHO_PATH || call.path.startsWith(`${ECHO_PATH}/`)) return echoAnswer(call);
+  if (authority === 'eta-ereceipt' && lower === RECEIPTS_PATH) return receiptSubmission(call, routeDeps);
+  if (authority === 'eta-einvoicing' && lower === DOCUMENTS_PATH) return documentSubmission(call, routeDeps, 'internalID');
+  if (authority === 'myinvois' && lower === DOCUMENTS_PATH) return documentSubmission(call, routeDeps, 'codeNumber');
+  return genericEndpoint(call, routeDeps);
+}
+
+function unauthorizedAnswer(error: ApiErrorRenderer, description: string): Answer {
+  return error(401, 'unauthorized', description, { headers: INVALID_TOKEN(description) });
+}
+
+/** What a fault answers instead of the route, if it does; revoke401 also revokes the token. */
+function faultAnswer(fault: ApiFaultDecision, jti: string, auth: ApiAuth, error: ApiErrorRenderer): Answer | undefined {
+  switch (fault.kind) {
+    case 'rateLimit':
+      return error(429, 'rateLimited', 'too many requests (injected fault)', { headers: { 'retry-after': fault.retryAfter } });
+    case 'fail5xx':
+      return error(fault.status, 'serverError', 'the service is temporarily unavailable (injected fault)');
+    case 'revoke401':
+      auth.revoke(jti);
+      return unauthorizedAnswer(error, 'the access token has been revoked');
+    case 'error':
+      return error(fault.status, fault.code, fault.description);
+    default:
+      return undefined;
+  }
+}
+
+/** The API's counters; undefined until the first request since the last reset. */
+function createApiStats(): {
+  count(status: number | 'dropped'): void;
+  request(): void;
+  duplicate(): void;
+  get(): EmulatorApiStats | undefined;
+  reset(): void;
+} {
+  let stats: EmulatorApiStats | undefined;
+  const live = (): EmulatorApiStats => (stats ??= emptyStats());
+  return {
+    count(status) {
+      const s = live();
+      s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;
+      if (status === 'dropped') return;
+      if (status >= 200 && status < 300) s.accepted += 1;
+      else if (status === 401) s.unauthorized += 1;
+      else if (status >= 400 && status < 500) s.rejected += 1;
+    },
+    request: () => void (live().requests += 1),
+    duplicate: () => void (live().duplicates += 1),
+    get: () => (stats ? { ...stats, byStatus: { ...stats.byStatus } } : undefined),
+    reset() {
+      stats = undefined;
+    },
+  };
+}
+
 export function createApi(deps: ApiDeps): ApiServer {
   const { authority, records, auth } = deps;
-  const error = ETA_STYLE.has(authority) ? etaRenderer() : wireRenderer(deps.errors);
   const eta = ETA_STYLE.has(authority);
+  const error = eta ? etaRenderer() : wireRenderer(deps.errors);
   const routeDeps: RouteDeps = {
     records,
     error,
     okHeaders: eta ? () => ({ correlationId: randomUUID() }) : () => undefined,
   };
   const limits = { cap: deps.maxBodyBytes, drain: deps.maxBodyBytes + 1024 * 1024 };
-  let stats: EmulatorApiStats | undefined;
-
-  const unauthorized = (description: string): Answer => error(401, 'unauthorized', description, { headers: INVALID_TOKEN(description) });
-
-  const count = (status: number | 'dropped'): void => {
-    const s = (stats ??= emptyStats());
-    s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;
-    if (status === 'dropped') return;
-    if (status >= 200 && status < 300) s.accepted += 1;
-    else if (status === 401) s.unauthorized += 1;
-    else if (status >= 400 && status < 500) s.rejected += 1;
-  };
-
-  /** Which route a path goes to. */
-  function dispatch(call: ApiCall): Outcome {
-    const lower = call.path.toLowerCase();
-    if (call.path === LARGE_PATH) return largeAnswer(call, routeDeps);
-    if (call.path === ECHO_PATH || call.path.startsWith(`${ECHO_PATH}/`)) return echoAnswer(call);
-    if (authority === 'eta-ereceipt' && lower === RECEIPTS_PATH) return receiptSubmission(call, routeDeps);
-    if (authority === 'eta-einvoicing' && lower === DOCUMENTS_PATH) return documentSubmission(call, routeDeps, 'internalID');
-    if (authority === 'myinvois' && lower === DOCUMENTS_PATH) return documentSubmission(call, routeDeps, 'codeNumber');
-    return genericEndpoint(call, routeDeps);
-  }
-
-  /** What a fault answers instead of the route, if it does; revoke401 also revokes the token. */
-  function faultAnswer(fault: ApiFaultDecision, jti: string): Answer | undefined {
-    switch (fault.kind) {
-      case 'rateLimit':
-        return error(429, 'rateLimited', 'too many requests (injected fault)', { headers: { 'retry-after': fault.retryAfter } });
-      case 'fail5xx':
-        return error(fault.status, 'serverError', 'the service is temporarily unavailable (injected fault)');
-      case 'revoke401':
-        auth.revoke(jti);
-        return unauthorized('the access token has been revoked');
-      case 'error':
-        return error(fault.status, fault.code, fault.description);
-      default:
-        return undefined;
-    }
-  }
+  const stats = createApiStats();
 
   /** Answers a request that passed the bearer check and whose body was read: faults, route, record, send. */
   function answer(call: ApiCall, fault: ApiFaultDecision, jti: string, tooLarge: { drained: boolean } | undefined, res: ServerResponse): void {
-    const injected = faultAnswer(fault, jti);
+    const injected = faultAnswer(fault, jti, auth, error);
     let outcome: Outcome;
     if (injected) outcome = { answer: injected, uuids: bodyUuids(call.path, call.parsed), duplicate: false };
     else if (tooLarge) {
       const a = error(413, 'tooLarge', `the body is larger than ${deps.maxBodyBytes} bytes`);
       outcome = { answer: tooLarge.drained ? a : { ...a, close: true }, uuids: [], duplicate: false };
-    } else outcome = dispatch(call);
+    } else outcome = dispatch(call, authority, routeDeps);
     const record: ApiSubmission = {
       seq: records.nextSeq(),
       at: new Date(deps.clock.now()).toISOString(),
@@ -175,24 +196,24 @@ export function createApi(deps: ApiDeps): ApiServer {
     };
     if (fault.kind !== 'none') record.fault = fault.kind;
     records.add(record, call.raw.length);
-    if (outcome.duplicate) (stats ??= emptyStats()).duplicates += 1;
+    if (outcome.duplicate) stats.duplicate();
     if (fault.kind === 'drop') {
-      count('dropped');
+      stats.count('dropped');
       deps.log.debug('API answer dropped (fault)', { path: call.path, seq: record.seq });
       res.socket?.destroy();
       return;
     }
-    if (send(res, outcome.answer)) count(outcome.answer.status);
+    if (send(res, outcome.answer)) stats.count(outcome.answer.status);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
-    (stats ??= emptyStats()).requests += 1;
+    stats.request();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const method = req.method ?? '';
     const verdict = auth.check(headerValue(req.headers, 'authorization'));
     if (!verdict.ok) {
-      if (send(res, unauthorized(verdict.description))) count(401);
+      if (send(res, unauthorizedAnswer(error, verdict.description))) stats.count(401);
       return;
     }
     const body = await readBody(req, limits);
@@ -219,9 +240,7 @@ export function createApi(deps: ApiDeps): ApiServer {
 
   return {
     handle,
-    stats: () => (stats ? { ...stats, byStatus: { ...stats.byStatus } } : undefined),
-    resetStats() {
-      stats = undefined;
-    },
+    stats: () => stats.get(),
+    resetStats: () => stats.reset(),
   };
 }
