@@ -9,6 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { sleep, systemClock } from '../lib/clock.js';
 import { silentLogger } from '../lib/log.js';
 import { ADMIN_PREFIX, handleAdmin } from './admin.js';
+import { API_PREFIX, createApi, DEFAULT_API_BODY_CAP } from './api.js';
+import { createApiAuth } from './api-auth.js';
+import { createApiFaultState } from './api-faults.js';
+import { createApiRecords } from './api-records.js';
 import { createFaultState, type FaultDecision } from './faults.js';
 import { type Answer, BODY_CAP, cleanPath, JSON_TYPE, jsonAnswer, readBody, send } from './http.js';
 import { createSigningKey } from './jwt.js';
@@ -21,7 +25,7 @@ import type {
   EmulatorStats,
   PrincipalKind,
 } from './types.js';
-import { validateFaults } from './validate.js';
+import { validateApiFaults, validateFaults } from './validate.js';
 import { WIRES } from './wire/index.js';
 import type { TokenEndpoint, Wire, WireSpec } from './wire/types.js';
 
@@ -101,6 +105,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     throw new TypeError('port: expected an integer from 0 to 65535');
   }
   const hasRefresh = spec.paths.refresh !== undefined;
+  const apiMaxBodyBytes = nonNegativeInt('apiMaxBodyBytes', options.apiMaxBodyBytes ?? DEFAULT_API_BODY_CAP);
 
   const key = createSigningKey();
   const limiter = perMinute > 0 ? createSlidingWindow(perMinute) : undefined;
@@ -125,7 +130,9 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     accessToken(claims) {
       const lifetime = faults.lifetimeS() ?? lifetimeS;
       const iat = Math.floor(clock.now() / 1000);
-      const token = key.sign({ iss: baseUrl(), iat, nbf: iat, exp: iat + lifetime, jti: randomUUID(), ...claims });
+      const jti = randomUUID();
+      const token = key.sign({ iss: baseUrl(), iat, nbf: iat, exp: iat + lifetime, jti, ...claims });
+      apiAuth.issued(jti);
       return { token, lifetimeS: lifetime };
     },
     refreshLifetimeS,
@@ -133,6 +140,19 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     takeRefreshFail: () => faults.takeRefreshFail(),
   });
   const endpoints = new Map<string, TokenEndpoint>(wire.endpoints.map((e) => [e.path, e]));
+  const apiAuth = createApiAuth({ key, clock, issuer: baseUrl });
+  const apiFaults = createApiFaultState();
+  const apiRecords = createApiRecords();
+  const api = createApi({
+    authority,
+    clock,
+    log,
+    auth: apiAuth,
+    faults: apiFaults,
+    records: apiRecords,
+    errors: wire.errors,
+    maxBodyBytes: apiMaxBodyBytes,
+  });
 
   const addPrincipal = (kind: PrincipalKind, input: unknown, path: string): void => {
     if (kind !== spec.principalKind) {
@@ -213,6 +233,8 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
   // ---------- routing ----------
 
   async function route(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    // The API first: the benchmark's hot path skips URL parsing.
+    if (req.url?.startsWith(API_PREFIX)) return api.handle(req, res, signal);
     let path: string;
     try {
       path = new URL(req.url ?? '/', 'http://emulator.invalid').pathname;
@@ -230,6 +252,7 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
         faults,
         principals: wire.principals,
         ...(wire.expireRefreshTokens ? { expireRefreshTokens: wire.expireRefreshTokens } : {}),
+        api: { faults: apiFaults, records: apiRecords, revoke: () => apiAuth.revokeAll() },
         log,
       });
     }
@@ -331,12 +354,24 @@ export function createEmulator(options: EmulatorOptions = {}): Emulator {
     stats() {
       const copy: EmulatorStats = { ...stats, byStatus: { ...stats.byStatus } };
       if (stats.lastRequestHeaders) copy.lastRequestHeaders = { ...stats.lastRequestHeaders };
+      const apiStats = api.stats();
+      if (apiStats) copy.api = apiStats;
       return copy;
     },
     resetStats() {
       stats = emptyStats(hasRefresh);
+      api.resetStats();
     },
     publicJwk: () => key.publicJwk(),
+    apiSubmissions: () => apiRecords.list(),
+    clearApiSubmissions: () => apiRecords.clear(),
+    setApiFaults(patch) {
+      apiFaults.apply(mustBeValid(validateApiFaults(patch, 'apiFaults')));
+    },
+    clearApiFaults() {
+      apiFaults.clear();
+    },
+    revokeTokens: () => apiAuth.revokeAll(),
   };
   return emulator;
 }

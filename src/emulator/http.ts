@@ -10,7 +10,8 @@ const DRAIN_CAP = 1024 * 1024;
 
 export interface Answer {
   status: number;
-  body: string;
+  /** A Buffer for large answers (the API's `_large`). */
+  body: string | Buffer;
   contentType: string;
   headers?: Record<string, string>;
   /** The authority's error code, for logs. */
@@ -42,10 +43,17 @@ export function cleanPath(path: string): string {
   return path.replace(/[^\x21-\x7e]/g, '?').slice(0, 100);
 }
 
-export function readBody(req: IncomingMessage): Promise<BodyResult> {
+/** Body caps: past `cap` the body is refused (too_large), past `drain` the socket is cut. */
+export interface BodyLimits {
+  cap: number;
+  drain: number;
+}
+
+export function readBody(req: IncomingMessage, limits: BodyLimits = { cap: BODY_CAP, drain: DRAIN_CAP }): Promise<BodyResult> {
+  const { cap, drain } = limits;
   return new Promise((resolve) => {
     const declared = Number(headerValue(req.headers, 'content-length'));
-    if (Number.isFinite(declared) && declared > DRAIN_CAP) {
+    if (Number.isFinite(declared) && declared > drain) {
       resolve({ kind: 'too_large', drained: false });
       return;
     }
@@ -60,16 +68,16 @@ export function readBody(req: IncomingMessage): Promise<BodyResult> {
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
-      if (size > DRAIN_CAP) {
+      if (size > drain) {
         req.socket.destroy();
         finish({ kind: 'aborted' });
-      } else if (size <= BODY_CAP) {
+      } else if (size <= cap) {
         chunks.push(chunk);
       }
     };
     req.on('data', onData);
     req.once('end', () =>
-      finish(size > BODY_CAP ? { kind: 'too_large', drained: true } : { kind: 'ok', body: Buffer.concat(chunks) }),
+      finish(size > cap ? { kind: 'too_large', drained: true } : { kind: 'ok', body: Buffer.concat(chunks) }),
     );
     req.once('error', () => finish({ kind: 'aborted' }));
     req.once('close', () => finish({ kind: 'aborted' }));

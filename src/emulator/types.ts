@@ -144,6 +144,67 @@ export interface EmulatorFaults {
   refreshFail?: number;
 }
 
+/**
+ * Faults of the submission API (`/api/...`), apart from the token endpoints' ones. They act on requests that
+ * passed the bearer check, in this order: drop, rateLimit, fail5xx, revoke401, error.
+ */
+export interface EmulatorApiFaults {
+  /** Delay before every answer of the API. */
+  latencyMs?: number;
+  /** The next N API requests answer 5xx (status5xx, default 503) in the authority's error shape. */
+  fail5xx?: number;
+  status5xx?: number;
+  /** The next `count` API requests answer 429 with that Retry-After header value. */
+  rateLimit?: { count: number; retryAfter: string };
+  /**
+   * The next N API requests are read and handled (recorded, their uuids accepted) but the connection is
+   * destroyed without an answer: the answer is lost, as when a network fails after the server committed.
+   */
+  drop?: number;
+  /** The next N API requests answer 401 and the token they presented is revoked: the client must log in again. */
+  revoke401?: number;
+  /** Answer this 4xx (default 400) in the authority's error shape; count omitted = until cleared. */
+  error?: { code: string; description?: string; count?: number; status?: number };
+}
+
+/** One request to the submission API that passed the bearer check, as recorded. */
+export interface ApiSubmission {
+  /** 1, 2, ... in arrival order; restarts at 1 after the records are cleared. */
+  seq: number;
+  /** ISO 8601 on the emulator's clock. */
+  at: string;
+  method: string;
+  /** The path, without the query. */
+  path: string;
+  /** The status answered (for a dropped request: the one it would have had). */
+  status: number;
+  tokenJti: string;
+  /** The body parsed as JSON; null when empty, not JSON, or too large. */
+  body: unknown;
+  /** The document uuids it carried: eReceipt `header.uuid`s, or the body's `uuid`/`id` member. */
+  uuids: string[];
+  /** One of its uuids had been accepted before. */
+  duplicate: boolean;
+  /** The API fault that acted on it, if any. */
+  fault?: 'drop' | 'rateLimit' | 'fail5xx' | 'revoke401' | 'error';
+}
+
+/** The submission API's counters (in EmulatorStats.api). */
+export interface EmulatorApiStats {
+  /** Requests under /api/, bearer refused or not, dropped included. */
+  requests: number;
+  /** Answered 2xx. */
+  accepted: number;
+  /** Answered 4xx after the bearer check passed (bad bodies, injected errors, 429, 413). */
+  rejected: number;
+  /** Answered 401: the bearer was missing, not this emulator's, expired or revoked; revoke401 included. */
+  unauthorized: number;
+  /** Requests that carried a uuid accepted before (their `duplicate` flag). */
+  duplicates: number;
+  /** By HTTP status ("202", "401", ...); dropped connections under "dropped". */
+  byStatus: Record<string, number>;
+}
+
 export interface EmulatorStats {
   /** Requests to the token endpoints (any method), including dropped ones. */
   requests: number;
@@ -157,6 +218,8 @@ export interface EmulatorStats {
   lastRequestHeaders?: Record<string, string>;
   /** impact-gr only: successful refreshes (also counted in `issued`). */
   refreshed?: number;
+  /** The submission API; present once it has seen a request since the last reset. */
+  api?: EmulatorApiStats;
 }
 
 export interface EmulatorOptions {
@@ -190,6 +253,8 @@ export interface EmulatorOptions {
    * the authority's own checks still apply.
    */
   strict?: boolean;
+  /** The submission API's body cap in bytes (413 past it); default 6 MiB, above the agent's default 5 MiB. */
+  apiMaxBodyBytes?: number;
   clock?: Clock;
   log?: Logger;
 }
@@ -220,6 +285,15 @@ export interface Emulator {
   stats(): EmulatorStats;
   resetStats(): void;
   publicJwk(): JsonWebKey;
+  /** What reached the submission API, in arrival order (a copy; at most the last 100,000). */
+  apiSubmissions(): ApiSubmission[];
+  /** Forgets the records and which uuids were accepted (so nothing is a duplicate any more). */
+  clearApiSubmissions(): void;
+  /** Merges into the API's faults; a key set to undefined removes that fault. Throws TypeError when invalid. */
+  setApiFaults(faults: EmulatorApiFaults): void;
+  clearApiFaults(): void;
+  /** Every access token issued so far stops working at the API; returns how many were issued since the last call. */
+  revokeTokens(): number;
 }
 
 /** A fixed principal per authority, for demos and tests. Not real credentials. */

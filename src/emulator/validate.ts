@@ -3,7 +3,7 @@
  * throws TypeError) and the admin endpoints (which answer 400). Problems name the key path and what was
  * expected, and never echo a secret.
  */
-import type { EmulatorClient, EmulatorCompany, EmulatorDevice, EmulatorFaults } from './types.js';
+import type { EmulatorApiFaults, EmulatorClient, EmulatorCompany, EmulatorDevice, EmulatorFaults } from './types.js';
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
@@ -77,75 +77,97 @@ const FAULT_KEYS = [
   'refreshFail',
 ] as const;
 
-/** `refresh`: whether the authority has refresh tokens (the `refreshFail` fault). */
-export function validateFaults(input: unknown, path = 'faults', opts: { refresh?: boolean } = {}): Validated<FaultsPatch> {
+/** Validates one fault key's value; pushes problems and returns undefined when it is not valid. */
+function faultValue(problems: string[], p: string, key: string, v: unknown): unknown {
+  switch (key) {
+    case 'latencyMs':
+      return intIn(problems, p, v, 0, MAX_LATENCY_MS) ? v : undefined;
+    case 'fail5xx':
+    case 'drop':
+    case 'malformed':
+    case 'refreshFail':
+    case 'revoke401':
+      return intIn(problems, p, v, 0, MAX_COUNT) ? v : undefined;
+    case 'status5xx':
+      return intIn(problems, p, v, 500, 599) ? v : undefined;
+    case 'lifetimeS':
+      return intIn(problems, p, v, 0, MAX_LIFETIME_S) ? v : undefined;
+    case 'rateLimit': {
+      if (!isRecord(v)) {
+        problems.push(`${p}: expected an object {count, retryAfter}, got ${describe(v)}`);
+        return undefined;
+      }
+      const before = problems.length;
+      unknownKeys(problems, p, v, ['count', 'retryAfter']);
+      intIn(problems, `${p}.count`, v.count, 0, MAX_COUNT);
+      str(problems, `${p}.retryAfter`, v.retryAfter, 1, 100, HEADER_SAFE);
+      return problems.length === before ? { count: v.count as number, retryAfter: v.retryAfter as string } : undefined;
+    }
+    case 'error':
+      return errorFault(problems, p, v);
+    default:
+      return undefined;
+  }
+}
+
+function errorFault(problems: string[], p: string, v: unknown): EmulatorFaults['error'] {
+  if (!isRecord(v)) {
+    problems.push(`${p}: expected an object {code, description?, count?, status?}, got ${describe(v)}`);
+    return undefined;
+  }
+  const before = problems.length;
+  unknownKeys(problems, p, v, ['code', 'description', 'count', 'status']);
+  str(problems, `${p}.code`, v.code, 1, 100, TOKEN_CHARS);
+  if (v.description !== undefined) str(problems, `${p}.description`, v.description, 0, 500);
+  if (v.count !== undefined) intIn(problems, `${p}.count`, v.count, 0, MAX_COUNT);
+  if (v.status !== undefined) intIn(problems, `${p}.status`, v.status, 400, 499);
+  if (problems.length !== before) return undefined;
+  const error: NonNullable<EmulatorFaults['error']> = { code: v.code as string };
+  if (v.description !== undefined) error.description = v.description as string;
+  if (v.count !== undefined) error.count = v.count as number;
+  if (v.status !== undefined) error.status = v.status as number;
+  return error;
+}
+
+/** The loop both fault kinds share: unknown keys refused, null/undefined kept as "remove". */
+function validateFaultKeys(input: unknown, path: string, keys: readonly string[], refuse: (key: string) => string | undefined): Validated<Record<string, unknown>> {
   const problems: string[] = [];
   if (!isRecord(input)) return { ok: false, problems: [`${path}: expected an object, got ${describe(input)}`] };
-  unknownKeys(problems, path, input, FAULT_KEYS);
-  const out: FaultsPatch = {};
-  for (const key of FAULT_KEYS) {
+  unknownKeys(problems, path, input, keys);
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
     if (!(key in input)) continue;
-    if (key === 'refreshFail' && !opts.refresh) {
-      problems.push(`${path}.refreshFail: only impact-gr has refresh tokens`);
+    const refusal = refuse(key);
+    if (refusal) {
+      problems.push(`${path}.${key}: ${refusal}`);
       continue;
     }
     const v = input[key];
-    const p = `${path}.${key}`;
     if (v === null || v === undefined) {
       out[key] = null;
       continue;
     }
-    switch (key) {
-      case 'latencyMs':
-        if (intIn(problems, p, v, 0, MAX_LATENCY_MS)) out.latencyMs = v;
-        break;
-      case 'fail5xx':
-      case 'drop':
-      case 'malformed':
-      case 'refreshFail':
-        if (intIn(problems, p, v, 0, MAX_COUNT)) out[key] = v;
-        break;
-      case 'status5xx':
-        if (intIn(problems, p, v, 500, 599)) out.status5xx = v;
-        break;
-      case 'lifetimeS':
-        if (intIn(problems, p, v, 0, MAX_LIFETIME_S)) out.lifetimeS = v;
-        break;
-      case 'rateLimit': {
-        if (!isRecord(v)) {
-          problems.push(`${p}: expected an object {count, retryAfter}, got ${describe(v)}`);
-          break;
-        }
-        const before = problems.length;
-        unknownKeys(problems, p, v, ['count', 'retryAfter']);
-        intIn(problems, `${p}.count`, v.count, 0, MAX_COUNT);
-        str(problems, `${p}.retryAfter`, v.retryAfter, 1, 100, HEADER_SAFE);
-        if (problems.length === before) out.rateLimit = { count: v.count as number, retryAfter: v.retryAfter as string };
-        break;
-      }
-      case 'error': {
-        if (!isRecord(v)) {
-          problems.push(`${p}: expected an object {code, description?, count?, status?}, got ${describe(v)}`);
-          break;
-        }
-        const before = problems.length;
-        unknownKeys(problems, p, v, ['code', 'description', 'count', 'status']);
-        str(problems, `${p}.code`, v.code, 1, 100, TOKEN_CHARS);
-        if (v.description !== undefined) str(problems, `${p}.description`, v.description, 0, 500);
-        if (v.count !== undefined) intIn(problems, `${p}.count`, v.count, 0, MAX_COUNT);
-        if (v.status !== undefined) intIn(problems, `${p}.status`, v.status, 400, 499);
-        if (problems.length === before) {
-          const error: NonNullable<EmulatorFaults['error']> = { code: v.code as string };
-          if (v.description !== undefined) error.description = v.description as string;
-          if (v.count !== undefined) error.count = v.count as number;
-          if (v.status !== undefined) error.status = v.status as number;
-          out.error = error;
-        }
-        break;
-      }
-    }
+    const value = faultValue(problems, `${path}.${key}`, key, v);
+    if (value !== undefined) out[key] = value;
   }
   return problems.length > 0 ? { ok: false, problems } : { ok: true, value: out };
+}
+
+/** `refresh`: whether the authority has refresh tokens (the `refreshFail` fault). */
+export function validateFaults(input: unknown, path = 'faults', opts: { refresh?: boolean } = {}): Validated<FaultsPatch> {
+  return validateFaultKeys(input, path, FAULT_KEYS, (key) =>
+    key === 'refreshFail' && !opts.refresh ? 'only impact-gr has refresh tokens' : undefined,
+  ) as Validated<FaultsPatch>;
+}
+
+const API_FAULT_KEYS = ['latencyMs', 'fail5xx', 'status5xx', 'rateLimit', 'drop', 'revoke401', 'error'] as const;
+
+/** A patch of the submission API's faults: a key mapped to null or undefined removes that fault. */
+export type ApiFaultsPatch = { [K in keyof EmulatorApiFaults]?: EmulatorApiFaults[K] | null };
+
+/** Validates the submission API's faults (`/_emulator/api/faults`, `setApiFaults`). */
+export function validateApiFaults(input: unknown, path = 'apiFaults'): Validated<ApiFaultsPatch> {
+  return validateFaultKeys(input, path, API_FAULT_KEYS, () => undefined) as Validated<ApiFaultsPatch>;
 }
 
 const DEVICE_KEYS = [

@@ -19,7 +19,12 @@ It registers that authority's demo principal (printed at start) plus those in FI
 array of devices for eta-ereceipt, companies {vat, apiKey} for impact-gr, clients for the
 others), issues RS256 JWTs, answers the documented errors, and takes faults at
 POST /_emulator/faults. --lenient tolerates deviations from the documented wire.
---lifetime defaults to the authority's (3600 s; impact-gr 900; sepay 86400).`;
+--lifetime defaults to the authority's (3600 s; impact-gr 900; sepay 86400).
+
+It also serves the authority's submission API on the same port (an account's apiUrl is
+the emulator's URL): ANY /api/... with a Bearer token it issued (else 401); eta-ereceipt's
+POST /api/v1/receiptsubmissions; /api/_echo/... and /api/_large?bytes=N for tests. What
+arrived: GET /_emulator/api/submissions; API faults: POST /_emulator/api/faults.`;
 
 function isAuthority(name: string): name is EmulatorAuthority {
   return (AUTHORITIES as readonly string[]).includes(name);
@@ -115,6 +120,7 @@ export async function emulatorCommand(argv: string[], io: Io): Promise<number> {
   println(io.stdout, `token endpoint: POST ${url}${paths.token}`);
   if (paths.refresh) println(io.stdout, `refresh endpoint: POST ${url}${paths.refresh}`);
   println(io.stdout, `faults: POST ${url}/_emulator/faults   stats: GET ${url}/_emulator/stats`);
+  println(io.stdout, `API (apiUrl): ${url}   received: GET /_emulator/api/submissions   faults: POST /_emulator/api/faults`);
   println(io.stdout, `demo credentials (fixtures, not real): ${JSON.stringify(demo.credentials)}`);
   const { tokenPath: _path, ...account } = demo.account;
   if (Object.keys(account).length > 0) println(io.stdout, `demo account settings: ${JSON.stringify(account)}`);
