@@ -247,7 +247,7 @@ class OutboxService implements Outbox {
     if (sending.attempts > 1) this.#resends?.inc({ account: config.name });
     let verdict: DeliveryVerdict;
     try {
-      verdict = await deliverOnce(this.#forwarder, config, sending, () => this.#clock.now(), this.#abort.signal);
+      verdict = await deliverOnce(this.#forwarder, config, entry, () => this.#clock.now(), this.#abort.signal);
     } catch (err) {
       verdict = { kind: 'retry', error: `delivery failed: ${String(err)}` };
     }

@@ -123,7 +123,9 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       let url: URL | undefined;
       try {
         url = new URL(req.url ?? '/', 'http://agent');
-        if (ROUTES.has(url.pathname)) route = url.pathname;
+        // The proxy by its raw target: dot segments are resolved by URL, and must reach the proxy to be refused.
+        if ((req.url ?? '').startsWith(PROXY_PREFIX)) route = '/v1/proxy';
+        else if (ROUTES.has(url.pathname)) route = url.pathname;
         else route = PREFIX_ROUTES.find((p) => url!.pathname === p || url!.pathname.startsWith(`${p}/`)) ?? route;
       } catch {
         url = undefined; // answered 400 below, once the header rules are applied

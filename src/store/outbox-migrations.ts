@@ -14,8 +14,6 @@ export const OUTBOX_MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> =
         key             TEXT,                  -- the till's idempotency key, unique per account when given
         method          TEXT NOT NULL,
         path            TEXT NOT NULL,
-        headers         TEXT NOT NULL,         -- JSON object of the till's headers
-        body            TEXT NOT NULL,
         bytes           INTEGER NOT NULL,      -- body + path + headers JSON, in bytes: what maxBytes counts
         state           TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'delivered', 'rejected', 'cancelled')),
         attempts        INTEGER NOT NULL,
@@ -26,6 +24,14 @@ export const OUTBOX_MIGRATIONS: ReadonlyArray<(db: Database.Database) => void> =
         response_status INTEGER,
         response_body   TEXT
       ) STRICT;
+      -- What is sent, apart from the entry's state: a change of state rewrites a small row, not a large body.
+      CREATE TABLE bodies (
+        seq     INTEGER PRIMARY KEY,           -- entries.seq
+        headers TEXT NOT NULL,                 -- JSON object of the till's headers
+        body    TEXT NOT NULL
+      ) STRICT;
+      CREATE TRIGGER entries_delete_body AFTER DELETE ON entries BEGIN DELETE FROM bodies WHERE seq = old.seq; END;
+      CREATE VIEW entries_full AS SELECT entries.*, bodies.headers AS headers, bodies.body AS body FROM entries JOIN bodies USING (seq);
       CREATE UNIQUE INDEX entries_by_key ON entries (account, key) WHERE key IS NOT NULL;
       -- Each account's head: the lowest seq among its pending entries, found without passing delivered ones.
       CREATE INDEX entries_pending ON entries (account, seq) WHERE state IN ('queued', 'sending');

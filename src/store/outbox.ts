@@ -128,13 +128,18 @@ export interface OpenOutboxOptions {
 
 /** Enqueues answered by one transaction at most; the rest go in the next one, so a burst never holds the lock long. */
 export const MAX_BATCH = 512;
+/** Bytes the WAL is truncated to after a checkpoint. */
+const WAL_SIZE_LIMIT = 8 * 1024 * 1024;
 
 export const OUTBOX_STATES: ReadonlyArray<OutboxState> = ['queued', 'sending', 'delivered', 'rejected', 'cancelled'];
 const PENDING = "state IN ('queued', 'sending')";
 const FINISHED = "state IN ('delivered', 'rejected', 'cancelled')";
-const COLUMNS =
-  'seq, id, account, key, method, path, headers, body, bytes, state, attempts, created_at, updated_at, delivered_at, ' +
-  'last_error, response_status, response_body';
+const STATE_COLUMNS =
+  'seq, id, account, key, method, path, bytes, state, attempts, created_at, updated_at, delivered_at, last_error, ' +
+  'response_status, response_body';
+const COLUMNS = `${STATE_COLUMNS}, headers, body`;
+/** An entry without what it sends (a change of state needs only that). */
+const LIST_COLUMNS = `${STATE_COLUMNS}, '{}' AS headers, '' AS body`;
 
 interface Row {
   seq: number;
@@ -182,6 +187,8 @@ export function openOutbox(options: OpenOutboxOptions): OutboxStore {
   try {
     configure(db, path);
     migrate(db, path, OUTBOX_MIGRATIONS);
+    // After each checkpoint the WAL is cut back to this, so a burst of large entries does not keep its disk space.
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
     return new SqliteOutbox(db, path, prepare(db), options);
   } catch (err) {
     db.close();
@@ -192,19 +199,23 @@ export function openOutbox(options: OpenOutboxOptions): OutboxStore {
 
 /** Every statement, prepared once (openDatabase keeps them from the garbage collector). */
 function prepare(db: Database.Database) {
-  const list = (where: string) => db.prepare(`SELECT ${COLUMNS} FROM entries ${where} ORDER BY seq LIMIT ?`);
+  const list = (where: string) => db.prepare(`SELECT ${COLUMNS} FROM entries_full ${where} ORDER BY seq LIMIT ?`);
   return {
     /** One wrapper whose argument runs inside: its BEGIN/COMMIT statements are made once, not per call. */
     tx: db.transaction((fn: () => unknown) => fn()),
-    byId: db.prepare(`SELECT ${COLUMNS} FROM entries WHERE id = ?`),
-    byKey: db.prepare(`SELECT ${COLUMNS} FROM entries WHERE account = ? AND key = ?`),
-    head: db.prepare(`SELECT ${COLUMNS} FROM entries WHERE account = ? AND ${PENDING} ORDER BY seq LIMIT 1`),
+    byId: db.prepare(`SELECT ${COLUMNS} FROM entries_full WHERE id = ?`),
+    /** For a change of state: the entry without its body. */
+    stateById: db.prepare(`SELECT ${LIST_COLUMNS} FROM entries WHERE id = ?`),
+    byKey: db.prepare(`SELECT ${COLUMNS} FROM entries_full WHERE account = ? AND key = ?`),
+    head: db.prepare(`SELECT ${COLUMNS} FROM entries_full WHERE account = ? AND ${PENDING} ORDER BY seq LIMIT 1`),
     headCreated: db.prepare(`SELECT created_at FROM entries WHERE account = ? AND ${PENDING} ORDER BY seq LIMIT 1`).pluck(),
     position: db.prepare(`SELECT count(*) FROM entries WHERE account = ? AND ${PENDING} AND seq <= ?`).pluck(),
     insert: db.prepare(
-      `INSERT INTO entries (id, account, key, method, path, headers, body, bytes, state, attempts, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
+      `INSERT INTO entries (id, account, key, method, path, bytes, state, attempts, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
     ),
+    insertBody: db.prepare('INSERT INTO bodies (seq, headers, body) VALUES (?, ?, ?)'),
+    bodyOf: db.prepare('SELECT headers, body FROM bodies WHERE seq = ?'),
     update: db.prepare(
       `UPDATE entries SET state = ?, attempts = ?, updated_at = ?, delivered_at = ?, last_error = ?, response_status = ?,
        response_body = ? WHERE seq = ?`,
@@ -408,6 +419,7 @@ class SqliteOutbox implements OutboxStore {
     try {
       written = this.#stmt.tx.immediate(() => this.#writeBatch(batch)) as typeof written;
     } catch (err) {
+      this.#relieve(err);
       if (!isDiskFull(err)) {
         const failure = storageError(err, 'cannot store outbox entries');
         for (const w of batch) w.reject(failure);
@@ -442,8 +454,9 @@ class SqliteOutbox implements OutboxStore {
         results.push(this.#full('bytes', `the outbox's waiting entries would exceed ${this.#options.maxBytes} bytes`));
       } else {
         const row = newRow(input, headers, size, now);
-        const args = [row.id, row.account, row.key, row.method, row.path, row.headers, row.body, row.bytes, now, now];
+        const args = [row.id, row.account, row.key, row.method, row.path, row.bytes, now, now];
         row.seq = Number(stmt.insert.run(...args).lastInsertRowid);
+        stmt.insertBody.run(row.seq, row.headers, row.body);
         stmt.addAccount.run(row.account);
         entries += 1;
         bytes += size;
@@ -503,7 +516,7 @@ class SqliteOutbox implements OutboxStore {
     let out: { before?: Row; after?: Row; head?: number | null; seen?: AccountSeen };
     try {
       out = this.#stmt.tx.immediate(() => {
-        const before = stmt.byId.get(id) as Row | undefined;
+        const before = stmt.stateById.get(id) as Row | undefined;
         if (!before) return {};
         const now = this.#now();
         const after = next(before, now);
@@ -518,6 +531,7 @@ class SqliteOutbox implements OutboxStore {
         return { before, after, head, seen };
       }) as typeof out;
     } catch (err) {
+      this.#relieve(err);
       throw storageError(err, `cannot ${what} outbox entry ${id}`);
     }
     if (out.before && out.after) {
@@ -532,7 +546,7 @@ class SqliteOutbox implements OutboxStore {
     const { before, after } = this.#change(id, what, (row, now) => (from.includes(row.state) ? next(row, now) : undefined), account);
     if (!before) throw new Error(`no outbox entry ${id}`);
     if (!after) throw new Error(`cannot ${what} outbox entry ${id}: it is ${before.state}`);
-    return toEntry(after);
+    return this.#whole(after);
   }
 
   markSending(id: string): OutboxEntry {
@@ -574,7 +588,7 @@ class SqliteOutbox implements OutboxStore {
       row.state === 'queued' ? { ...row, state: 'cancelled', updated_at: now } : undefined,
     );
     if (!before) return { ok: false, reason: 'not_found' };
-    return after ? { ok: true, entry: toEntry(after) } : { ok: false, reason: 'not_queued', entry: toEntry(before) };
+    return after ? { ok: true, entry: this.#whole(after) } : { ok: false, reason: 'not_queued', entry: this.#whole(before) };
   }
 
   /** The old answer goes (it is no longer the entry's outcome); attempts and last_error stay as history. */
@@ -585,7 +599,26 @@ class SqliteOutbox implements OutboxStore {
         : undefined,
     );
     if (!before) return { ok: false, reason: 'not_found' };
-    return after ? { ok: true, entry: toEntry(after) } : { ok: false, reason: 'not_retryable', entry: toEntry(before) };
+    return after ? { ok: true, entry: this.#whole(after) } : { ok: false, reason: 'not_retryable', entry: this.#whole(before) };
+  }
+
+  /** A row read without its body (a change of state), as the whole entry: the body read, never rewritten. */
+  #whole(row: Row): OutboxEntry {
+    const b = this.#stmt.bodyOf.get(row.seq) as Pick<Row, 'headers' | 'body'> | undefined;
+    return toEntry(b ? { ...row, ...b } : row);
+  }
+
+  /**
+   * After a write that did not fit: the WAL only grows until a checkpoint, and on a nearly full disk the automatic
+   * one (at 1000 pages) may never come. Checkpointing and truncating it gives its space back for the next try.
+   */
+  #relieve(err: unknown): void {
+    if (!isDiskFull(err)) return;
+    try {
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      /* a reader holds the WAL, or the checkpoint itself failed: the next failure tries again */
+    }
   }
 
   stats(): OutboxStats {
@@ -598,6 +631,7 @@ class SqliteOutbox implements OutboxStore {
     try {
       deleted = this.#stmt.tx.immediate(() => this.#stmt.prune.all(Math.floor(beforeWallMs), Math.floor(batch))) as typeof deleted;
     } catch (err) {
+      this.#relieve(err);
       throw storageError(err, 'cannot prune the outbox');
     }
     for (const { state } of deleted) this.#counters.byState[state] -= 1;

@@ -445,9 +445,13 @@ describe('outbox store', () => {
     diagnostic(`${acked.length} entries acknowledged before the disk was full`);
     const stats = o.stats();
     assert.equal(stats.pendingEntries, acked.length + 1, 'nothing refused was counted');
-    const still = await o.enqueue(input({ body: 'still full' }));
-    assert.ok(!still.ok && still.reason === 'disk', 'the connection is still usable and answers again');
-    assert.deepEqual(o.stats(), stats);
+    // A refusal tries to give the WAL's space back (a checkpoint that truncates it, which itself needs room in the
+    // database file): the connection is still usable, and the next entry either fits in what that freed or is
+    // refused the same way, counted only if stored.
+    const still = await o.enqueue(input({ body: 'still full?' }));
+    assert.ok(still.ok || still.reason === 'disk', 'the connection is still usable and answers again');
+    assert.deepEqual(o.stats().pendingEntries, stats.pendingEntries + (still.ok ? 1 : 0));
+    if (still.ok) acked.push(still.entry.id);
     // To the brim: even a one-row change no longer fits, and says so without changing anything.
     const fd = openSync(filler, 'a');
     try {
