@@ -75,7 +75,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
   }
-  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status()), clock.now());
+  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status(), agent.outbox.status(), clock.now()), clock.now());
   let lastStatus = statusLine();
   notifier.ready(lastStatus);
 
@@ -140,11 +140,12 @@ async function loadRunConfig(path: string, env: NodeJS.ProcessEnv, profileDirs?:
 }
 
 /**
- * The one-line STATUS= for `systemctl status`, e.g. "serving: default fresh, expires in 41 min".
- * Names, states and times only: never a token or a secret.
+ * The one-line STATUS= for `systemctl status`, e.g. "serving: default fresh, expires in 41 min", plus
+ * ", outbox 3 queued (oldest 2 min)" for an account with entries waiting (a stuck outbox shows where the
+ * technician looks first). Names, states, counts and times only: never a token, a secret or a receipt.
  */
 export function describeAgentStatus(
-  accounts: Record<string, Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error'>>,
+  accounts: Record<string, Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error' | 'outbox'>>,
   nowMs: number,
 ): string {
   const parts = Object.entries(accounts).map(([name, a]) => {
@@ -154,6 +155,8 @@ export function describeAgentStatus(
       text += leftS > 0 ? `, expires in ${duration(leftS)}` : `, expired ${duration(-leftS)} ago`;
     }
     if (a.last_error && a.state !== 'fresh') text += ` (${a.last_error.reason})`;
+    const o = a.outbox;
+    if (o && o.queued > 0) text += `, outbox ${o.queued} queued${o.oldest_queued_s === null ? '' : ` (oldest ${duration(o.oldest_queued_s)})`}`;
     return text;
   });
   return parts.length ? `serving: ${parts.join('; ')}` : 'serving: no accounts';
