@@ -7,7 +7,7 @@ import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
 import { statusBodies } from '../../server/index.js';
-import { configOption, type Io, parse, println } from '../common.js';
+import { configOption, duration, type Io, parse, println } from '../common.js';
 
 export const runHelp = `Usage: pos-token-agent run [--check] [--config FILE]
 
@@ -160,11 +160,4 @@ export function describeAgentStatus(
     return text;
   });
   return parts.length ? `serving: ${parts.join('; ')}` : 'serving: no accounts';
-}
-
-function duration(s: number): string {
-  if (s < 120) return `${s} s`;
-  if (s < 120 * 60) return `${Math.floor(s / 60)} min`;
-  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h`;
-  return `${Math.floor(s / 86_400)} d`;
 }
