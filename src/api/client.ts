@@ -11,8 +11,12 @@ import {
   AGENT_HEADER,
   AGENT_HEADER_VALUE,
   type AccountStatusBody,
+  type EnqueuedBody,
+  type EnqueueRequestBody,
   type ErrorBody,
   type HealthBody,
+  type OutboxEntryBody,
+  type OutboxEntryState,
   type RefreshRequestBody,
   type StatusBody,
   type TokenBody,
@@ -62,6 +66,25 @@ export interface AgentClientOptions {
 
 export type TokenResult = { ok: true; token: TokenBody } | { ok: false; status: number; error: ErrorBody };
 
+/** The agent's "no" to a call: its status and error body (one it did not send is made up, saying so). */
+export type Refusal = { ok: false; status: number; error: ErrorBody };
+
+/** `POST /v1/outbox`: 202 stored (`created`), or 200 with the entry a repeated key already made. */
+export type EnqueueCallResult =
+  | { ok: true; created: true; enqueued: EnqueuedBody }
+  | { ok: true; created: false; entry: OutboxEntryBody }
+  | Refusal;
+
+export type OutboxEntryResult = { ok: true; entry: OutboxEntryBody } | Refusal;
+export type OutboxListResult = { ok: true; entries: OutboxEntryBody[] } | Refusal;
+
+export interface OutboxListQuery {
+  account?: string;
+  state?: OutboxEntryState;
+  /** 1 to 1000; the agent's default is 100. */
+  limit?: number;
+}
+
 export interface TokenQuery {
   /** Default `default`. */
   account?: string;
@@ -88,12 +111,22 @@ export interface AgentClient {
   health(): Promise<HealthBody>;
   /** `GET /metrics`: the Prometheus text. */
   metrics(): Promise<string>;
+  /** `POST /v1/outbox`. */
+  enqueue(body: EnqueueRequestBody): Promise<EnqueueCallResult>;
+  /** `GET /v1/outbox?account=&state=&limit=`: oldest first. */
+  outboxList(query?: OutboxListQuery): Promise<OutboxListResult>;
+  /** `GET /v1/outbox/ID`: the entry with the body as enqueued. */
+  outboxEntry(id: string): Promise<OutboxEntryResult>;
+  /** `DELETE /v1/outbox/ID`: 409 not_cancellable unless queued. */
+  outboxCancel(id: string): Promise<OutboxEntryResult>;
+  /** `POST /v1/outbox/ID/retry`: 409 not_retryable for a delivered entry. */
+  outboxRetry(id: string): Promise<OutboxEntryResult>;
 }
 
 export function createAgentClient(options: AgentClientOptions): AgentClient {
   const { socket } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const call = (method: 'GET' | 'POST', path: string, body?: unknown): Promise<RawAnswer> =>
+  const call = (method: Method, path: string, body?: unknown): Promise<RawAnswer> =>
     exchange({ socket, timeoutMs, method, path, body, ...(options.startCommand ? { startCommand: options.startCommand } : {}) });
 
   const tokenResult = (a: RawAnswer): TokenResult => {
@@ -103,6 +136,19 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       return { ok: true, token: json };
     }
     return { ok: false, status: a.status, error: errorBody(json, a.status) };
+  };
+
+  /** A 2xx whose body `read` accepts, or the agent's refusal; any other 2xx is not the agent's answer. */
+  const outboxResult = <T>(a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string): { ok: true; value: T } | Refusal => {
+    const json = jsonObject(a.text);
+    if (a.status < 200 || a.status > 299) return refusal(a.status, json);
+    const value = read(json);
+    if (value === undefined) throw badAnswer(socket, a, what);
+    return { ok: true, value };
+  };
+  const entryCall = async (method: Method, path: string): Promise<OutboxEntryResult> => {
+    const r = outboxResult(await call(method, path), (j) => (isOutboxEntryBody(j) ? j : undefined), 'an outbox answer without an entry');
+    return r.ok ? { ok: true, entry: r.value } : r;
   };
 
   const status = async (): Promise<StatusBody> => {
@@ -145,10 +191,38 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       if (a.status !== 200) throw badAnswer(socket, a);
       return a.text;
     },
+    async enqueue(body) {
+      const a = await call('POST', '/v1/outbox', body);
+      if (a.status === 202) {
+        const r = outboxResult(a, (j) => (isEnqueuedBody(j) ? j : undefined), 'an enqueue answer without an id');
+        return r.ok ? { ok: true, created: true, enqueued: r.value } : r;
+      }
+      const r = outboxResult(a, (j) => (isOutboxEntryBody(j) ? j : undefined), 'an enqueue answer without an entry');
+      return r.ok ? { ok: true, created: false, entry: r.value } : r;
+    },
+    async outboxList(query = {}) {
+      const q = new URLSearchParams();
+      if (query.account !== undefined) q.set('account', query.account);
+      if (query.state !== undefined) q.set('state', query.state);
+      if (query.limit !== undefined) q.set('limit', String(query.limit));
+      const a = await call('GET', `/v1/outbox${q.size ? `?${q}` : ''}`);
+      const r = outboxResult(a, (j) => (isOutboxListBody(j) ? j.entries : undefined), 'a list answer without entries');
+      return r.ok ? { ok: true, entries: r.value } : r;
+    },
+    outboxEntry: (id) => entryCall('GET', entryPath(id)),
+    outboxCancel: (id) => entryCall('DELETE', entryPath(id)),
+    outboxRetry: (id) => entryCall('POST', `${entryPath(id)}/retry`),
   };
 }
 
+/** An entry's path; the id is encoded, so that no id can name another route. */
+function entryPath(id: string): string {
+  return `/v1/outbox/${encodeURIComponent(id)}`;
+}
+
 // ---- transport ------------------------------------------------------------------------------
+
+type Method = 'GET' | 'POST' | 'DELETE';
 
 interface RawAnswer {
   status: number;
@@ -159,7 +233,7 @@ interface RawAnswer {
 interface Exchange {
   socket: string;
   timeoutMs: number;
-  method: 'GET' | 'POST';
+  method: Method;
   path: string;
   body?: unknown;
   startCommand?: string;
@@ -288,6 +362,29 @@ function isStatusBody(v: Json | undefined): v is Json & StatusBody {
 
 function isHealthBody(v: Json | undefined): v is Json & HealthBody {
   return v !== undefined && (v.status === 'ok' || (v.status === 'unhealthy' && Array.isArray(v.failing)));
+}
+
+function isOutboxEntryBody(v: Json | undefined): v is Json & OutboxEntryBody {
+  return (
+    v !== undefined &&
+    typeof v.id === 'string' &&
+    typeof v.account === 'string' &&
+    typeof v.state === 'string' &&
+    typeof v.attempts === 'number' &&
+    typeof v.created_at === 'string'
+  );
+}
+
+function isEnqueuedBody(v: Json | undefined): v is Json & EnqueuedBody {
+  return v !== undefined && typeof v.id === 'string' && v.state === 'queued' && typeof v.position === 'number';
+}
+
+function isOutboxListBody(v: Json | undefined): v is Json & { entries: OutboxEntryBody[] } {
+  return v !== undefined && Array.isArray(v.entries) && v.entries.every((e: unknown) => typeof e === 'object' && e !== null && isOutboxEntryBody(e as Json));
+}
+
+function refusal(status: number, json: Json | undefined): Refusal {
+  return { ok: false, status, error: errorBody(json, status) };
 }
 
 /** The agent's error body; an answer without one (not the agent, or a proxy) gets one saying so. */

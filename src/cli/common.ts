@@ -57,6 +57,34 @@ export function parse<T extends Options>(argv: string[], options: T) {
   return parseArgs({ args: normalized, options: all, strict: true, allowPositionals: false });
 }
 
+/**
+ * A command's words apart from its options (`outbox show ID --json`: ["show", "ID"]), and the options left for
+ * `parse`, which then checks them as for any command. A word that is an option's value stays with the option.
+ */
+export function splitPositionals(argv: string[], options: Options): { words: string[]; rest: string[] } {
+  const all = { ...options, ...HELP_OPTION };
+  const { tokens } = parseArgs({ args: argv, options: all, strict: false, allowPositionals: true, tokens: true });
+  const taken = new Set<number>();
+  const words: string[] = [];
+  for (const t of tokens) {
+    if (t.kind === 'positional') {
+      words.push(t.value);
+      taken.add(t.index);
+    } else if (t.kind === 'option-terminator') {
+      taken.add(t.index);
+    }
+  }
+  return { words, rest: argv.filter((_, i) => !taken.has(i)) };
+}
+
+/** A length of time for people, rounded down to its unit: "45 s", "41 min", "3 h", "2 d". */
+export function duration(s: number): string {
+  if (s < 120) return `${s} s`;
+  if (s < 120 * 60) return `${Math.floor(s / 60)} min`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86_400)} d`;
+}
+
 /** `--account --json`: the next word is an option, not the value (as Node's strict parser sees it too). */
 function looksLikeOption(value: string, options: Options): boolean {
   if (value.startsWith('--')) return true;

@@ -16,6 +16,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   },
   token: { load: async () => (await import('./commands/token.js')).tokenCommand, summary: 'ask the running agent for a token' },
   status: { load: async () => (await import('./commands/token.js')).statusCommand, summary: 'what the running agent reports' },
+  outbox: {
+    load: async () => (await import('./commands/outbox.js')).outboxCommand,
+    summary: "list, show, retry or cancel what the agent delivers to the authority's API",
+  },
   setup: {
     load: async () => (await import('./commands/setup.js')).setupCommand,
     summary: 'guided set-up for technicians: account, identity, credentials, units (pos-token-agent-provision)',

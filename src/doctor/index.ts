@@ -3,7 +3,8 @@
  * when it fails, what to do. Checks that depend on a failed one are reported as not run.
  *
  * Order: config; state (directory, key, database, permissions); per account: device identity,
- * stored credentials, network (DNS, TCP, TLS, clock, proxy), credentials accepted; the socket.
+ * stored credentials, network (DNS, TCP, TLS, clock, proxy), credentials accepted, and with an apiUrl the
+ * API's network (DNS, TCP, TLS); the outbox database; the socket.
  */
 import { existsSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ import {
 } from '../identity/index.js';
 import { managedBySystemd, serviceHints, shellQuote } from '../lib/service.js';
 import { stateAccess, type StateAccess, type StateDeps } from '../state.js';
-import { DB_FILE, openStore, SecretKeyError, StoreError, type Store } from '../store/index.js';
+import { DB_FILE, inspectOutbox, openStore, SecretKeyError, StoreError, type OutboxInspection, type Store } from '../store/index.js';
 import { checkNetwork } from './network.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
@@ -145,12 +146,16 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       ...(options.hostname ? { hostname: options.hostname } : {}),
     });
     for (const account of Object.values(config.accounts)) {
-      await checkAccount(account, { config, store, noStore, http, reader, now, env, options, add, registry });
+      const ctx: AccountContext = { config, store, noStore, http, reader, now, env, options, add, registry };
+      await checkAccount(account, ctx);
+      await checkApi(account, ctx);
     }
   } finally {
     store?.close();
     ownHttp?.close();
   }
+  const outbox = outboxCheck(config, now());
+  if (outbox) add(outbox);
 
   // ---- socket -------------------------------------------------------------------------------
   checks.push(await socketCheck(config.socket, options));
@@ -234,7 +239,7 @@ function finish(checks: DoctorCheck[], configFlag: string | undefined): DoctorRe
   if (configFlag !== undefined) {
     const flag = ` --config ${shellQuote(configFlag)}`;
     for (const c of checks) {
-      if (c.fix) c.fix = c.fix.replace(/\bpos-token-agent (provision|identity|doctor)\b(?! --config)/g, `pos-token-agent $1${flag}`);
+      if (c.fix) c.fix = c.fix.replace(/\bpos-token-agent (provision|identity|doctor|outbox)\b(?! --config)/g, `pos-token-agent $1${flag}`);
     }
   }
   return { ok: !checks.some((c) => c.status === 'fail'), checks };
@@ -409,6 +414,88 @@ async function checkAccount(account: AccountConfig, ctx: AccountContext): Promis
           },
     );
   }
+}
+
+/**
+ * The account's API (apiUrl, where the proxy and the outbox send): DNS, TCP and TLS as for the token service,
+ * named `<account>.api.<step>`. No clock check (the token service's compared it) and no request to the API.
+ */
+async function checkApi(account: AccountConfig, ctx: AccountContext): Promise<void> {
+  if (!account.apiUrl) return;
+  const n = account.name;
+  const network = await checkNetwork({
+    url: account.apiUrl,
+    account: n,
+    tls: account.tls,
+    proxy: ctx.config.proxy,
+    env: ctx.env,
+    http: ctx.http,
+    now: ctx.now,
+    checkClock: false,
+    ...(ctx.options.timeoutMs !== undefined ? { timeoutMs: ctx.options.timeoutMs } : {}),
+  });
+  const why = `accounts.${n}.apiUrl is where the proxy and the outbox send: until it answers, /v1/proxy answers 502 and outbox entries wait queued`;
+  for (const step of network) {
+    const r = step.result;
+    ctx.add(
+      r.ok
+        ? { name: `${n}.api.${step.name}`, status: r.skipped ? 'skipped' : 'ok', detail: `${step.target}: ${r.detail}` }
+        : { name: `${n}.api.${step.name}`, status: 'fail', detail: `${step.target}: ${r.problem}`, fix: `${r.fix} (${why})` },
+    );
+  }
+}
+
+/**
+ * outbox.db, when there is one: readable and sound, what it holds, and whether an account's oldest waiting entry
+ * is older than outbox.alertAfterS (then /v1/health says outbox_stalled). Read only: see inspectOutbox.
+ */
+function outboxCheck(config: AgentConfig, nowMs: number): DoctorCheck | undefined {
+  const name = 'state.outbox';
+  let found: OutboxInspection | undefined;
+  try {
+    found = inspectOutbox(config.stateDir);
+  } catch (err) {
+    return {
+      name,
+      status: 'fail',
+      detail: (err as Error).message,
+      fix: "run doctor as root or as the agent's user; if it still cannot be read, stop the agent and keep a copy of outbox.db for a support case (it may hold receipts not yet delivered)",
+    };
+  }
+  if (!found) return undefined;
+  if (found.integrity !== 'ok') {
+    return {
+      name,
+      status: 'fail',
+      detail: `${found.path}: integrity_check says ${found.integrity.slice(0, 200)}`,
+      fix: 'stop the agent and keep a copy of outbox.db and its -wal file for a support case: it may hold receipts not yet delivered',
+    };
+  }
+  const b = found.byState;
+  const waiting = Object.entries(found.waiting);
+  const total = b.queued + b.sending;
+  const oldest = waiting.reduce<number | null>((m, [, w]) => (m === null || w.oldestAt < m ? w.oldestAt : m), null);
+  const ageS = (at: number): number => Math.max(0, Math.floor((nowMs - at) / 1000));
+  const held = `${total} waiting${oldest === null ? '' : ` (oldest ${formatAge(ageS(oldest))})`}, ${b.delivered} delivered, ${b.rejected} rejected, ${b.cancelled} cancelled`;
+  const late = waiting.filter(([, w]) => nowMs - w.oldestAt > config.outbox.alertAfterMs).map(([account]) => account);
+  if (late.length === 0) return { name, status: 'ok', detail: `${found.path}: integrity_check ok; ${held}` };
+  return {
+    name,
+    status: 'warn',
+    detail:
+      `${found.path}: entries of ${late.join(', ')} have waited longer than outbox.alertAfterS (${formatAge(config.outbox.alertAfterMs / 1000)}): ${held}`,
+    fix:
+      'see what waits and its last error: pos-token-agent outbox list --state queued; check the api checks above ' +
+      `(${late.map((a) => `${a}.api.*`).join(', ')}) and pos-token-agent status (each account's outbox line)`,
+  };
+}
+
+/** An age for people: "45 s", "12 min", "3 h", "2 d". */
+function formatAge(s: number): string {
+  if (s < 120) return `${Math.floor(s)} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min`;
+  if (s < 172_800) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86_400)} d`;
 }
 
 /** Which Basic encoding of the client ID and secret the server accepted, for a login that used Basic. */

@@ -557,6 +557,8 @@ export interface NetworkCheckInput {
   maxClockOffsetMs?: number;
   clock?: Clock;
   lookup?: LookupAll;
+  /** false: no clock check (a second URL of the same account: its clock was compared already). Default true. */
+  checkClock?: boolean;
 }
 
 export interface NamedCheck {
@@ -618,9 +620,10 @@ export async function checkNetwork(input: NetworkCheckInput): Promise<NamedCheck
         ...(input.now ? { now: input.now } : {}),
       }),
   });
-  const ownHttp = input.http ? undefined : createHttpClient({ ...(input.proxy ? { proxy: input.proxy } : {}), env });
+  const clockWanted = input.checkClock !== false;
+  const ownHttp = input.http || !clockWanted ? undefined : createHttpClient({ ...(input.proxy ? { proxy: input.proxy } : {}), env });
   const http = input.http ?? ownHttp!;
-  steps.push({
+  if (clockWanted) steps.push({
     name: 'clock',
     target: `${target.protocol}//${target.host}`,
     run: () =>

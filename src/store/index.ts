@@ -11,6 +11,7 @@ import { openDatabase } from './sqlite.js';
 
 export { SecretKeyError } from './crypto.js';
 export {
+  inspectOutbox,
   openOutbox,
   OutboxStorageError,
   OUTBOX_FILE,
@@ -19,6 +20,7 @@ export {
   type EnqueueResult,
   type OpenOutboxOptions,
   type OutboxAccountStats,
+  type OutboxInspection,
   type OutboxEntry,
   type OutboxInput,
   type OutboxResponse,

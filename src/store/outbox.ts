@@ -6,7 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { configure, ensureFileMode, migrate, StoreError } from './index.js';
 import { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
@@ -194,6 +194,44 @@ export function openOutbox(options: OpenOutboxOptions): OutboxStore {
     db.close();
     if (err instanceof StoreError) throw err;
     throw new StoreError(`cannot use the outbox database ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** What doctor reads of outbox.db: its integrity, entries by state, and what waits per account. */
+export interface OutboxInspection {
+  path: string;
+  /** PRAGMA integrity_check's first line: "ok" when sound. */
+  integrity: string;
+  byState: Record<OutboxState, number>;
+  /** Per account with waiting (queued or sending) entries: how many, and the oldest one's createdAt (wall ms). */
+  waiting: Record<string, { entries: number; oldestAt: number }>;
+}
+
+/**
+ * outbox.db looked at without changing it, for doctor (which may run while the agent runs, or as root): opened
+ * read-only, never created, no migration; undefined when there is none. SQLite may add the -wal/-shm files a
+ * WAL database is read with; as root it gives them the database's owner, as for state.db. Throws StoreError
+ * when the file cannot be read as an outbox.
+ */
+export function inspectOutbox(dir: string): OutboxInspection | undefined {
+  const path = join(dir, OUTBOX_FILE);
+  if (!existsSync(path)) return undefined;
+  let db: Database.Database | undefined;
+  try {
+    db = openDatabase(path, { readonly: true, fileMustExist: true, timeout: 5_000 });
+    const integrity = String(db.prepare('PRAGMA integrity_check').pluck().get());
+    const byState: Record<OutboxState, number> = { queued: 0, sending: 0, delivered: 0, rejected: 0, cancelled: 0 };
+    for (const r of db.prepare('SELECT state, count(*) AS n FROM entries GROUP BY state').all() as Array<{ state: OutboxState; n: number }>) {
+      byState[r.state] = r.n;
+    }
+    const waiting: OutboxInspection['waiting'] = {};
+    const rows = db.prepare(`SELECT account, count(*) AS n, min(created_at) AS oldest FROM entries WHERE ${PENDING} GROUP BY account`).all();
+    for (const r of rows as Array<{ account: string; n: number; oldest: number }>) waiting[r.account] = { entries: r.n, oldestAt: r.oldest };
+    return { path, integrity, byState, waiting };
+  } catch (err) {
+    throw new StoreError(`cannot read the outbox database ${path}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    db?.close();
   }
 }
 

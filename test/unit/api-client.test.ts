@@ -16,6 +16,7 @@ import {
   isAccountName,
   parseMinTtl,
   type AccountStatusBody,
+  type OutboxEntryBody,
 } from '../../src/api/index.js';
 import { FakeClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
@@ -306,6 +307,129 @@ describe('api client: failures', () => {
       { url: '/v1/health', header: '1', type: undefined, body: '' },
       { url: '/v1/token/refresh', header: '1', type: 'application/json', body: '{"account":"a","rejected_token":"t"}' },
     ]);
+  });
+});
+
+describe('api client: the outbox calls, against a fake agent', () => {
+  let dir: string;
+  let server: Server;
+  let socket: string;
+  const ID = '0b5c3a52-4f0e-4d8e-9a57-2a1f7c1d9e01';
+  const ENTRY: OutboxEntryBody = {
+    id: ID,
+    account: 'default',
+    key: 'r-1',
+    method: 'POST',
+    path: '/api/v1/receipts',
+    state: 'queued',
+    attempts: 0,
+    created_at: '2026-01-01T00:00:00.000Z',
+    delivered_at: null,
+    last_error: null,
+    response: null,
+    position: 1,
+  };
+  /** What the fake answers next (status, body text), and what it was asked. */
+  let next: { status: number; body: string } = { status: 200, body: '{}' };
+  let seen: Array<{ method: string; url: string; body: string; type: string | undefined }> = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pta-api-outbox-'));
+    socket = join(dir, 'agent.sock');
+    server = await rawServer(socket, (req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push({ method: req.method ?? '', url: req.url ?? '', body, type: req.headers['content-type'] });
+        res.writeHead(next.status, { 'content-type': 'application/json' }).end(next.body);
+      });
+    });
+  });
+  after(async () => {
+    await close(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    seen = [];
+  });
+  const answer = (status: number, body: unknown): void => {
+    next = { status, body: typeof body === 'string' ? body : JSON.stringify(body) };
+  };
+
+  test('enqueue(): 202 is a new entry, 200 the one a repeated key made, 507 the refusal with its reason', async () => {
+    const client = createAgentClient({ socket });
+    const request = { account: 'default', path: '/api/v1/receipts', body: { total: 1 }, key: 'r-1' };
+    answer(202, { id: ID, state: 'queued', position: 3 });
+    assert.deepEqual(await client.enqueue(request), { ok: true, created: true, enqueued: { id: ID, state: 'queued', position: 3 } });
+    assert.deepEqual(seen, [{ method: 'POST', url: '/v1/outbox', body: JSON.stringify(request), type: 'application/json' }]);
+    answer(200, ENTRY);
+    assert.deepEqual(await client.enqueue(request), { ok: true, created: false, entry: ENTRY });
+    answer(507, { error: 'outbox_full', reason: 'bytes', message: 'full' });
+    assert.deepEqual(await client.enqueue(request), { ok: false, status: 507, error: { error: 'outbox_full', reason: 'bytes', message: 'full' } });
+  });
+
+  test('outboxList(): the query as given, the entries oldest first; a 400 is returned', async () => {
+    const client = createAgentClient({ socket });
+    answer(200, { entries: [ENTRY] });
+    assert.deepEqual(await client.outboxList({ account: 'default', state: 'queued', limit: 5 }), { ok: true, entries: [ENTRY] });
+    await client.outboxList();
+    assert.deepEqual(
+      seen.map((s) => `${s.method} ${s.url}`),
+      ['GET /v1/outbox?account=default&state=queued&limit=5', 'GET /v1/outbox'],
+    );
+    answer(400, { error: 'bad_request', message: 'limit must be 1 to 1000' });
+    assert.deepEqual(await client.outboxList({ limit: 0 }), { ok: false, status: 400, error: { error: 'bad_request', message: 'limit must be 1 to 1000' } });
+  });
+
+  test('outboxEntry(), outboxCancel(), outboxRetry(): GET, DELETE and POST .../retry; 404 and 409 are returned, not thrown', async () => {
+    const client = createAgentClient({ socket });
+    answer(200, { ...ENTRY, body: { total: 1 } });
+    assert.deepEqual(await client.outboxEntry(ID), { ok: true, entry: { ...ENTRY, body: { total: 1 } } });
+    answer(200, { ...ENTRY, state: 'cancelled' });
+    const cancelled = await client.outboxCancel(ID);
+    assert.ok(cancelled.ok && cancelled.entry.state === 'cancelled');
+    answer(409, { error: 'not_cancellable', message: 'only a queued entry can be cancelled; this one is cancelled', state: 'cancelled' });
+    const again = await client.outboxCancel(ID);
+    assert.deepEqual(again, {
+      ok: false,
+      status: 409,
+      error: { error: 'not_cancellable', message: 'only a queued entry can be cancelled; this one is cancelled', state: 'cancelled' },
+    });
+    answer(404, { error: 'not_found', message: 'no such outbox entry' });
+    assert.deepEqual(await client.outboxRetry(ID), { ok: false, status: 404, error: { error: 'not_found', message: 'no such outbox entry' } });
+    assert.deepEqual(
+      seen.map((s) => `${s.method} ${s.url}`),
+      [`GET /v1/outbox/${ID}`, `DELETE /v1/outbox/${ID}`, `DELETE /v1/outbox/${ID}`, `POST /v1/outbox/${ID}/retry`],
+    );
+  });
+
+  test('an id is encoded into the path, so that it cannot name another route', async () => {
+    answer(404, { error: 'not_found', message: 'no such outbox entry' });
+    await createAgentClient({ socket }).outboxEntry('../token?x=1');
+    assert.equal(seen[0]?.url, '/v1/outbox/..%2Ftoken%3Fx%3D1');
+  });
+
+  test('no usable answer throws: a 2xx without an entry, a list without entries, nothing listening', async () => {
+    const client = createAgentClient({ socket });
+    answer(200, { hello: 'world' });
+    const entry = await rejection(client.outboxEntry(ID));
+    assert.equal(entry.code, 'bad_answer');
+    assert.equal(entry.message, `the agent at ${socket} answered 200 an outbox answer without an entry`);
+    answer(200, { entries: [{ id: 1 }] });
+    assert.equal((await rejection(client.outboxList())).code, 'bad_answer');
+    answer(202, '<html>');
+    assert.equal((await rejection(client.enqueue({ path: '/x', body: null }))).code, 'bad_answer');
+    const none = await rejection(createAgentClient({ socket: join(dir, 'none.sock') }).outboxCancel(ID));
+    assert.equal(none.code, 'not_running');
+  });
+
+  test('an error status without the agent\'s body is still returned, with a body saying so', async () => {
+    answer(502, 'bad gateway');
+    assert.deepEqual(await createAgentClient({ socket }).outboxRetry(ID), {
+      ok: false,
+      status: 502,
+      error: { error: 'internal_error', message: 'the answer (502) carries no error body' },
+    });
   });
 });
 

@@ -30,7 +30,7 @@ import type { AccountStatusBody } from '../../src/api/index.js';
 import { runDoctor, type AgentView, type DoctorCheck, type DoctorOptions, type DoctorReport } from '../../src/doctor/index.js';
 import { createEmulator, DEMO_DEVICE, DEMO_PRINCIPALS, type Emulator } from '../../src/emulator/index.js';
 import { stateAccess, type StateDeps } from '../../src/state.js';
-import { DB_FILE, KEY_FILE, openStore } from '../../src/store/index.js';
+import { DB_FILE, KEY_FILE, OUTBOX_FILE, openOutbox, openStore } from '../../src/store/index.js';
 import { startConnectProxy } from '../support/proxy.js';
 import { closeServer, createTestPki, startHttpsServer, startRenegotiationStripper, track, type TestPki } from '../support/tls.js';
 
@@ -614,6 +614,96 @@ describe('doctor', () => {
       assert.equal(report.ok, false);
       assert.equal(check(report, `${ACCOUNT}.credentials`).status, 'fail');
       assert.equal(check(report, `${ACCOUNT}.login`).status, 'skipped');
+    });
+  });
+
+  describe('the API and the outbox', () => {
+    /** A loopback port nothing listens on: one the system gave, then closed. */
+    async function deadPort(): Promise<number> {
+      const server = createNetServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+
+    /** Entries in the box's outbox.db, as the agent stores them, created `ageMs` ago. */
+    async function enqueue(box: Box, account: string, count: number, ageMs: number): Promise<void> {
+      const outbox = openOutbox({ dir: box.stateDir, maxEntries: 100, maxBytes: 1_000_000, now: () => Date.now() - ageMs });
+      try {
+        for (let i = 0; i < count; i++) await outbox.enqueue({ account, method: 'POST', path: '/api/v1/receipts', headers: {}, body: `{"n":${i}}` });
+      } finally {
+        outbox.close();
+      }
+    }
+
+    test('an account with apiUrl gets DNS, TCP and TLS checks of the API after its login check, no clock check; none without one', async () => {
+      const box = await makeBox({ account: { apiUrl: `${emulator.url}/api` } });
+      const report = await box.run({ noLogin: true });
+      const names = report.checks.map((c) => c.name);
+      assert.deepEqual(names.slice(names.indexOf(`${ACCOUNT}.login`)), [
+        `${ACCOUNT}.login`,
+        `${ACCOUNT}.api.dns`,
+        `${ACCOUNT}.api.tcp`,
+        `${ACCOUNT}.api.tls`,
+        'socket',
+      ]);
+      assert.equal(check(report, `${ACCOUNT}.api.tcp`).status, 'ok');
+      assert.match(check(report, `${ACCOUNT}.api.tcp`).detail, new RegExp(`^${new URL(emulator.url).host.replace(/[.]/g, '\\.')}: `));
+      assert.equal(check(report, `${ACCOUNT}.api.tls`).status, 'skipped', 'http on loopback');
+      assert.equal(report.ok, true);
+      const without = await (await makeBox()).run({ noLogin: true });
+      assert.ok(!without.checks.some((c) => c.name.includes('.api.')));
+    });
+
+    test('an API that does not answer fails its TCP check, saying what to open and what waits meanwhile; the login is still checked', async () => {
+      const port = await deadPort();
+      const box = await makeBox({ account: { apiUrl: `http://127.0.0.1:${port}` } });
+      const report = await box.run();
+      broken(report, `${ACCOUNT}.api.tcp`, 'fail', new RegExp(`^127\\.0\\.0\\.1:${port}: `), /open outbound TCP.*accounts\.shop1\.apiUrl is where the proxy and the outbox send/);
+      assert.equal(check(report, `${ACCOUNT}.api.tls`).status, 'skipped');
+      assert.equal(check(report, `${ACCOUNT}.login`).status, 'ok');
+      assert.equal(check(report, `${ACCOUNT}.tcp`).status, 'ok', 'the token service is another matter');
+    });
+
+    test('no outbox.db: no outbox check, and doctor makes none', async () => {
+      const box = await makeBox({ account: { apiUrl: emulator.url } });
+      const report = await box.run({ noLogin: true });
+      assert.ok(!report.checks.some((c) => c.name === 'state.outbox'));
+      assert.ok(!existsSync(join(box.stateDir, OUTBOX_FILE)));
+    });
+
+    test('outbox.db: integrity, what waits and how old, what was delivered; ok while younger than outbox.alertAfterS', async () => {
+      const box = await makeBox({ account: { apiUrl: emulator.url }, config: { outbox: { alertAfterS: 3600 } } });
+      await enqueue(box, ACCOUNT, 2, 5 * 60_000);
+      const report = await box.run({ noLogin: true });
+      const c = check(report, 'state.outbox');
+      assert.equal(c.status, 'ok', JSON.stringify(c));
+      assert.match(c.detail, /outbox\.db: integrity_check ok; 2 waiting \(oldest 5 min\), 0 delivered, 0 rejected, 0 cancelled$/);
+      assert.equal(c.fix, undefined);
+      assert.deepEqual(report.checks.slice(-2).map((x) => x.name), ['state.outbox', 'socket']);
+    });
+
+    test('outbox.db: entries older than outbox.alertAfterS warn, naming the account and saying where to look', async () => {
+      const box = await makeBox({ account: { apiUrl: emulator.url }, config: { outbox: { alertAfterS: 600 } } });
+      await enqueue(box, ACCOUNT, 3, 2 * HOUR);
+      const report = await box.run({ noLogin: true, configFlag: box.configPath });
+      const c = broken(
+        report,
+        'state.outbox',
+        'warn',
+        /entries of shop1 have waited longer than outbox\.alertAfterS \(10 min\): 3 waiting \(oldest 2 h\)/,
+        /pos-token-agent outbox --config \S+ list --state queued; check the api checks above \(shop1\.api\.\*\) and pos-token-agent status/,
+      );
+      assert.ok(c);
+      assert.equal(report.ok, true, 'a warning, not a failure');
+    });
+
+    test('outbox.db that is not a database fails, saying to keep a copy (it may hold receipts)', async () => {
+      const box = await makeBox({ account: { apiUrl: emulator.url } });
+      writeFileSync(join(box.stateDir, OUTBOX_FILE), 'not a database, but not empty either: '.repeat(200), { mode: 0o600 });
+      const report = await box.run({ noLogin: true });
+      broken(report, 'state.outbox', 'fail', /cannot read the outbox database .*outbox\.db: /, /keep a copy of outbox\.db/);
     });
   });
 });

@@ -353,4 +353,19 @@ describe('STATUS line', () => {
     );
     assert.equal(describeAgentStatus({}, now), 'serving: no accounts');
   });
+
+  test('an account with entries waiting in its outbox says how many and how old the oldest is; an empty outbox adds nothing', () => {
+    const outbox = { queued: 3, oldest_queued_s: 150, last_delivered_at: null, last_error: 'connect ECONNREFUSED' };
+    assert.equal(
+      describeAgentStatus(
+        {
+          default: { ...base, expires_at: new Date(now + 41 * 60_000 + 5_000).toISOString(), outbox },
+          b: { ...base, state: 'none', last_error: { reason: 'not_provisioned', message: 'm', at: 'x' }, outbox: { ...outbox, queued: 1, oldest_queued_s: 30 } },
+          c: { ...base, outbox: { ...outbox, queued: 0, oldest_queued_s: null } },
+        },
+        now,
+      ),
+      'serving: default fresh, expires in 41 min, outbox 3 queued (oldest 2 min); b none (not_provisioned), outbox 1 queued (oldest 30 s); c fresh',
+    );
+  });
 });

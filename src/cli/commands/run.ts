@@ -7,7 +7,7 @@ import { systemClock, type Clock } from '../../lib/clock.js';
 import { createLogger } from '../../lib/log.js';
 import { createNotifier, listenFds } from '../../lib/systemd.js';
 import { statusBodies } from '../../server/index.js';
-import { configOption, type Io, parse, println } from '../common.js';
+import { configOption, duration, type Io, parse, println } from '../common.js';
 
 export const runHelp = `Usage: pos-token-agent run [--check] [--config FILE]
 
@@ -75,7 +75,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
   }
-  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status()), clock.now());
+  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status(), agent.outbox.status(), clock.now()), clock.now());
   let lastStatus = statusLine();
   notifier.ready(lastStatus);
 
@@ -140,11 +140,12 @@ async function loadRunConfig(path: string, env: NodeJS.ProcessEnv, profileDirs?:
 }
 
 /**
- * The one-line STATUS= for `systemctl status`, e.g. "serving: default fresh, expires in 41 min".
- * Names, states and times only: never a token or a secret.
+ * The one-line STATUS= for `systemctl status`, e.g. "serving: default fresh, expires in 41 min", plus
+ * ", outbox 3 queued (oldest 2 min)" for an account with entries waiting (a stuck outbox shows where the
+ * technician looks first). Names, states, counts and times only: never a token, a secret or a receipt.
  */
 export function describeAgentStatus(
-  accounts: Record<string, Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error'>>,
+  accounts: Record<string, Pick<AccountStatusBody, 'state' | 'expires_at' | 'last_error' | 'outbox'>>,
   nowMs: number,
 ): string {
   const parts = Object.entries(accounts).map(([name, a]) => {
@@ -154,14 +155,9 @@ export function describeAgentStatus(
       text += leftS > 0 ? `, expires in ${duration(leftS)}` : `, expired ${duration(-leftS)} ago`;
     }
     if (a.last_error && a.state !== 'fresh') text += ` (${a.last_error.reason})`;
+    const o = a.outbox;
+    if (o && o.queued > 0) text += `, outbox ${o.queued} queued${o.oldest_queued_s === null ? '' : ` (oldest ${duration(o.oldest_queued_s)})`}`;
     return text;
   });
   return parts.length ? `serving: ${parts.join('; ')}` : 'serving: no accounts';
-}
-
-function duration(s: number): string {
-  if (s < 120) return `${s} s`;
-  if (s < 120 * 60) return `${Math.floor(s / 60)} min`;
-  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h`;
-  return `${Math.floor(s / 86_400)} d`;
 }

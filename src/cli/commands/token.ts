@@ -7,8 +7,9 @@ import {
   parseMinTtl,
   type AccountStatusBody,
   type ErrorBody,
+  type OutboxStatusBody,
 } from '../../api/index.js';
-import { agentClient, CliError, configOption, type Io, parse, println, UsageError } from '../common.js';
+import { agentClient, CliError, configOption, duration, type Io, parse, println, UsageError } from '../common.js';
 
 export const tokenHelp = `Usage: pos-token-agent token [--account NAME] [--min-ttl S] [--json] [--socket PATH | --config FILE]
 
@@ -24,14 +25,16 @@ is missing or broken (a note on stderr says so).`;
 export const statusHelp = `Usage: pos-token-agent status [--json] [--socket PATH | --config FILE]
 
 Shows what the running agent reports: each account's state, expiry, last successful
-login, last login attempt and last error.
+login, last login attempt and last error, and its outbox (entries waiting, the oldest's
+age, the last delivery and the last delivery error) when it has one.
 Exits 1 when an account holds no usable token.
 
 The socket is --socket, else the config's; a user who may not read the config (till
 software) gets the default /run/pos-token-agent/agent.sock, and so does a config that
 is missing or broken (a note on stderr says so).`;
 
-const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
+/** The options of every command that asks the running agent (outbox's too). */
+export const socketOptions = { ...configOption, socket: { type: 'string' }, json: { type: 'boolean' } } as const;
 
 export async function tokenCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { ...socketOptions, account: { type: 'string', short: 'a' }, 'min-ttl': { type: 'string' } });
@@ -102,10 +105,38 @@ export function accountLines(a: AccountStatusBody): string[] {
   const e = a.last_error;
   if (e) lines.push(`last error:    ${e.reason} at ${e.at}: ${e.message}`);
   if (a.next_attempt_in_s) lines.push(`next try in:   ${a.next_attempt_in_s} s`);
+  if (a.outbox) lines.push(`outbox:        ${outboxSummary(a.outbox)}`);
   return lines;
 }
 
-function describeError(status: number, body: ErrorBody): string {
+/**
+ * An account's outbox in one line: "3 queued, oldest 2 min, last delivered 10:42:07Z, last error: ...". A delivery
+ * today (UTC) shows its time only; the error is cut at 120 characters (`outbox list` shows each entry's).
+ */
+export function outboxSummary(o: OutboxStatusBody, nowMs = Date.now()): string {
+  const parts = [`${o.queued} queued`];
+  if (o.oldest_queued_s !== null) parts.push(`oldest ${duration(o.oldest_queued_s)}`);
+  if (o.last_delivered_at) parts.push(`last delivered ${shortTime(o.last_delivered_at, nowMs)}`);
+  if (o.last_error) parts.push(`last error: ${shorten(o.last_error, 120)}`);
+  return parts.join(', ');
+}
+
+/** ISO 8601 UTC to the second; the time alone on the same UTC day as `nowMs`. */
+export function shortTime(iso: string, nowMs: number): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const full = new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return full.slice(0, 10) === new Date(nowMs).toISOString().slice(0, 10) ? full.slice(11) : full;
+}
+
+/** One line of at most `max` characters: whitespace runs (newlines too) become one space, the rest cut with "...". */
+export function shorten(text: string, max: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length <= max ? line : `${line.slice(0, max - 3)}...`;
+}
+
+/** Any other "no" of the agent, in one line: status, code, reason, message, when to retry. */
+export function describeError(status: number, body: ErrorBody): string {
   const what = [body.error, 'reason' in body ? body.reason : undefined].filter(Boolean).join(': ');
   const retry = 'retry_after' in body && body.retry_after ? ` (retry in ${body.retry_after} s)` : '';
   return `the agent answered ${status}${what ? ` ${what}` : ''}${body.message ? ` - ${body.message}` : ''}${retry}`;
