@@ -28,6 +28,7 @@ export {
   type OutboxStats,
   type OutboxStore,
 } from './outbox.js';
+export { lazyOutbox, type LazyOutboxStore } from './outbox-lazy.js';
 
 export const DB_FILE = 'state.db';
 export const KEY_FILE = 'secret.key';

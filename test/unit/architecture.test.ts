@@ -53,6 +53,13 @@ describe('architecture: dependencies point one way', () => {
     assert.deepEqual(violations('authorities', ['tokens', 'server', 'cli', 'doctor', 'agent.ts', 'store', 'emulator']), []);
   });
 
+  test('the proxy and the outbox send through forward/ and ask the token manager; they never import the server, the CLI or doctor', () => {
+    for (const area of ['forward', 'outbox']) {
+      assert.deepEqual(violations(area, ['server', 'cli', 'doctor', 'agent.ts', 'emulator', 'authorities']), [], area);
+    }
+    assert.deepEqual(violations('forward', ['outbox', 'store']), [], 'forward/ knows nothing of the outbox or SQL');
+  });
+
   test('the check itself sees imports (it would catch one)', () => {
     const found = importedAreas(join(SRC, 'agent.ts')).map((i) => i.area);
     assert.ok(found.includes('authorities') && found.includes('tokens'), found.join(', '));

@@ -4,7 +4,7 @@
  * 429 honoured, other 4xx rejected while the next ones go, a crash's in-flight entry sent again.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import { FakeClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { backoffMs, classify, createOutbox, retryAfterMs, RETRY_MAX_MS, type Outbox } from '../../src/outbox/index.js';
-import { openOutbox, type OutboxStore } from '../../src/store/index.js';
+import { lazyOutbox, openOutbox, type OutboxStore } from '../../src/store/index.js';
 import type { TokenAnswer } from '../../src/tokens/index.js';
 
 describe('classify: the contract\'s rules', () => {
@@ -269,5 +269,45 @@ describe('the outbox lanes', () => {
     await until(() => store.stats().byState.delivered === 1, 'delivered');
     await clock.advance(3_600_000 + 1_000);
     await until(() => store.stats().byState.delivered === 0, 'pruned');
+  });
+});
+
+describe('lazyOutbox: outbox.db only where it is used', () => {
+  test('nothing is made until an enqueue or open(); reads answer empty meanwhile; an existing file is found', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-lazy-'));
+    try {
+      const lazy = lazyOutbox({ dir, maxEntries: 10, maxBytes: 1_000_000 });
+      assert.equal(lazy.exists(), false);
+      assert.equal(lazy.opened, false);
+      assert.deepEqual(lazy.pendingAccounts(), []);
+      assert.equal(lazy.head('a'), undefined);
+      assert.deepEqual(lazy.cancel('0f0e0d0c-0000-4000-8000-000000000000'), { ok: false, reason: 'not_found' });
+      assert.equal(lazy.stats().pendingEntries, 0);
+      assert.equal(existsSync(join(dir, 'outbox.db')), false, 'reads made no file');
+      const r = await lazy.enqueue({ account: 'a', method: 'POST', path: '/x', headers: {}, body: '{}' });
+      assert.ok(r.ok);
+      assert.equal(lazy.opened, true);
+      assert.equal(lazy.exists(), true);
+      lazy.close();
+      const again = lazyOutbox({ dir, maxEntries: 10, maxBytes: 1_000_000 });
+      assert.equal(again.exists(), true);
+      assert.equal(again.open(), undefined);
+      assert.equal(again.head('a')?.id, r.ok ? r.entry.id : '');
+      again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  test('a database that cannot be opened is an error to report, not a crash', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-lazy-'));
+    try {
+      writeFileSync(join(dir, 'outbox.db'), 'not a database, but 100 bytes of something else entirely: '.repeat(3));
+      const lazy = lazyOutbox({ dir, maxEntries: 10, maxBytes: 1_000_000 });
+      const problem = lazy.open();
+      assert.match(String(problem?.message), /outbox/);
+      assert.equal(lazy.opened, false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
