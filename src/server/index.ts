@@ -8,11 +8,7 @@ import { dirname } from 'node:path';
 import {
   AGENT_HEADER,
   AGENT_HEADER_VALUE,
-  DEFAULT_ACCOUNT,
   DEFAULT_MIN_TTL_S,
-  isAccountName,
-  MIN_TTL_RULE,
-  parseMinTtl,
   type ErrorBody,
   type HealthBody,
   type StatusBody,
