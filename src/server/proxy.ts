@@ -58,6 +58,9 @@ export async function handleProxy(
 ): Promise<void> {
   const { account, url } = proxyTarget(req, source);
   const limits = apiLimits(account);
+  // The socket's idle limit (server.idleTimeoutMs, 30 s) must not cut a till off while the API is still within
+  // its own deadlines: the till gets the 504 instead of a reset.
+  res.setTimeout(limits.totalMs + 5_000);
   const body = await readCapped(req, limits.maxBodyBytes);
   const result = await source.forward({
     account: { name: account.name, apiUrl: account.apiUrl!, api: limits, tls: account.tls },
