@@ -163,6 +163,65 @@ describe('README: the Python client', { skip: spawnSync('python3', ['--version']
   });
 });
 
+describe('README: sending a receipt through the outbox and the proxy (Python and TypeScript, as written)', () => {
+  let f: Fixture;
+  let tmp: string;
+  before(async () => {
+    f = await fixture();
+    f.writeConfig({ apiUrl: f.emulator.url });
+    assert.equal((await f.provision()).code, 0);
+    f.agent.start();
+    await f.agent.ready();
+    tmp = mkdtempSync(join(tmpdir(), 'pta-readme-'));
+  });
+  after(async () => {
+    await f.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const delivered = (uuid: string) =>
+    waitFor(`${uuid} delivered`, () => (f.emulator.apiSubmissions().some((s) => s.uuids.includes(uuid) && s.status === 202) ? true : undefined));
+
+  it('Python: submit_receipt queues it once (the same key again is the same entry) and it is delivered', { skip: spawnSync('python3', ['--version']).status === 0 ? false : 'python3 is not installed' }, async () => {
+    const client = blockAfter('**Python 3**', 'python').replace(/^SOCKET = .*$/m, `SOCKET = ${JSON.stringify(f.socket)}`);
+    const outbox = blockAfter('**Python 3** (with `_ask`', 'python');
+    const program = [
+      client,
+      outbox,
+      'r = {"header": {"uuid": "readme-py-1", "receiptNumber": "R-1"}}',
+      'first = submit_receipt(r)',
+      'print(first, submit_receipt(r))',
+      'print(outbox_entry(first)["account"])',
+      '',
+    ].join('\n');
+    const py = await runScript(`exec python3 -c ${shellQuote(program)}`, REPO, process.env);
+    assert.equal(py.code, 0, py.stderr);
+    const [ids, account] = py.stdout.trim().split('\n');
+    const [a, b] = ids!.split(' ');
+    assert.match(a!, /^[0-9a-f-]{36}$/);
+    assert.equal(b, a, 'the receipt UUID as key: enqueued once');
+    assert.equal(account, 'default');
+    await delivered('readme-py-1');
+  });
+
+  it('TypeScript: submitReceipt queues it and it is delivered; submissionDetails reaches the API through the proxy', async () => {
+    const client = blockAfter('**TypeScript / Node** (no dependencies)', 'ts').replace(/^const SOCKET = .*$/m, `const SOCKET = ${JSON.stringify(f.socket)};`);
+    const outbox = blockAfter('**TypeScript / Node** (with `ask`', 'ts');
+    const file = join(tmp, 'till.mts'); // an ES module, as the README's code is
+    writeFileSync(
+      file,
+      [client, outbox, 'const id = await submitReceipt({ header: { uuid: "readme-ts-1" } });', 'console.log(id);', 'console.log(JSON.stringify(await submissionDetails("S-1")));', ''].join('\n'),
+    );
+    const ts = await runScript(`exec ${shellQuote(process.execPath)} --import tsx ${shellQuote(file)}`, REPO, process.env);
+    assert.equal(ts.code, 0, ts.stderr);
+    const [id, details] = ts.stdout.trim().split('\n');
+    assert.match(id!, /^[0-9a-f-]{36}$/);
+    // The emulator's generic API answers what reached it: the path under apiUrl, with the account's token.
+    assert.equal(JSON.parse(details!).path, '/api/v1/receiptsubmissions/S-1/details');
+    await delivered('readme-ts-1');
+  });
+});
+
 describe('README: the emulator\'s --devices example', () => {
   let tmp: string;
   before(() => {
