@@ -2,6 +2,7 @@
  * The submission API's injected faults: state, merging, and what they do to the next API request. Kept apart from
  * the token endpoints' faults (faults.ts) so that a test can fail one side while the other works.
  */
+import { mergeFaults, takeErrorFault } from './faults.js';
 import type { EmulatorApiFaults } from './types.js';
 import type { ApiFaultsPatch } from './validate.js';
 
@@ -52,23 +53,13 @@ export function createApiFaultState(): ApiFaultState {
       faults.revoke401 -= 1;
       return { kind: 'revoke401', latencyMs };
     }
-    if (faults.error && faults.error.count !== 0) {
-      const { code, description, count, status } = faults.error;
-      if (count !== undefined) faults.error = { ...faults.error, count: count - 1 };
-      return { kind: 'error', latencyMs, status: status ?? 400, code, description: description ?? 'injected fault' };
-    }
-    return { kind: 'none', latencyMs };
+    return takeErrorFault(faults, latencyMs) ?? { kind: 'none', latencyMs };
   };
 
   return {
     current: () => structuredClone(faults),
     apply(patch) {
-      const next: Record<string, unknown> = { ...faults };
-      for (const [k, v] of Object.entries(patch)) {
-        if (v === null || v === undefined) delete next[k];
-        else next[k] = v;
-      }
-      faults = next as EmulatorApiFaults;
+      faults = mergeFaults(faults, patch);
       sweep();
     },
     clear() {

@@ -59,23 +59,13 @@ export function createFaultState(): FaultState {
       faults.malformed -= 1;
       return { kind: 'malformed', latencyMs, notJson: servedMalformed++ % 2 === 0 };
     }
-    if (faults.error && faults.error.count !== 0) {
-      const { code, description, count, status } = faults.error;
-      if (count !== undefined) faults.error = { ...faults.error, count: count - 1 };
-      return { kind: 'error', latencyMs, status: status ?? 400, code, description: description ?? 'injected fault' };
-    }
-    return { kind: 'none', latencyMs };
+    return takeErrorFault(faults, latencyMs) ?? { kind: 'none', latencyMs };
   };
 
   return {
     current: () => structuredClone(faults),
     apply(patch) {
-      const next: Record<string, unknown> = { ...faults };
-      for (const [k, v] of Object.entries(patch)) {
-        if (v === null || v === undefined) delete next[k];
-        else next[k] = v;
-      }
-      faults = next as EmulatorFaults;
+      faults = mergeFaults(faults, patch);
       sweep();
     },
     clear() {
@@ -94,4 +84,30 @@ export function createFaultState(): FaultState {
     },
     lifetimeS: () => faults.lifetimeS,
   };
+}
+
+/** The `error` fault both the token service and the API take: its shape, and one use of it consumed. */
+export interface ErrorFault {
+  error?: { code: string; description?: string; count?: number; status?: number };
+}
+
+/** Consumes one use of `faults.error` (a count left undefined lasts until cleared); undefined when none is set. */
+export function takeErrorFault(
+  faults: ErrorFault,
+  latencyMs: number,
+): { kind: 'error'; latencyMs: number; status: number; code: string; description: string } | undefined {
+  if (!faults.error || faults.error.count === 0) return undefined;
+  const { code, description, count, status } = faults.error;
+  if (count !== undefined) faults.error = { ...faults.error, count: count - 1 };
+  return { kind: 'error', latencyMs, status: status ?? 400, code, description: description ?? 'injected fault' };
+}
+
+/** A validated patch merged into the faults: a key set to null (or undefined) is removed. */
+export function mergeFaults<T extends object>(current: T, patch: object): T {
+  const next: Record<string, unknown> = { ...(current as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null || v === undefined) delete next[k];
+    else next[k] = v;
+  }
+  return next as T;
 }
