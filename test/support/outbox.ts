@@ -3,6 +3,7 @@
  * reading entries and metrics back, a read-only integrity check of outbox.db after a kill, and what the emulator's
  * submission API received, in arrival order.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ApiSubmission, Emulator } from '../../src/emulator/index.js';
 import { openDatabase } from '../../src/store/sqlite.js';
@@ -51,9 +52,14 @@ export async function metricSum(socket: string, name: string): Promise<number> {
   return sum;
 }
 
-/** PRAGMA integrity_check of stateDir/outbox.db, opened read-only as a killed agent left it (WAL included). */
+/**
+ * PRAGMA integrity_check of stateDir/outbox.db, opened read-only as a killed agent left it (WAL included);
+ * 'absent' when there is no such file yet (an agent killed before it opened the outbox).
+ */
 export function outboxIntegrity(stateDir: string): string {
-  const db = openDatabase(join(stateDir, 'outbox.db'), { readonly: true, fileMustExist: true, timeout: 5_000 });
+  const path = join(stateDir, 'outbox.db');
+  if (!existsSync(path)) return 'absent';
+  const db = openDatabase(path, { readonly: true, fileMustExist: true, timeout: 5_000 });
   try {
     return String(db.pragma('integrity_check', { simple: true }));
   } finally {
