@@ -148,3 +148,45 @@ describe('outbox: 1,000 entries through an outage and a kill -9', () => {
     );
   });
 });
+
+describe('outbox: an answer lost after the API accepted the entry', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await fixture();
+    f.writeConfig({ apiUrl: f.emulator.url }, { logLevel: 'info' });
+    const p = await f.provision();
+    assert.equal(p.code, 0, p.stderr);
+    f.agent.start();
+    await f.agent.ready();
+  });
+  after(() => f.cleanup());
+
+  it('is sent again once, as a counted attempt (attempts 2, the resend metric 1), even on a kept-alive connection', async () => {
+    // Proves: the sender does not silently repeat a POST whose connection was reset after the request went out
+    // (a reused keep-alive socket looks like a server closing an idle connection, but the API may have handled
+    // it); the outbox sends it again itself, so its attempts and resend metric tell the truth.
+    // Fails when: the entry reaches the API twice with attempts 1 / resends 0 (a second copy nobody counted).
+    const warm = await enqueueReceipt(f.socket, randomUUID(), 0);
+    assert.equal(warm.status, 202);
+    await waitFor('the first entry delivered', async () => (await waitingCount(f.socket)) === 0);
+    // The next delivery takes the connection just used (kept alive): the API handles it, then drops the answer.
+    f.emulator.setApiFaults({ drop: 1 });
+    const uuid = randomUUID();
+    const a = await enqueueReceipt(f.socket, uuid, 1);
+    assert.equal(a.status, 202);
+    await waitFor('delivered after the lost answer', async () => (await waitingCount(f.socket)) === 0);
+    const mine = receiptArrivals(f.emulator).filter((r) => r.uuid === uuid);
+    assert.deepEqual(
+      mine.map((r) => [r.status, r.fault ?? null, r.duplicate]),
+      [
+        [202, 'drop', false],
+        [202, null, true],
+      ],
+      'accepted, its answer lost, then sent once more (a duplicate to the API)',
+    );
+    const entry = await ask(f.socket, `/v1/outbox/${a.json.id}`);
+    assert.equal(entry.json.state, 'delivered');
+    assert.equal(entry.json.attempts, 2, 'the second copy is an attempt of the outbox');
+    assert.equal(await metricSum(f.socket, 'pos_token_agent_outbox_resends_total'), 1);
+  });
+});
