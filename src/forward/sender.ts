@@ -37,6 +37,9 @@ export interface ForwardRequest {
 
 export type ForwardFailure = 'unreachable' | 'timeout';
 
+/** Methods a client may send again on its own when a connection fails (RFC 9110, 9.2.2). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 export type ForwardResult =
   /** The API answered (any status; a 401 only after the forced login and resend). Read or drop `body`. */
   | { ok: true; status: number; headers: IncomingHttpHeaders; body: IncomingMessage; attempts: 1 | 2 }
@@ -92,8 +95,12 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
     try {
       return await exchange(req, token, agent);
     } catch (err) {
-      // A kept-alive connection the server had just closed: the request never reached it (Node's own advice).
-      if ((err as { reused?: boolean }).reused) return exchange(req, token, agent);
+      // A reset on a kept-alive connection is most often the server closing it as idle, the request unread (Node's
+      // advice is to send again). But it is also what a server that handled the request and then lost the
+      // connection looks like, so only an idempotent request goes again unasked (RFC 9110, 9.2.2). A POST or a
+      // PATCH fails here as unreachable: the proxy's till decides, and the outbox sends it again as a counted
+      // attempt (its resend metric, the entry's attempts) instead of a silent second copy.
+      if ((err as { reused?: boolean }).reused && IDEMPOTENT.has(req.method.toUpperCase())) return exchange(req, token, agent);
       throw err;
     }
   };
