@@ -76,7 +76,9 @@ class ForwardError extends Error {
 }
 
 export function createForwarder(deps: ForwarderDeps): Forwarder {
-  const options = { keepAlive: true, maxSockets: deps.maxSockets ?? 64, scheduling: 'lifo' as const, timeout: 30_000 };
+  // Idle connections are closed after 4 s, before a server's own idle limit (Node's is 5 s): the race in which a
+  // server closes a connection just as a request is written on it (a reset, see `once`) then seldom arises.
+  const options = { keepAlive: true, maxSockets: deps.maxSockets ?? 64, scheduling: 'lifo' as const, timeout: 4_000 };
   const plain = { http: new HttpAgent(options), https: new HttpsAgent(options) };
   const special = new Map<string, Promise<HttpAgent | undefined>>();
 
