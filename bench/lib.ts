@@ -85,3 +85,19 @@ export function machineBusyMs(): number {
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = cpu;
   return ((user + nice + system + irq + softirq + steal) * 1000) / CLOCK_TICKS_PER_S;
 }
+
+/** The file system holding `path`: type and device of the longest mount point above it (Linux), or `unknown`. */
+export function fileSystemOf(path: string): string {
+  try {
+    let best: { mount: string; text: string } | undefined;
+    for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+      const [device, mount, type] = line.split(' ');
+      if (!device || !mount || !type) continue;
+      const under = mount === '/' || path === mount || path.startsWith(`${mount}/`);
+      if (under && (!best || mount.length > best.mount.length)) best = { mount, text: `${type} on ${device}, mounted at ${mount}` };
+    }
+    return best?.text ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}

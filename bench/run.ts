@@ -10,20 +10,31 @@
  *   memory      VmRSS idle (settled after start) and the peak during the 32-connection cell
  *   cold burst  N concurrent first requests on an agent with credentials and no token: logins at the emulator
  *   day         logins in 24 simulated hours with one-hour tokens (bench/day.ts)
+ *   proxy       POST /v1/proxy/default/api/bench over the socket vs the same POST straight to the emulator's API on
+ *               TCP with the agent's own token as Bearer, the two taking turns in slices from one generator process;
+ *               the emulator runs in its own process (`dist/cli/main.js emulator --port 0`). Added latency (p50, p99)
+ *               at 1 connection, throughput ratio at 8
+ *   outbox      durable enqueues/s (POST /v1/outbox, each till waiting for its 202) at 1 and 16 tills with the API
+ *               down (apiUrl on a closed port), vs a bare SQLite insert loop (WAL, synchronous=FULL, one transaction
+ *               per insert, the outbox's table) run by the generator on the same disk, taking turns in slices; then
+ *               delivery: BENCH_OUTBOX_N entries queued with the API down, the agent restarted with the API up, and
+ *               the rate at which they reach the emulator, beside the emulator's direct rate at 1 connection
  *
  * Options (environment): BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_STARTS (10), BENCH_CLIENT (raw | http),
- * BENCH_CLI (the compiled CLI to measure; default dist/cli/main.js), BENCH_RESULTS (default bench/results/latest.json).
+ * BENCH_CLI (the compiled CLI to measure; default dist/cli/main.js), BENCH_RESULTS (default bench/results/latest.json),
+ * BENCH_OUTBOX_N (2000).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../src/emulator/index.js';
 import { simulateDay, type DayResult } from './day.js';
-import { cpuMs, fixed, machine, machineBusyMs, median, mib, rssBytes, sleepMs, table } from './lib.js';
-import type { BurstResult, BurstSpec, CompareResult, CompareSpec, TargetFigures } from './loadgen.js';
+import { cpuMs, fileSystemOf, fixed, machine, machineBusyMs, median, mib, rssBytes, sleepMs, table } from './lib.js';
+import type { BurstResult, BurstSpec, CompareResult, CompareSpec, CompareTarget, TargetFigures } from './loadgen.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 /** The compiled CLI measured; BENCH_CLI points at another build (e.g. a candidate fix) to compare. */
@@ -45,6 +56,20 @@ const BURSTS = [10, 100, 1000];
 const COLD_LOGIN_LATENCY_MS = 500;
 const DAY_SEEDS = [1, 2, 3, 4, 5];
 const SETTLE_MS = 2_000;
+/** The proxy's and the outbox's request: a path the emulator's generic API answers 202, and a small JSON body. */
+const API_PATH = '/api/bench';
+const API_BODY = JSON.stringify({
+  header: { dateTimeIssued: '2025-01-01T10:00:00Z', receiptNumber: 'B-000001', currency: 'EGP' },
+  items: [{ description: 'coffee', quantity: 1, unitPrice: 45.5, total: 45.5 }],
+  total: 45.5,
+});
+const PROXY_CELLS = [
+  { name: '1 keep-alive conn', connections: 1 },
+  { name: '8 keep-alive conns', connections: 8 },
+] as const;
+const OUTBOX_TILLS = [1, 16];
+/** Entries queued with the API down, then delivered once it is up. */
+const OUTBOX_N = Number(process.env.BENCH_OUTBOX_N ?? 2_000);
 
 const TARGETS = {
   throughputRatio8: 0.8,
@@ -53,6 +78,9 @@ const TARGETS = {
   idleRssMiB: 70,
   coldLogins: 1,
   loginsPerDay: 40,
+  proxyAddedP50Ms: 0.5,
+  proxyThroughputRatio8: 0.8,
+  outboxEnqueuesPerS16: 2_000,
 };
 
 const CREDENTIALS = {
@@ -76,25 +104,32 @@ interface Workspace {
   logPath: string;
 }
 
-function workspace(emulator: Emulator, name: string): Workspace {
+/** A new agent workspace (config, state, socket, log) whose one account logs in at identityUrl. */
+function workspace(identityUrl: string, name: string, apiUrl?: string): Workspace {
   const dir = mkdtempSync(join(tmpdir(), `pta-bench-${name}-`));
   const ws = { dir, socket: join(dir, 'run', 'agent.sock'), configPath: join(dir, 'config.json'), logPath: join(dir, 'agent.log') };
+  writeConfig(ws, identityUrl, apiUrl);
+  return ws;
+}
+
+/** (Re)writes the workspace's config: the account's identity service and, for the proxy and the outbox, its API. */
+function writeConfig(ws: Workspace, identityUrl: string, apiUrl?: string): void {
   writeFileSync(
     ws.configPath,
     JSON.stringify({
       socket: ws.socket,
-      stateDir: join(dir, 'state'),
+      stateDir: join(ws.dir, 'state'),
       logLevel: 'info',
       accounts: {
         default: {
           authority: 'eta-ereceipt',
-          identityUrl: emulator.url,
+          identityUrl,
+          ...(apiUrl !== undefined ? { apiUrl } : {}),
           identity: { posserial: DEMO_DEVICE.posserial, pososversion: 'os', posmodelframework: '1' },
         },
       },
     }),
   );
-  return ws;
 }
 
 function provision(ws: Workspace): Promise<void> {
@@ -120,10 +155,10 @@ interface Running {
   stop(): Promise<void>;
 }
 
-function spawnTracked(args: string[], logPath?: string): Running {
+function spawnTracked(args: string[], logPath?: string, pipeStdout = false): Running {
   const log = logPath === undefined ? 'ignore' : openSync(logPath, 'a');
   const spawnedAt = now();
-  const child = spawn(process.execPath, args, { env: CHILD_ENV, stdio: ['ignore', log, log], cwd: ROOT });
+  const child = spawn(process.execPath, args, { env: CHILD_ENV, stdio: ['ignore', pipeStdout ? 'pipe' : log, log], cwd: ROOT });
   if (typeof log === 'number') closeSync(log);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
@@ -141,6 +176,68 @@ function spawnTracked(args: string[], logPath?: string): Running {
 }
 
 const startAgent = (ws: Workspace): Running => spawnTracked([CLI, 'run', '--config', ws.configPath], ws.logPath);
+
+/** The emulator in its own process (the CLI's `emulator --port 0`), so that it shares no event loop with the bench. */
+interface EmulatorProcess extends Running {
+  url: string;
+  port: number;
+}
+
+function startEmulatorProcess(logPath: string): Promise<EmulatorProcess> {
+  const running = spawnTracked([CLI, 'emulator', '--port', '0'], logPath, true);
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      void running.stop();
+      reject(new Error('the emulator process did not listen within 15 s'));
+    }, 15_000);
+    // Read every line (the stdout pipe must not fill); the first names the URL.
+    createInterface({ input: running.child.stdout! }).on('line', (line) => {
+      const m = /listening on (http:\/\/[^\s]+)/.exec(line);
+      if (!m) return;
+      clearTimeout(timer);
+      const url = m[1]!;
+      resolvePromise({ ...running, url, port: Number(new URL(url).port) });
+    });
+    void running.exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`the emulator process exited (${running.child.exitCode})`));
+    });
+  });
+}
+
+/** A TCP port on 127.0.0.1 where nothing listens (bound, then closed): an API that is down. */
+function closedPort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+/** One request (a new connection) to a socket or a TCP address; status and body text. */
+function call(
+  to: { socketPath: string } | { port: number },
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const where = 'socketPath' in to ? { socketPath: to.socketPath } : { host: '127.0.0.1', port: to.port };
+    const all: Record<string, string | number> = { ...headers, ...(body !== undefined ? { 'content-length': Buffer.byteLength(body) } : {}) };
+    const req = request({ ...where, method, path, headers: all, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c));
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, text }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 /** One request on a new connection; status and body, or an error. */
 function ask(socketPath: string, path: string): Promise<{ status: number; text: string }> {
@@ -280,6 +377,52 @@ function runBurst(spec: Omit<BurstSpec, 'kind'>): { started: Promise<void>; done
   return { started, done };
 }
 
+/** A target's figures plus the CPU each sampled process used during its slices, as a share of one core. */
+interface SampledFigures extends TargetFigures {
+  cpu: number[];
+}
+
+/**
+ * Runs a compare spec (targets taking turns in slices) from a generator process; `pids` are the servers, whose
+ * CPU the generator reads around each slice. otherCpu: what every other process used meanwhile, in cores.
+ */
+function runCompare(spec: Omit<CompareSpec, 'samplePids'>, pids: number[]): Promise<{ targets: SampledFigures[]; otherCpu: number }> {
+  const full: CompareSpec = { ...spec, samplePids: pids };
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', LOADGEN, JSON.stringify(full)], {
+      env: CHILD_ENV,
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const all = [...pids, child.pid!];
+    let cpu0: number[] = [];
+    let busy0 = 0;
+    let self0 = process.cpuUsage();
+    let t0 = 0;
+    let result: { targets: SampledFigures[]; otherCpu: number } | undefined;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const msg = JSON.parse(line) as { event: string };
+      if (msg.event === 'measuring') {
+        cpu0 = all.map((p) => cpuMs(p) ?? 0);
+        busy0 = machineBusyMs();
+        self0 = process.cpuUsage();
+        t0 = now();
+      } else if (msg.event === 'result') {
+        const elapsed = now() - t0;
+        const used = all.map((p, i) => (cpuMs(p) ?? 0) - cpu0[i]!).reduce((a, b) => a + b, 0);
+        const self = process.cpuUsage(self0);
+        const others = machineBusyMs() - busy0 - used - (self.user + self.system) / 1e3;
+        result = {
+          targets: (msg as CompareResult).targets.map((t) => ({ ...t, cpu: (t.sampledCpuMs ?? []).map((ms) => ms / t.activeMs) })),
+          otherCpu: Math.max(0, others / elapsed),
+        };
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => (result ? resolvePromise(result) : reject(new Error(`the load generator exited ${code} without a result`))));
+  });
+}
+
 // ---- the sections -------------------------------------------------------------------------------
 
 const CELLS = [
@@ -353,7 +496,7 @@ async function measureServing(agent: Running, agentSocket: string, bare: Running
 }
 
 async function measureColdBurst(emulator: Emulator, n: number): Promise<BurstRow> {
-  const ws = workspace(emulator, `cold${n}`);
+  const ws = workspace(emulator.url, `cold${n}`);
   try {
     await provision(ws);
     emulator.resetStats();
@@ -386,6 +529,229 @@ async function measureColdBurst(emulator: Emulator, n: number): Promise<BurstRow
   }
 }
 
+// ---- beyond the token: the proxy and the outbox ----------------------------------------------------
+
+interface ProxyRow {
+  cell: string;
+  connections: number;
+  /** cpu: [agent, emulator] as shares of one core during that target's slices. */
+  proxy: SampledFigures;
+  direct: SampledFigures;
+  otherCpu: number;
+}
+
+interface OutboxEnqueueRow {
+  tills: number;
+  /** cpu: [agent] */
+  agent: SampledFigures;
+  /** The bare SQLite loop (in the generator: its CPU is generatorCpu). */
+  sqlite: SampledFigures;
+  otherCpu: number;
+}
+
+interface DeliveryFigures {
+  queued: number;
+  /** Enqueue answers other than 202 while filling (expected 0). */
+  fillFailures: number;
+  /** Requests that reached the emulator, and the answers it gave. */
+  received: number;
+  statuses: Record<string, number>;
+  duplicates: number;
+  /** From the first to the last request at the emulator (its clock, ms resolution). */
+  spanMs: number;
+  perSecond: number;
+  /** From spawning the agent with the API up to its status showing nothing queued. */
+  spawnToDrainedMs: number;
+  /** Entries still waiting when the wait ended (0 unless it timed out). */
+  leftQueued: number;
+}
+
+interface BeyondFigures {
+  emulatorUrl: string;
+  proxy: ProxyRow[];
+  outboxDir: string;
+  /** The file system the outbox and the baseline wrote to (type and device, from /proc/self/mounts). */
+  outboxFs: string;
+  outbox: OutboxEnqueueRow[];
+  delivery: DeliveryFigures;
+}
+
+const JSON_HEADERS = { 'x-pos-agent': '1', 'content-type': 'application/json' };
+const ENQUEUE_BODY = JSON.stringify({ account: 'default', path: API_PATH, body: JSON.parse(API_BODY) as unknown });
+
+async function measureProxy(api: EmulatorProcess): Promise<ProxyRow[]> {
+  const ws = workspace(api.url, 'proxy', api.url);
+  let agent: Running | undefined;
+  try {
+    await provision(ws);
+    agent = startAgent(ws);
+    await until200(agent, ws.socket, TOKEN_PATH).catch((err: unknown) => {
+      throw new Error(`the proxy's agent never served a token: ${String(err)}\n${agentLog(ws)}`);
+    });
+    const token = (JSON.parse((await ask(ws.socket, TOKEN_PATH)).text) as { access_token: string }).access_token;
+    const proxyPath = `/v1/proxy/default${API_PATH}`;
+    const direct = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+    // Both ways must answer as expected before anything is measured.
+    const viaAgent = await call({ socketPath: ws.socket }, 'POST', proxyPath, JSON_HEADERS, API_BODY);
+    const straight = await call({ port: api.port }, 'POST', API_PATH, direct, API_BODY);
+    if (viaAgent.status !== 202 || straight.status !== 202) {
+      throw new Error(`expected 202 both ways; proxy ${viaAgent.status} ${viaAgent.text}, direct ${straight.status} ${straight.text}\n${agentLog(ws)}`);
+    }
+    const targets: CompareTarget[] = [
+      {
+        name: 'proxy',
+        socketPath: ws.socket,
+        request: { method: 'POST', path: proxyPath, headers: JSON_HEADERS, body: API_BODY },
+        expectStatus: 202,
+      },
+      {
+        name: 'direct',
+        tcp: { host: '127.0.0.1', port: api.port },
+        request: { method: 'POST', path: API_PATH, headers: direct, body: API_BODY, host: `127.0.0.1:${api.port}` },
+        expectStatus: 202,
+      },
+    ];
+    const rows: ProxyRow[] = [];
+    for (const cell of PROXY_CELLS) {
+      progress(`proxy: ${cell.name}`);
+      const spec = { kind: 'compare' as const, targets, path: proxyPath, connections: cell.connections, keepAlive: true, client: CLIENT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, sliceMs: SLICE_MS };
+      const r = await runCompare(spec, [agent.pid, api.pid]);
+      rows.push({ cell: cell.name, connections: cell.connections, proxy: r.targets[0]!, direct: r.targets[1]!, otherCpu: r.otherCpu });
+    }
+    return rows;
+  } finally {
+    await agent?.stop();
+    rmSync(ws.dir, { recursive: true, force: true });
+  }
+}
+
+/** Enqueues at 1 and 16 tills against an agent whose API is down, beside the bare SQLite loop on the same disk. */
+async function measureEnqueue(api: EmulatorProcess): Promise<{ rows: OutboxEnqueueRow[]; dir: string }> {
+  const ws = workspace(api.url, 'outbox', `http://127.0.0.1:${await closedPort()}`);
+  let agent: Running | undefined;
+  try {
+    await provision(ws);
+    agent = startAgent(ws);
+    await until200(agent, ws.socket, '/v1/status');
+    const first = await call({ socketPath: ws.socket }, 'POST', '/v1/outbox', JSON_HEADERS, ENQUEUE_BODY);
+    if (first.status !== 202) throw new Error(`POST /v1/outbox answered ${first.status} ${first.text}\n${agentLog(ws)}`);
+    const targets: CompareTarget[] = [
+      {
+        name: 'agent',
+        socketPath: ws.socket,
+        request: { method: 'POST', path: '/v1/outbox', headers: JSON_HEADERS, body: ENQUEUE_BODY },
+        expectStatus: 202,
+      },
+      // Beside the agent's outbox.db, so on the same file system.
+      { name: 'bare sqlite', kind: 'sqlite', sqlite: { dbPath: join(ws.dir, 'state', 'bare-sqlite.db'), body: API_BODY } },
+    ];
+    const rows: OutboxEnqueueRow[] = [];
+    for (const tills of OUTBOX_TILLS) {
+      progress(`outbox: enqueue, ${tills} till${tills === 1 ? '' : 's'}`);
+      const spec = { kind: 'compare' as const, targets, path: '/v1/outbox', connections: tills, keepAlive: true, client: CLIENT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, sliceMs: SLICE_MS };
+      const r = await runCompare(spec, [agent.pid]);
+      rows.push({ tills, agent: r.targets[0]!, sqlite: r.targets[1]!, otherCpu: r.otherCpu });
+    }
+    return { rows, dir: join(ws.dir, 'state') };
+  } finally {
+    await agent?.stop();
+    rmSync(ws.dir, { recursive: true, force: true });
+  }
+}
+
+/** N entries queued while the API is down; the agent restarted with the API up; how fast they reach the emulator. */
+async function measureDelivery(api: EmulatorProcess): Promise<DeliveryFigures> {
+  const ws = workspace(api.url, 'delivery', `http://127.0.0.1:${await closedPort()}`);
+  let agent: Running | undefined;
+  try {
+    await provision(ws);
+    agent = startAgent(ws);
+    await until200(agent, ws.socket, '/v1/status');
+    progress(`outbox: queueing ${OUTBOX_N} entries with the API down`);
+    let next = 0;
+    let fillFailures = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < OUTBOX_N) {
+          next++;
+          const r = await call({ socketPath: ws.socket }, 'POST', '/v1/outbox', JSON_HEADERS, ENQUEUE_BODY);
+          if (r.status !== 202) fillFailures++;
+        }
+      }),
+    );
+    await agent.stop();
+    agent = undefined;
+
+    progress(`outbox: delivering ${OUTBOX_N} entries with the API up`);
+    writeConfig(ws, api.url, api.url);
+    const emulatorAt = { port: api.port };
+    await call(emulatorAt, 'DELETE', '/_emulator/api/submissions');
+    agent = startAgent(ws);
+    let drainedAt = NaN;
+    let leftQueued = OUTBOX_N;
+    const deadline = now() + 120_000;
+    while (now() < deadline) {
+      try {
+        const status = JSON.parse((await ask(ws.socket, '/v1/status')).text) as { accounts: Record<string, { outbox?: { queued: number } }> };
+        leftQueued = status.accounts.default?.outbox?.queued ?? leftQueued;
+        if (leftQueued === 0) {
+          drainedAt = now();
+          break;
+        }
+      } catch {
+        /* not listening yet */
+      }
+      await sleepMs(20);
+    }
+    const spawnToDrainedMs = drainedAt - agent.spawnedAt;
+    const records = (JSON.parse((await call(emulatorAt, 'GET', `/_emulator/api/submissions?limit=${OUTBOX_N * 2}`)).text) as {
+      submissions: Array<{ at: string; status: number; duplicate: boolean }>;
+    }).submissions;
+    const statuses: Record<string, number> = {};
+    for (const r of records) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    const times = records.map((r) => Date.parse(r.at));
+    const spanMs = times.length > 1 ? Math.max(...times) - Math.min(...times) : NaN;
+    return {
+      queued: OUTBOX_N,
+      fillFailures,
+      received: records.length,
+      statuses,
+      duplicates: records.filter((r) => r.duplicate).length,
+      spanMs,
+      perSecond: (records.length - 1) / (spanMs / 1000),
+      spawnToDrainedMs,
+      leftQueued,
+    };
+  } finally {
+    await agent?.stop();
+    rmSync(ws.dir, { recursive: true, force: true });
+  }
+}
+
+async function measureBeyond(): Promise<BeyondFigures> {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-bench-api-'));
+  let api: EmulatorProcess | undefined;
+  try {
+    progress('proxy: starting the emulator in its own process');
+    api = await startEmulatorProcess(join(dir, 'emulator.log'));
+    const proxy = await measureProxy(api);
+    const enqueue = await measureEnqueue(api);
+    const delivery = await measureDelivery(api);
+    return { emulatorUrl: api.url, proxy, outboxDir: enqueue.dir, outboxFs: fileSystemOf(enqueue.dir), outbox: enqueue.rows, delivery };
+  } catch (err) {
+    let log = '';
+    try {
+      log = readFileSync(join(dir, 'emulator.log'), 'utf8').split('\n').slice(-20).join('\n');
+    } catch {
+      /* none */
+    }
+    throw log ? new Error(`${String(err)}\nemulator log:\n${log}`) : err;
+  } finally {
+    await api?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ---- report ------------------------------------------------------------------------------------
 
 const verdict = (ok: boolean): string => (ok ? 'pass' : 'MISS');
@@ -396,7 +762,7 @@ async function main(): Promise<void> {
   const started = now();
   const emulator = createEmulator({ devices: [DEMO_DEVICE], rateLimitPerMinute: 0 });
   await emulator.start();
-  const ws = workspace(emulator, 'warm');
+  const ws = workspace(emulator.url, 'warm');
   const bareSocket = join(ws.dir, 'bare.sock');
   let agent: Running | undefined;
   let bare: Running | undefined;
@@ -440,7 +806,9 @@ async function main(): Promise<void> {
     const days: Array<DayResult & { seed: number }> = [];
     for (const seed of DAY_SEEDS) days.push({ seed, ...(await simulateDay(seed)) });
 
-    report({ loadBefore, machine: m, starts, idleRss, bareIdleRss, serving, bursts, days, loginsWhileServing, seconds: (now() - started) / 1000 });
+    const beyond = await measureBeyond();
+
+    report({ loadBefore, machine: m, starts, idleRss, bareIdleRss, serving, bursts, days, beyond, loginsWhileServing, seconds: (now() - started) / 1000 });
   } finally {
     await agent?.stop();
     await bare?.stop();
@@ -457,6 +825,7 @@ interface Figures {
   serving: ServingRow[];
   bursts: BurstRow[];
   days: Array<DayResult & { seed: number }>;
+  beyond: BeyondFigures;
   loginsWhileServing: number;
   seconds: number;
   loadBefore: number;
@@ -472,6 +841,13 @@ function report(f: Figures): void {
   const nodeMs = median(f.starts.nodeBareMs);
   const idleMiB = (f.idleRss ?? NaN) / 2 ** 20;
   const worstDay = Math.max(...f.days.map((d) => d.logins));
+  const proxyOne = f.beyond.proxy.find((r) => r.connections === 1)!;
+  const proxyEight = f.beyond.proxy.find((r) => r.connections === 8)!;
+  const addedP50 = proxyOne.proxy.p50Ms - proxyOne.direct.p50Ms;
+  const addedP99 = proxyOne.proxy.p99Ms - proxyOne.direct.p99Ms;
+  const proxyRatio8 = proxyEight.proxy.throughput / proxyEight.direct.throughput;
+  const enqueue16 = f.beyond.outbox.find((r) => r.tills === 16)!;
+  const delivery = f.beyond.delivery;
 
   const targets = [
     { what: 'throughput at 8 conns vs bare', figure: `${fixed(ratio8)}x`, target: `>= ${TARGETS.throughputRatio8}x`, ok: ratio8 >= TARGETS.throughputRatio8 },
@@ -485,6 +861,19 @@ function report(f: Figures): void {
       ok: b.logins === TARGETS.coldLogins,
     })),
     { what: 'logins per 24 h, 1 h tokens (worst seed)', figure: String(worstDay), target: `<= ${TARGETS.loginsPerDay} (min 24)`, ok: worstDay <= TARGETS.loginsPerDay },
+    { what: 'proxy: added p50 at 1 conn', figure: `${fixed(addedP50, 3)} ms`, target: `<= ${TARGETS.proxyAddedP50Ms} ms`, ok: addedP50 <= TARGETS.proxyAddedP50Ms },
+    {
+      what: 'proxy: throughput at 8 conns vs direct',
+      figure: `${fixed(proxyRatio8)}x`,
+      target: `>= ${TARGETS.proxyThroughputRatio8}x`,
+      ok: proxyRatio8 >= TARGETS.proxyThroughputRatio8,
+    },
+    {
+      what: 'outbox: durable enqueues/s at 16 tills',
+      figure: `${fixed(enqueue16.agent.throughput, 0)}/s`,
+      target: `>= ${TARGETS.outboxEnqueuesPerS16}/s`,
+      ok: enqueue16.agent.throughput >= TARGETS.outboxEnqueuesPerS16,
+    },
   ];
 
   const out: string[] = [];
@@ -583,6 +972,107 @@ function report(f: Figures): void {
   out.push('Logins in 24 simulated hours (FakeClock, 3600 s tokens, a request with min_ttl 60 every minute)');
   out.push(table(['seed', 'logins', 'requests', 'failed'], f.days.map((d) => [d.seed, d.logins, d.requests, d.failedRequests])));
   out.push('');
+  out.push(
+    `Proxy: POST /v1/proxy/default${API_PATH} over the socket vs POST ${f.beyond.emulatorUrl}${API_PATH} direct (Bearer: the`,
+    `agent's token), ${Buffer.byteLength(API_BODY)}-byte JSON body, answered 202 by the emulator in its own process; closed loop, keep-alive,`,
+    `the two taking turns in ${SLICE_MS} ms slices, ${WARMUP_MS / 1000} s warm-up and ${DURATION_MS / 1000} s measured each`,
+  );
+  const proxyRows: Array<Array<string | number>> = [];
+  for (const r of f.beyond.proxy) {
+    for (const who of ['proxy', 'direct'] as const) {
+      const c = r[who];
+      proxyRows.push([
+        who === 'proxy' ? r.cell : '',
+        who === 'proxy' ? 'via the agent' : 'direct',
+        fixed(c.throughput, 0),
+        fixed(c.p50Ms, 3),
+        fixed(c.p99Ms, 3),
+        fixed(c.maxMs, 2),
+        `${fixed((c.cpu[0] ?? NaN) * 100, 0)}%`,
+        `${fixed((c.cpu[1] ?? NaN) * 100, 0)}%`,
+        `${fixed(c.generatorCpu * 100, 0)}%`,
+        who === 'proxy' ? `${fixed(r.otherCpu * 100, 0)}%` : '',
+        c.errors + c.non200,
+      ]);
+    }
+    proxyRows.push([
+      '',
+      'agent adds',
+      `${fixed(r.proxy.throughput / r.direct.throughput)}x`,
+      `+${fixed(r.proxy.p50Ms - r.direct.p50Ms, 3)}`,
+      `+${fixed(r.proxy.p99Ms - r.direct.p99Ms, 3)}`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+    ]);
+  }
+  out.push(table(['cell', 'path', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'agent CPU', 'emulator CPU', 'gen CPU', 'other CPU', 'errors'], proxyRows));
+  out.push(`added latency at 1 conn: p50 +${fixed(addedP50, 3)} ms, p99 +${fixed(addedP99, 3)} ms (difference of the percentiles)`);
+  out.push('');
+  out.push(
+    `Outbox enqueue: POST /v1/outbox, each till one keep-alive connection waiting for its 202 (stored, synchronous=FULL)`,
+    `before the next; the API down, so nothing is delivered meanwhile. Baseline: a bare better-sqlite3 loop, one row per`,
+    `IMMEDIATE transaction (WAL, synchronous=FULL, the outbox's table), run by the generator in the agent's state dir`,
+    `(${f.beyond.outboxFs}); the two take turns in ${SLICE_MS} ms slices`,
+  );
+  const outboxRows: Array<Array<string | number>> = [];
+  for (const r of f.beyond.outbox) {
+    outboxRows.push([
+      r.tills,
+      'agent POST /v1/outbox',
+      fixed(r.agent.throughput, 0),
+      fixed(r.agent.p50Ms, 3),
+      fixed(r.agent.p99Ms, 3),
+      fixed(r.agent.maxMs, 2),
+      `${fixed((r.agent.cpu[0] ?? NaN) * 100, 0)}%`,
+      `${fixed(r.agent.generatorCpu * 100, 0)}%`,
+      `${fixed(r.otherCpu * 100, 0)}%`,
+      r.agent.errors + r.agent.non200,
+    ]);
+    outboxRows.push([
+      '',
+      'bare SQLite, 1 tx per insert',
+      fixed(r.sqlite.throughput, 0),
+      fixed(r.sqlite.p50Ms, 3),
+      fixed(r.sqlite.p99Ms, 3),
+      fixed(r.sqlite.maxMs, 2),
+      '-',
+      `${fixed(r.sqlite.generatorCpu * 100, 0)}%`,
+      '',
+      r.sqlite.errors,
+    ]);
+    outboxRows.push(['', 'agent / bare', `${fixed(r.agent.throughput / r.sqlite.throughput)}x`, '', '', '', '', '', '', '']);
+  }
+  out.push(table(['tills', 'what', 'per s', 'p50 ms', 'p99 ms', 'max ms', 'agent CPU', 'gen CPU', 'other CPU', 'errors'], outboxRows));
+  out.push('');
+  out.push(
+    `Outbox delivery: ${delivery.queued} entries queued with the API down, then the agent restarted with the API up; one`,
+    `request in flight per account (by contract). Rate: from the first to the last request the emulator received`,
+  );
+  out.push(
+    table(
+      ['what', 'requests', 'seconds', 'per s'],
+      [
+        [
+          'agent outbox delivery',
+          `${delivery.received} (${Object.entries(delivery.statuses).map(([s, c]) => `${c}x${s}`).join(' ') || '-'}, ${delivery.duplicates} dup)`,
+          fixed(delivery.spanMs / 1000, 2),
+          fixed(delivery.perSecond, 0),
+        ],
+        ['direct at 1 conn (the proxy section\'s baseline)', '-', '-', fixed(proxyOne.direct.throughput, 0)],
+        ['delivery / direct', '', '', `${fixed(delivery.perSecond / proxyOne.direct.throughput)}x`],
+      ],
+    ),
+  );
+  out.push(
+    `agent spawn → nothing queued: ${fixed(delivery.spawnToDrainedMs, 0)} ms` +
+      (delivery.leftQueued > 0 ? `; WARNING: ${delivery.leftQueued} still queued when the wait ended` : '') +
+      (delivery.fillFailures > 0 ? `; WARNING: ${delivery.fillFailures} enqueues not answered 202` : ''),
+  );
+  out.push('');
   out.push('Targets');
   out.push(table(['target', 'figure', 'wanted', 'verdict'], targets.map((t) => [t.what, t.figure, t.target, verdict(t.ok)])));
   const missed = targets.filter((t) => !t.ok).length;
@@ -601,7 +1091,16 @@ function report(f: Figures): void {
     JSON.stringify(
       {
         at: new Date().toISOString(),
-        settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, starts: STARTS, tokenPath: TOKEN_PATH, coldLoginLatencyMs: COLD_LOGIN_LATENCY_MS },
+        settings: {
+          durationMs: DURATION_MS,
+          warmupMs: WARMUP_MS,
+          starts: STARTS,
+          tokenPath: TOKEN_PATH,
+          coldLoginLatencyMs: COLD_LOGIN_LATENCY_MS,
+          apiPath: API_PATH,
+          apiBodyBytes: Buffer.byteLength(API_BODY),
+          outboxN: OUTBOX_N,
+        },
         ...f,
         targets,
         text,
