@@ -22,7 +22,7 @@
  *
  * Options (environment): BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_STARTS (10), BENCH_CLIENT (raw | http),
  * BENCH_CLI (the compiled CLI to measure; default dist/cli/main.js), BENCH_RESULTS (default bench/results/latest.json),
- * BENCH_OUTBOX_N (2000).
+ * BENCH_OUTBOX_N (2000), BENCH_ONLY=proxy (only the proxy cells, as JSON: for trying a change).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +41,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const CLI = resolve(process.env.BENCH_CLI ?? join(ROOT, 'dist', 'cli', 'main.js'));
 const LOADGEN = join(ROOT, 'bench', 'loadgen.ts');
 const BARE = join(ROOT, 'bench', 'bare-server.mjs');
+const BARE_PROXY = join(ROOT, 'bench', 'bare-proxy.mjs');
 const RESULTS = resolve(process.env.BENCH_RESULTS ?? join(ROOT, 'bench', 'results', 'latest.json'));
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3_000);
@@ -534,9 +535,11 @@ async function measureColdBurst(emulator: Emulator, n: number): Promise<BurstRow
 interface ProxyRow {
   cell: string;
   connections: number;
-  /** cpu: [agent, emulator] as shares of one core during that target's slices. */
+  /** cpu: [agent, emulator, bare proxy] as shares of one core during that target's slices. */
   proxy: SampledFigures;
   direct: SampledFigures;
+  /** A bare Node reverse proxy (bench/bare-proxy.mjs) to the same API: what any Node proxy costs here. */
+  bareProxy: SampledFigures;
   otherCpu: number;
 }
 
@@ -582,6 +585,7 @@ const ENQUEUE_BODY = JSON.stringify({ account: 'default', path: API_PATH, body: 
 async function measureProxy(api: EmulatorProcess): Promise<ProxyRow[]> {
   const ws = workspace(api.url, 'proxy', api.url);
   let agent: Running | undefined;
+  let bareProxy: Running | undefined;
   try {
     await provision(ws);
     agent = startAgent(ws);
@@ -597,6 +601,13 @@ async function measureProxy(api: EmulatorProcess): Promise<ProxyRow[]> {
     if (viaAgent.status !== 202 || straight.status !== 202) {
       throw new Error(`expected 202 both ways; proxy ${viaAgent.status} ${viaAgent.text}, direct ${straight.status} ${straight.text}\n${agentLog(ws)}`);
     }
+    const bareSocket = join(ws.dir, 'bare-proxy.sock');
+    bareProxy = spawnTracked([BARE_PROXY, bareSocket, api.url, token]);
+    const deadline = now() + 10_000;
+    while ((await call({ socketPath: bareSocket }, 'POST', proxyPath, JSON_HEADERS, API_BODY).catch(() => ({ status: 0 }))).status !== 202) {
+      if (now() > deadline) throw new Error('the bare proxy never answered 202');
+      await sleepMs(50);
+    }
     const targets: CompareTarget[] = [
       {
         name: 'proxy',
@@ -610,16 +621,23 @@ async function measureProxy(api: EmulatorProcess): Promise<ProxyRow[]> {
         request: { method: 'POST', path: API_PATH, headers: direct, body: API_BODY, host: `127.0.0.1:${api.port}` },
         expectStatus: 202,
       },
+      {
+        name: 'bare proxy',
+        socketPath: bareSocket,
+        request: { method: 'POST', path: proxyPath, headers: JSON_HEADERS, body: API_BODY },
+        expectStatus: 202,
+      },
     ];
     const rows: ProxyRow[] = [];
     for (const cell of PROXY_CELLS) {
       progress(`proxy: ${cell.name}`);
       const spec = { kind: 'compare' as const, targets, path: proxyPath, connections: cell.connections, keepAlive: true, client: CLIENT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, sliceMs: SLICE_MS };
-      const r = await runCompare(spec, [agent.pid, api.pid]);
-      rows.push({ cell: cell.name, connections: cell.connections, proxy: r.targets[0]!, direct: r.targets[1]!, otherCpu: r.otherCpu });
+      const r = await runCompare(spec, [agent.pid, api.pid, bareProxy.pid]);
+      rows.push({ cell: cell.name, connections: cell.connections, proxy: r.targets[0]!, direct: r.targets[1]!, bareProxy: r.targets[2]!, otherCpu: r.otherCpu });
     }
     return rows;
   } finally {
+    await bareProxy?.stop();
     await agent?.stop();
     rmSync(ws.dir, { recursive: true, force: true });
   }
@@ -756,7 +774,20 @@ async function measureBeyond(): Promise<BeyondFigures> {
 
 const verdict = (ok: boolean): string => (ok ? 'pass' : 'MISS');
 
+/** BENCH_ONLY=proxy: only the proxy cells, printed as JSON (for trying a change quickly; not the report). */
+async function proxyOnly(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'pta-bench-api-'));
+  const api = await startEmulatorProcess(join(dir, 'emulator.log'));
+  try {
+    console.log(JSON.stringify(await measureProxy(api), null, 1));
+  } finally {
+    await api.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_ONLY === 'proxy') return proxyOnly();
   const m = machine();
   const loadBefore = loadavg()[0]!;
   const started = now();
@@ -979,16 +1010,16 @@ function report(f: Figures): void {
   );
   const proxyRows: Array<Array<string | number>> = [];
   for (const r of f.beyond.proxy) {
-    for (const who of ['proxy', 'direct'] as const) {
+    for (const who of ['proxy', 'bareProxy', 'direct'] as const) {
       const c = r[who];
       proxyRows.push([
         who === 'proxy' ? r.cell : '',
-        who === 'proxy' ? 'via the agent' : 'direct',
+        who === 'proxy' ? 'via the agent' : who === 'bareProxy' ? 'via a bare Node proxy' : 'direct',
         fixed(c.throughput, 0),
         fixed(c.p50Ms, 3),
         fixed(c.p99Ms, 3),
         fixed(c.maxMs, 2),
-        `${fixed((c.cpu[0] ?? NaN) * 100, 0)}%`,
+        `${fixed((c.cpu[who === 'bareProxy' ? 2 : 0] ?? NaN) * 100, 0)}%`,
         `${fixed((c.cpu[1] ?? NaN) * 100, 0)}%`,
         `${fixed(c.generatorCpu * 100, 0)}%`,
         who === 'proxy' ? `${fixed(r.otherCpu * 100, 0)}%` : '',
@@ -1008,8 +1039,22 @@ function report(f: Figures): void {
       '',
       '',
     ]);
+    proxyRows.push([
+      '',
+      'a bare Node proxy adds',
+      `${fixed(r.bareProxy.throughput / r.direct.throughput)}x`,
+      `+${fixed(r.bareProxy.p50Ms - r.direct.p50Ms, 3)}`,
+      `+${fixed(r.bareProxy.p99Ms - r.direct.p99Ms, 3)}`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+    ]);
   }
   out.push(table(['cell', 'path', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'agent CPU', 'emulator CPU', 'gen CPU', 'other CPU', 'errors'], proxyRows));
+  out.push('(agent CPU is the agent for its rows and the bare proxy for its rows; each share is measured during that target\'s slices)');
   out.push(`added latency at 1 conn: p50 +${fixed(addedP50, 3)} ms, p99 +${fixed(addedP99, 3)} ms (difference of the percentiles)`);
   out.push('');
   out.push(

@@ -13,6 +13,8 @@ import type { TokenAnswer, TokenError } from '../tokens/index.js';
 /** What forwarding needs of the token manager. */
 export interface ForwardTokenSource {
   getToken(account: string, minTtlS: number): Promise<TokenAnswer>;
+  /** getToken's answer when it needs no waiting (the token manager's hot path); undefined: ask getToken. */
+  peek?(account: string, minTtlS: number): TokenAnswer | undefined;
   refresh(account: string, rejectedToken: string, minTtlS: number): Promise<TokenAnswer>;
 }
 
@@ -81,19 +83,27 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
   const options = { keepAlive: true, maxSockets: deps.maxSockets ?? 64, scheduling: 'lifo' as const, timeout: 4_000 };
   const plain = { http: new HttpAgent(options), https: new HttpsAgent(options) };
   const special = new Map<string, Promise<HttpAgent | undefined>>();
+  /** The agents found, by the same key: the hot path takes them without a promise. */
+  const found = new Map<string, HttpAgent>();
 
   const agentOf = (req: ForwardRequest): Promise<HttpAgent> | HttpAgent => {
     const fallback = req.url.protocol === 'https:' ? plain.https : plain.http;
     const tls = req.account.tls;
     if (!deps.agentFor) return fallback;
     const key = `${req.url.origin}|${tls.legacyServerConnect}|${tls.caFile ?? ''}|${req.account.api.connectMs}`;
-    let found = special.get(key);
-    if (!found) special.set(key, (found = deps.agentFor(req.url.href, tls, req.account.api.connectMs)));
-    return found.then((agent) => agent ?? fallback);
+    const known = found.get(key);
+    if (known) return known;
+    let pending = special.get(key);
+    if (!pending) special.set(key, (pending = deps.agentFor(req.url.href, tls, req.account.api.connectMs)));
+    return pending.then((agent) => {
+      found.set(key, agent ?? fallback);
+      return agent ?? fallback;
+    });
   };
 
   const once = async (req: ForwardRequest, token: string): Promise<IncomingMessage> => {
-    const agent = await agentOf(req);
+    const chosen = agentOf(req);
+    const agent = chosen instanceof HttpAgent ? chosen : await chosen;
     try {
       return await exchange(req, token, agent);
     } catch (err) {
@@ -110,7 +120,7 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
   return {
     async forward(req) {
       const name = req.account.name;
-      const first = await deps.tokens.getToken(name, FORWARD_MIN_TTL_S);
+      const first = deps.tokens.peek?.(name, FORWARD_MIN_TTL_S) ?? (await deps.tokens.getToken(name, FORWARD_MIN_TTL_S));
       if (!first.ok) return { ok: false, kind: 'token', error: first.error, attempts: 0 };
       let res: IncomingMessage;
       try {
@@ -133,6 +143,7 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
       plain.https.destroy();
       for (const p of special.values()) void p.then((a) => a?.destroy(), () => undefined);
       special.clear();
+      found.clear();
     },
   };
 }

@@ -117,14 +117,17 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     let route = 'other';
     try {
       let url: URL | undefined;
-      try {
-        url = new URL(req.url ?? '/', 'http://agent');
-        // The proxy by its raw target: dot segments are resolved by URL, and must reach the proxy to be refused.
-        if ((req.url ?? '').startsWith(PROXY_PREFIX)) route = '/v1/proxy';
-        else if (ROUTES.has(url.pathname)) route = url.pathname;
-        else route = PREFIX_ROUTES.find((p) => url!.pathname === p || url!.pathname.startsWith(`${p}/`)) ?? route;
-      } catch {
-        url = undefined; // answered 400 below, once the header rules are applied
+      // The proxy by its raw target, unparsed: URL resolves dot segments, and they must reach the proxy to be refused.
+      const proxied = (req.url ?? '').startsWith(PROXY_PREFIX);
+      if (proxied) route = '/v1/proxy';
+      else {
+        try {
+          url = new URL(req.url ?? '/', 'http://agent');
+          if (ROUTES.has(url.pathname)) route = url.pathname;
+          else route = PREFIX_ROUTES.find((p) => url!.pathname === p || url!.pathname.startsWith(`${p}/`)) ?? route;
+        } catch {
+          url = undefined; // answered 400 below, once the header rules are applied
+        }
       }
       for (const h of FORBIDDEN_HEADERS) {
         if (req.headers[h] !== undefined) {
@@ -137,14 +140,14 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
       if (req.headers[AGENT_HEADER] !== AGENT_HEADER_VALUE) {
         throw new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
       }
-      if (!url) throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
-      if (route === '/v1/proxy' && options.proxy) {
-        // The raw target, never the parsed one (which has resolved dot segments): an escape must be seen to be refused.
-        if (!(req.url ?? '').startsWith(PROXY_PREFIX)) {
-          throw new HttpError(400, { error: 'bad_request', message: 'the proxy takes an origin-relative path (/v1/proxy/ACCOUNT/...)' });
-        }
+      if (proxied && options.proxy) {
         await handleProxy(req, res, options.proxy, tokenHttpError, log);
         return;
+      }
+      if (!url) throw new HttpError(400, { error: 'bad_request', message: 'the request target is not a valid path' });
+      if (route === '/v1/proxy' && options.proxy) {
+        // An absolute-form target (http://host/v1/proxy/...): the proxy takes only origin-relative paths.
+        throw new HttpError(400, { error: 'bad_request', message: 'the proxy takes an origin-relative path (/v1/proxy/ACCOUNT/...)' });
       }
       if (route === '/v1/outbox' && options.outbox) {
         await handleOutbox(req, res, url, options.outbox);
