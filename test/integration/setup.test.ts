@@ -139,4 +139,21 @@ describe('pos-token-agent-provision: set-up in TypeScript', () => {
     assert.match(r.stdout, /Authority: +oauth2 +\(https:\/\/auth\.example\.com\/oauth2\/token\)/);
     assert.match(r.stdout, /Token: +none yet \(stored without a check login\)/);
   });
+
+  it('--api-url (or POS_API_URL) gives the account its API for the outbox and the proxy, through the schema too', async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    writeFileSync(config, JSON.stringify({ socket: `${root}/run/pos-token-agent/agent.sock`, stateDir: `${root}/var/lib/pos-token-agent`, accounts: {} }), { mode: 0o640 });
+    const args = ['--root', root, '--non-interactive', '--skip-doctor', '--no-verify', '--authority', 'oauth2', '--identity-url', 'https://auth.example.com/oauth2/token'];
+    const env = { POS_CLIENT_ID: 'c', POS_CLIENT_SECRET: 's' };
+    const refused = await run([...args, '--api-url', 'http://api.example.com'], env);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /accounts\.default\.apiUrl: expected https:\/\//);
+    const r = await run(args, { ...env, POS_API_URL: 'https://api.example.com/v1' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(readFileSync(config, 'utf8')).accounts.default.apiUrl, 'https://api.example.com/v1');
+    const help = await runCommand(process.execPath, [MAIN, 'setup', '--help'], {});
+    assert.match(help.stdout, /--api-url URL/);
+    assert.match(help.stdout, /eta-ereceipt: pre-production https:\/\/api\.preprod\.invoicing\.eta\.gov\.eg/);
+  });
 });

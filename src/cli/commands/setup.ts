@@ -22,6 +22,7 @@ const FLAG_VARS = {
   account: 'POS_ACCOUNT',
   authority: 'POS_AUTHORITY',
   'identity-url': 'POS_IDENTITY_URL',
+  'api-url': 'POS_API_URL',
   profile: 'POS_PROFILE',
   serial: 'POS_SERIAL',
   'os-version': 'POS_OS_VERSION',
@@ -33,6 +34,7 @@ const JSON_KEYS: Record<string, string> = {
   authority: 'POS_AUTHORITY',
   identityUrl: 'POS_IDENTITY_URL',
   tokenUrl: 'POS_IDENTITY_URL',
+  apiUrl: 'POS_API_URL',
   profile: 'POS_PROFILE',
   deviceProfile: 'POS_PROFILE',
   serial: 'POS_SERIAL',
@@ -83,6 +85,9 @@ Options:
   --authority NAME      one of the authorities above (env POS_AUTHORITY)
   --identity-url URL    the authority's service URL (for oauth2: the token endpoint)
                         (env POS_IDENTITY_URL)
+  --api-url URL         the authority's API, where the outbox and the proxy send the till's
+                        documents (env POS_API_URL):
+${apiHints(registry)}
   --profile NAME        device profile, e.g. generic-x86, raspberry-pi, manual (env POS_PROFILE)
   --serial VALUE        posserial, kept in the config (env POS_SERIAL); with --os-version
                         (POS_OS_VERSION) and --model-framework (POS_MODEL_FRAMEWORK) these
@@ -516,6 +521,8 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
     url = await question(module.endpoint.label);
   }
   if (!url) throw new CliError('no identity service URL given');
+  // The API, for the outbox and the proxy: only when given (set-up asks for it by option, not by prompt).
+  const apiUrl = value('POS_API_URL');
 
   // ---- 2. device profile and identity values (authorities that send device headers)
   const headers = module.deviceHeaders;
@@ -540,12 +547,13 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
     if (Object.keys(identity).length) a.identity = identity;
   };
   const anyGiven = headers?.fields.some((f) => given[f]) ?? false;
-  if (configuredAuthority !== module.name || configuredUrl !== url || anyGiven) {
+  if (configuredAuthority !== module.name || configuredUrl !== url || anyGiven || (apiUrl !== undefined && existing?.apiUrl !== apiUrl)) {
     writeAccount((a) => {
       if (a.authority !== module.name) keepForAuthority(a, module, registry);
       a.authority = module.name;
       if (urlKey !== 'identityUrl') delete a.identityUrl;
       a[urlKey] = url;
+      if (apiUrl !== undefined) a.apiUrl = apiUrl;
       setIdentity(a);
     });
   }
@@ -712,4 +720,12 @@ export async function setupCommand(argv: string[], io: Io, registry: AuthorityRe
     ].join('\n'),
   );
   return 0;
+}
+
+/** Each authority's known API hosts (its module's `api.hint`), one line each, for --help. */
+function apiHints(registry: AuthorityRegistry): string {
+  return registry.modules
+    .filter((m) => m.api?.hint)
+    .map((m) => `${' '.repeat(24)}${m.name}: ${m.api!.hint!.replace(/^[^:]*: /, '')}`)
+    .join('\n');
 }
