@@ -284,15 +284,18 @@ async function openSqliteLoop(dbPath: string, body: string): Promise<SqliteLoop>
   if (db.pragma('synchronous', { simple: true }) !== 2) throw new Error('synchronous=FULL refused');
   // One database for every cell of a run: the baseline's table grows as the agent's does.
   if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").get()) OUTBOX_MIGRATIONS[0]!(db);
+  // The entry and its body, as the outbox stores one (two rows, one transaction).
   const insert = db.prepare(
-    `INSERT INTO entries (id, account, key, method, path, headers, body, bytes, state, attempts, created_at, updated_at)
-     VALUES (?, ?, NULL, 'POST', ?, '{}', ?, ?, 'queued', 0, ?, ?)`,
+    `INSERT INTO entries (id, account, key, method, path, bytes, state, attempts, created_at, updated_at)
+     VALUES (?, ?, NULL, 'POST', ?, ?, 'queued', 0, ?, ?)`,
   );
+  const insertBody = db.prepare("INSERT INTO bodies (seq, headers, body) VALUES (?, '{}', ?)");
   const path = '/api/bench';
   const bytes = Buffer.byteLength(body) + path.length + 2;
   const tx = db.transaction(() => {
     const now = Date.now();
-    insert.run(randomUUID(), 'default', path, body, bytes, now, now);
+    const seq = insert.run(randomUUID(), 'default', path, bytes, now, now).lastInsertRowid;
+    insertBody.run(seq, body);
   }).immediate;
   return { insert: () => void tx(), close: () => db.close() };
 }
