@@ -1026,32 +1026,16 @@ function report(f: Figures): void {
         c.errors + c.non200,
       ]);
     }
-    proxyRows.push([
-      '',
-      'agent adds',
-      `${fixed(r.proxy.throughput / r.direct.throughput)}x`,
-      `+${fixed(r.proxy.p50Ms - r.direct.p50Ms, 3)}`,
-      `+${fixed(r.proxy.p99Ms - r.direct.p99Ms, 3)}`,
-      '',
-      '',
-      '',
-      '',
-      '',
-      '',
-    ]);
-    proxyRows.push([
-      '',
-      'a bare Node proxy adds',
-      `${fixed(r.bareProxy.throughput / r.direct.throughput)}x`,
-      `+${fixed(r.bareProxy.p50Ms - r.direct.p50Ms, 3)}`,
-      `+${fixed(r.bareProxy.p99Ms - r.direct.p99Ms, 3)}`,
-      '',
-      '',
-      '',
-      '',
-      '',
-      '',
-    ]);
+    for (const [label, via] of [['agent adds', r.proxy], ['a bare Node proxy adds', r.bareProxy]] as const) {
+      proxyRows.push([
+        '',
+        label,
+        `${fixed(via.throughput / r.direct.throughput)}x`,
+        `+${fixed(via.p50Ms - r.direct.p50Ms, 3)}`,
+        `+${fixed(via.p99Ms - r.direct.p99Ms, 3)}`,
+        ...Array<string>(6).fill(''),
+      ]);
+    }
   }
   out.push(table(['cell', 'path', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'agent CPU', 'emulator CPU', 'gen CPU', 'other CPU', 'errors'], proxyRows));
   out.push('(agent CPU is the agent for its rows and the bare proxy for its rows; each share is measured during that target\'s slices)');
