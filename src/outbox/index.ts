@@ -27,7 +27,7 @@ export interface Outbox {
   enqueue(input: OutboxInput): Promise<EnqueueResult>;
   get(id: string): OutboxEntry | undefined;
   list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[];
-  /** Position in its account's queue (1 = next), for a queued or sending entry. */
+  /** Takes back a queued entry (one in flight, delivered or rejected cannot be). */
   cancel(id: string): ReturnType<OutboxStore['cancel']>;
   /** A rejected or cancelled entry queued again; a queued one sent now, its backoff lifted. */
   retry(id: string): { ok: true; entry: OutboxEntry } | { ok: false; reason: 'not_found' | 'not_retryable'; entry?: OutboxEntry };
