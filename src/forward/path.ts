@@ -33,18 +33,29 @@ export function resolveTarget(apiUrl: string, rest: string): TargetResult {
     return { ok: false, message: 'the path holds a "." or ".." segment, which could leave the API' };
   }
   if (/%(?![0-9a-f]{2})/i.test(rest)) return { ok: false, message: 'the path holds a malformed percent-encoding' };
-  let base: URL;
   let url: URL;
+  let base: { origin: string; path: string };
   try {
-    base = new URL(apiUrl);
-    const basePath = base.pathname.replace(/\/+$/, '');
-    url = new URL(`${base.origin}${basePath}${path}${query}`);
+    base = baseOf(apiUrl);
+    url = new URL(`${base.origin}${base.path}${path}${query}`);
   } catch {
     return { ok: false, message: 'the path does not make a valid URL under the API' };
   }
-  const basePath = base.pathname.replace(/\/+$/, '');
-  if (url.origin !== base.origin || (url.pathname !== basePath && !url.pathname.startsWith(`${basePath}/`) && !(basePath === '' && url.pathname === '/'))) {
+  if (url.origin !== base.origin || (url.pathname !== base.path && !url.pathname.startsWith(`${base.path}/`) && !(base.path === '' && url.pathname === '/'))) {
     return { ok: false, message: 'the path leaves the API' };
   }
   return { ok: true, url };
+}
+
+/** An apiUrl's origin and path (no trailing slash), parsed once: every proxied request resolves against it. */
+const BASES = new Map<string, { origin: string; path: string }>();
+function baseOf(apiUrl: string): { origin: string; path: string } {
+  let base = BASES.get(apiUrl);
+  if (!base) {
+    const u = new URL(apiUrl);
+    base = { origin: u.origin, path: u.pathname.replace(/\/+$/, '') };
+    if (BASES.size >= 64) BASES.delete(BASES.keys().next().value!);
+    BASES.set(apiUrl, base);
+  }
+  return base;
 }
