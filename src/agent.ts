@@ -75,13 +75,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     agentFor: (url, tls, connectMs) => (http as Partial<NodeHttpClient>).agentFor?.({ url, tls, timeouts: { connectMs } }) ?? Promise.resolve(undefined),
   });
   const outboxStore = lazyOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes, now: () => clock.now() });
-  /** outbox.db is opened where it is, made once an account can use it; one that cannot be opened leaves the tokens served. */
-  const openOutboxIfUsed = (accounts: AgentConfig['accounts']): void => {
-    if (outboxStore.opened || !(outboxStore.exists() || Object.values(accounts).some((a) => a.apiUrl))) return;
-    const problem = outboxStore.open();
-    if (problem) log.error('the outbox database cannot be opened; enqueues fail until it can', { path: outboxStore.path, error: problem.message });
-  };
-  openOutboxIfUsed(config.accounts);
   const outbox = createOutbox({ store: outboxStore, forwarder, accounts: config.accounts, config: config.outbox, log, clock, metrics });
   const accounts = {
     account: (name: string) => current.accounts[name],
@@ -133,7 +126,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         server: current.server,
         outbox: current.outbox,
       };
-      openOutboxIfUsed(current.accounts);
       outbox.reconfigure(current.accounts);
       log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts) });
     },

@@ -6,6 +6,7 @@ export { resolveTarget, type TargetResult } from './path.js';
 export { isForwardableHeader, REFUSED_REQUEST_HEADERS, requestHeadersOut, responseHeadersBack } from './headers.js';
 export {
   createForwarder,
+  forwardAccountOf,
   FORWARD_MIN_TTL_S,
   type ForwardAccount,
   type ForwardFailure,

@@ -7,7 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
-import type { AccountTls, ApiLimits } from '../config/index.js';
+import { apiLimits, type AccountConfig, type AccountTls, type ApiLimits } from '../config/index.js';
 import type { TokenAnswer, TokenError } from '../tokens/index.js';
 
 /** What forwarding needs of the token manager. */
@@ -24,6 +24,18 @@ export interface ForwardAccount {
   apiUrl: string;
   api: ApiLimits;
   tls: AccountTls;
+}
+
+const VIEWS = new WeakMap<AccountConfig, ForwardAccount>();
+
+/**
+ * The account as the sender needs it, limits with their defaults; made once per config object (a reload makes new
+ * ones), so the proxy and the outbox take it without work on each request.
+ */
+export function forwardAccountOf(account: AccountConfig & { apiUrl: string }): ForwardAccount {
+  let view = VIEWS.get(account);
+  if (!view) VIEWS.set(account, (view = { name: account.name, apiUrl: account.apiUrl, api: apiLimits(account), tls: account.tls }));
+  return view;
 }
 
 export interface ForwardRequest {

@@ -3,8 +3,8 @@
  * one exchange (`deliverOnce`). The lane (lane.ts) decides when, and keeps the order.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { apiLimits, type AccountConfig } from '../config/index.js';
-import { resolveTarget, type Forwarder, type ForwardResult } from '../forward/index.js';
+import type { AccountConfig } from '../config/index.js';
+import { forwardAccountOf, resolveTarget, type Forwarder, type ForwardResult } from '../forward/index.js';
 import type { OutboxEntry, OutboxResponse } from '../store/index.js';
 
 /** What an answer means for the entry. */
@@ -75,7 +75,7 @@ export async function deliverOnce(
   const target = resolveTarget(account.apiUrl, entry.path);
   if (!target.ok) return { kind: 'rejected', response: { status: 0, body: '' }, error: `not sent: ${target.message}` };
   const result: ForwardResult = await forwarder.forward({
-    account: { name: account.name, apiUrl: account.apiUrl, api: apiLimits(account), tls: account.tls },
+    account: forwardAccountOf(account),
     method: entry.method,
     url: target.url,
     headers: { ...entry.headers, 'content-type': 'application/json' },

@@ -39,8 +39,15 @@ export interface Outbox {
   stop(): Promise<void>;
 }
 
+/** A store opened on demand (store/outbox-lazy.ts): the outbox opens it once it is used. */
+export interface OpenableOutboxStore extends OutboxStore {
+  open(): Error | undefined;
+  exists(): boolean;
+  readonly opened: boolean;
+}
+
 export interface OutboxDeps {
-  store: OutboxStore;
+  store: OutboxStore | OpenableOutboxStore;
   forwarder: Forwarder;
   accounts: Record<string, AccountConfig>;
   config: OutboxConfig;
@@ -83,7 +90,7 @@ export function createOutbox(deps: OutboxDeps): Outbox {
 }
 
 class OutboxService implements Outbox {
-  readonly #store: OutboxStore;
+  readonly #store: OutboxStore | OpenableOutboxStore;
   readonly #forwarder: Forwarder;
   readonly #config: OutboxConfig;
   readonly #log: Logger;
@@ -122,6 +129,7 @@ class OutboxService implements Outbox {
   }
 
   start(): void {
+    this.#openIfUsed();
     for (const account of this.#store.pendingAccounts()) this.#pump(account);
     this.#prune();
   }
@@ -180,6 +188,7 @@ class OutboxService implements Outbox {
 
   reconfigure(accounts: Record<string, AccountConfig>): void {
     this.#accounts = accounts;
+    this.#openIfUsed();
     for (const account of this.#store.pendingAccounts()) this.#pump(account);
   }
 
@@ -197,6 +206,18 @@ class OutboxService implements Outbox {
     const t = setTimeout(() => this.#abort.abort(new Error('the agent is stopping')), ms);
     t.unref();
     void Promise.allSettled([...this.#lanes.values()].map((l) => l.inflight)).then(() => clearTimeout(t));
+  }
+
+  /**
+   * outbox.db is opened where it is, and made once an account can use it (has an apiUrl); one that cannot be
+   * opened is logged and leaves the tokens served (an enqueue then fails with the reason).
+   */
+  #openIfUsed(): void {
+    const store = this.#store;
+    if (!('open' in store) || store.opened) return;
+    if (!store.exists() && !Object.values(this.#accounts).some((a) => a.apiUrl)) return;
+    const problem = store.open();
+    if (problem) this.#log.error('the outbox database cannot be opened; enqueues fail until it can', { path: store.path, error: problem.message });
   }
 
   #lane(account: string): Lane {

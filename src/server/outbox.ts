@@ -20,6 +20,7 @@ import { isForwardableHeader, resolveTarget } from '../forward/index.js';
 import type { Outbox } from '../outbox/index.js';
 import type { OutboxEntry, OutboxInput } from '../store/index.js';
 import { allow, HttpError, readJson, send } from './http.js';
+import { iso } from './status.js';
 
 /** What the outbox routes need: the accounts as configured now, and the outbox. */
 export interface OutboxSource {
@@ -160,8 +161,8 @@ export function entryBody(e: OutboxEntry, withBody = false): OutboxEntryBody {
     path: e.path,
     state: e.state,
     attempts: e.attempts,
-    created_at: new Date(e.createdAt).toISOString(),
-    delivered_at: e.deliveredAt === null ? null : new Date(e.deliveredAt).toISOString(),
+    created_at: iso(e.createdAt),
+    delivered_at: iso(e.deliveredAt),
     last_error: e.lastError,
     response: e.response ? { status: e.response.status, body: jsonOrText(e.response.body) } : null,
     ...(withBody ? { body: jsonOrText(e.body) } : {}),

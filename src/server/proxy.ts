@@ -6,8 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAccountName } from '../api/index.js';
-import { apiLimits, type AccountConfig, type ApiLimits } from '../config/index.js';
+import type { AccountConfig } from '../config/index.js';
 import {
+  forwardAccountOf,
   REFUSED_REQUEST_HEADERS,
   requestHeadersOut,
   resolveTarget,
@@ -56,13 +57,14 @@ export async function handleProxy(
   log: Logger,
 ): Promise<void> {
   const { account, url } = proxyTarget(req, source);
-  const limits = limitsOf(account);
+  const view = forwardAccountOf(account as AccountConfig & { apiUrl: string });
+  const limits = view.api;
   // The socket's idle limit (server.idleTimeoutMs, 30 s) must not cut a till off while the API is still within
   // its own deadlines: the till gets the 504 instead of a reset.
   res.setTimeout(limits.totalMs + 5_000);
   const sent = hasBody(req) ? await readCapped(req, limits.maxBodyBytes) : EMPTY;
   const result = await source.forward({
-    account: forwardAccount(account, limits),
+    account: view,
     method: req.method!,
     url,
     headers: requestHeadersOut(req.headers),
@@ -123,21 +125,6 @@ const EMPTY = Buffer.alloc(0);
 /** Whether a body follows the headers (RFC 9112 6.3: a length or a transfer coding). */
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-}
-
-/** Per account config (a new object on each reload), its limits and its view for the sender, made once. */
-const FORWARD_ACCOUNTS = new WeakMap<AccountConfig, { limits: ApiLimits; view: ForwardRequest['account'] }>();
-function limitsOf(account: AccountConfig): ApiLimits {
-  let known = FORWARD_ACCOUNTS.get(account);
-  if (!known) {
-    const limits = apiLimits(account);
-    known = { limits, view: { name: account.name, apiUrl: account.apiUrl!, api: limits, tls: account.tls } };
-    FORWARD_ACCOUNTS.set(account, known);
-  }
-  return known.limits;
-}
-function forwardAccount(account: AccountConfig, limits: ApiLimits): ForwardRequest['account'] {
-  return FORWARD_ACCOUNTS.get(account)?.view ?? { name: account.name, apiUrl: account.apiUrl!, api: limits, tls: account.tls };
 }
 
 /** The request body, refused with 413 past `cap` (by Content-Length at once, else as it arrives). */

@@ -56,8 +56,9 @@ function identityBody(i: IdentityStatus): IdentityStatusBody {
   };
 }
 
-function iso(wall: number): string;
-function iso(wall: number | null): string | null;
-function iso(wall: number | null): string | null {
+/** Wall-clock ms as ISO 8601 UTC (null stays null). */
+export function iso(wall: number): string;
+export function iso(wall: number | null): string | null;
+export function iso(wall: number | null): string | null {
   return wall === null ? null : new Date(wall).toISOString();
 }
