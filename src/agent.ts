@@ -3,13 +3,14 @@
  * from a validated config and connects them. Logic lives in the areas, not here.
  */
 import { authorities, createHttpClient, type AuthorityRegistry, type HttpClient, type NodeHttpClient } from './authorities/index.js';
+import type { ConfigStatusBody } from './api/index.js';
 import type { AccountConfig, AgentConfig } from './config/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
-import { createForwarder } from './forward/index.js';
-import { createMetrics } from './lib/metrics.js';
+import { createForwarder, type Forwarder } from './forward/index.js';
+import { createMetrics, type MetricsRegistry } from './lib/metrics.js';
 import { createOutbox, type Outbox } from './outbox/index.js';
-import { createAgentServer } from './server/index.js';
+import { createAgentServer, type ServerOptions } from './server/index.js';
 import { createIdentityReader, requiredFields, sendsDeviceHeaders } from './identity/index.js';
 import { stateAccess } from './state.js';
 import { lazyOutbox, openStore, type Store } from './store/index.js';
@@ -35,109 +36,177 @@ export interface Agent {
   readonly outbox: Outbox;
   /** Applies a new config's accounts; socket and state paths need a restart. */
   reload(config: AgentConfig): void;
+  /** A reload that was refused (the running config stays): shown in `/v1/status` `config.reload_error`. */
+  reloadRefused(problems: string[]): void;
+  /** Which config runs, as `/v1/status` reports it. */
+  configStatus(): ConfigStatusBody;
   stop(): Promise<void>;
 }
 
+/** Settings read once at start: a reload that changes one logs that it needs a restart, and keeps the running one. */
+const RESTART_SETTINGS = ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const;
+
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  const parts = await buildParts(config, deps);
+  const configs = createConfigTracker(config, parts.clock);
+  const server = createAgentServer(parts.manager, serverOptions(config, deps, parts, configs));
+  try {
+    await server.listen();
+  } catch (err) {
+    parts.outboxStore.close();
+    parts.store.close();
+    throw err;
+  }
+  parts.manager.start();
+  parts.outbox.start();
+  if (Object.keys(config.accounts).length === 0) {
+    deps.log.warn('no accounts in the config yet; run pos-token-agent-provision', { config: config.source });
+  }
+  return assemble(parts, configs, () => server.close(), deps.log);
+}
+
+interface Parts {
+  clock: Clock;
+  http: HttpClient;
+  store: Store;
+  manager: TokenManager;
+  forwarder: Forwarder;
+  outboxStore: ReturnType<typeof lazyOutbox>;
+  outbox: Outbox;
+  metrics: MetricsRegistry;
+}
+
+/** The store, the identity reader, the token manager, the forwarder and the outbox, connected. */
+async function buildParts(config: AgentConfig, deps: AgentDeps): Promise<Parts> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log;
   const registry = deps.authorities ?? authorities;
-  const headersOf = (account: AccountConfig) => registry.get(account.authority)?.deviceHeaders;
   const http = deps.http ?? createHttpClient({ proxy: config.proxy, env: deps.env ?? process.env });
   const access = await stateAccess(config, { env: deps.env ?? process.env });
   if (access.machineIdProblem) {
     log.warn('secrets are not bound to this machine', { problem: access.machineIdProblem });
   }
   const store = openReopeningStore(() => openStore(access.options), { clock, log, path: access.options.dir });
-  const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, log, clock });
-  const identity: IdentityProvider = {
-    read: (account, options) =>
-      sendsDeviceHeaders(headersOf(account))
-        ? reader.read(account, options)
-        : Promise.resolve({ profile: null, values: {}, errors: {}, skipped: [] }),
-    required: (account) => requiredFields(headersOf(account)),
-  };
   const metrics = createMetrics();
   const manager = createTokenManager(
     {
       store,
       authority: (account) => registry.create(account.authority, { http, now: () => clock.now() }),
-      identity,
+      identity: identityProvider(config, registry, log, clock),
       log,
       clock,
       metrics,
     },
     config.accounts,
   );
-  let current = config;
   const forwarder = createForwarder({
     tokens: manager,
     agentFor: (url, tls, connectMs) => (http as Partial<NodeHttpClient>).agentFor?.({ url, tls, timeouts: { connectMs } }) ?? Promise.resolve(undefined),
   });
   const outboxStore = lazyOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes, now: () => clock.now() });
   const outbox = createOutbox({ store: outboxStore, forwarder, accounts: config.accounts, config: config.outbox, log, clock, metrics });
-  const accounts = {
-    account: (name: string) => current.accounts[name],
-    accountNames: () => Object.keys(current.accounts),
+  return { clock, http, store, manager, forwarder, outboxStore, outbox, metrics };
+}
+
+/** Device identity for the accounts whose authority sends device headers; nothing to read for the others. */
+function identityProvider(config: AgentConfig, registry: AuthorityRegistry, log: Logger, clock: Clock): IdentityProvider {
+  const headersOf = (account: AccountConfig) => registry.get(account.authority)?.deviceHeaders;
+  const reader = createIdentityReader({ profileDirs: config.deviceProfileDirs, root: config.identityRoot, log, clock });
+  return {
+    read: (account, options) =>
+      sendsDeviceHeaders(headersOf(account))
+        ? reader.read(account, options)
+        : Promise.resolve({ profile: null, values: {}, errors: {}, skipped: [] }),
+    required: (account) => requiredFields(headersOf(account)),
   };
-  const server = createAgentServer(manager, {
-    proxy: { ...accounts, forward: (request) => forwarder.forward(request) },
-    outbox: { ...accounts, outbox, view: outbox },
+}
+
+function serverOptions(config: AgentConfig, deps: AgentDeps, parts: Parts, configs: ConfigTracker): ServerOptions {
+  const accounts = {
+    account: (name: string) => configs.current.accounts[name],
+    accountNames: () => Object.keys(configs.current.accounts),
+  };
+  return {
+    proxy: { ...accounts, forward: (request) => parts.forwarder.forward(request) },
+    outbox: { ...accounts, outbox: parts.outbox, view: parts.outbox },
     socketPath: config.socket,
     ...(deps.listenFd !== undefined ? { listenFd: deps.listenFd } : {}),
     limits: config.server,
     version: VERSION,
-    log,
-    clock,
-    metrics,
-  });
-  try {
-    await server.listen();
-  } catch (err) {
-    outboxStore.close();
-    store.close();
-    throw err;
-  }
-  manager.start();
-  outbox.start();
-  if (Object.keys(config.accounts).length === 0) {
-    log.warn('no accounts in the config yet; run pos-token-agent-provision', { config: config.source });
-  }
+    config: () => configs.status(),
+    log: deps.log,
+    clock: parts.clock,
+    metrics: parts.metrics,
+  };
+}
+
+/** The running config, its generation and the last refused reload. */
+interface ConfigTracker {
+  readonly current: AgentConfig;
+  /** Takes `next` as running, keeping the settings that need a restart as they run. */
+  apply(next: AgentConfig): void;
+  refused(problems: string[]): void;
+  status(): ConfigStatusBody;
+}
+
+function createConfigTracker(initial: AgentConfig, clock: Clock): ConfigTracker {
+  let current = initial;
+  let generation = 1;
+  let loadedAt = clock.now();
+  let reloadError: ConfigStatusBody['reload_error'] = null;
+  return {
+    get current() {
+      return current;
+    },
+    apply(next) {
+      const kept = Object.fromEntries(RESTART_SETTINGS.map((key) => [key, current[key]]));
+      current = { ...next, ...kept };
+      generation += 1;
+      loadedAt = clock.now();
+      reloadError = null;
+    },
+    refused(problems) {
+      reloadError = { at: new Date(clock.now()).toISOString(), problems: [...problems] };
+    },
+    status: () => ({
+      path: current.source,
+      sha256: current.sha256 ?? null,
+      generation,
+      loaded_at: new Date(loadedAt).toISOString(),
+      reload_error: reloadError,
+    }),
+  };
+}
+
+function assemble(parts: Parts, configs: ConfigTracker, closeServer: () => Promise<void>, log: Logger): Agent {
   let stopping: Promise<void> | undefined;
   return {
-    manager,
-    store,
-    outbox,
+    manager: parts.manager,
+    store: parts.store,
+    outbox: parts.outbox,
     reload(next) {
-      for (const key of ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const) {
-        if (JSON.stringify(next[key]) !== JSON.stringify(current[key])) {
+      for (const key of RESTART_SETTINGS) {
+        if (JSON.stringify(next[key]) !== JSON.stringify(configs.current[key])) {
           log.warn('config change needs a restart to apply', { setting: key });
         }
       }
-      manager.reconfigure(next.accounts);
+      parts.manager.reconfigure(next.accounts);
       // What needs a restart stays as it was running, so the warning repeats until the restart.
-      current = {
-        ...next,
-        socket: current.socket,
-        stateDir: current.stateDir,
-        deviceProfileDirs: current.deviceProfileDirs,
-        identityRoot: current.identityRoot,
-        proxy: current.proxy,
-        server: current.server,
-        outbox: current.outbox,
-      };
-      outbox.reconfigure(current.accounts);
-      log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts) });
+      configs.apply(next);
+      parts.outbox.reconfigure(configs.current.accounts);
+      log.info('config reloaded', { source: next.source, accounts: Object.keys(next.accounts), generation: configs.status().generation });
     },
+    reloadRefused: (problems) => configs.refused(problems),
+    configStatus: () => configs.status(),
     stop() {
       stopping ??= (async () => {
-        await server.close();
-        await outbox.stop();
-        await manager.stop();
-        forwarder.close();
-        outboxStore.close();
-        store.close();
-        (http as { close?: () => void }).close?.();
+        await closeServer();
+        await parts.outbox.stop();
+        await parts.manager.stop();
+        parts.forwarder.close();
+        parts.outboxStore.close();
+        parts.store.close();
+        (parts.http as { close?: () => void }).close?.();
         log.info('stopped');
       })();
       return stopping;

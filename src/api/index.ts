@@ -19,6 +19,7 @@ export {
   OUTBOX_STATES,
   parseMinTtl,
   type AccountStatusBody,
+  type ConfigStatusBody,
   type EnqueuedBody,
   type EnqueueRequestBody,
   type OutboxEntryBody,

@@ -155,10 +155,28 @@ export interface AccountStatusBody {
   outbox?: OutboxStatusBody;
 }
 
+/**
+ * Which config the running agent runs (an extension, from 0.5.1): compare `sha256` with the file's
+ * (`configFileSha256`) to learn whether a change was applied. `generation` counts the configs applied since the
+ * agent started (1 at start, +1 per reload that took); `reload_error` is the last refused reload, cleared by the
+ * next one that takes.
+ */
+export interface ConfigStatusBody {
+  path: string;
+  /** SHA-256 (hex) of the config file's text as the agent read it; null when the config did not come from a file. */
+  sha256: string | null;
+  generation: number;
+  /** ISO 8601 UTC: when this config was applied. */
+  loaded_at: string;
+  reload_error: { at: string; problems: string[] } | null;
+}
+
 /** 200 of `GET /v1/status`. */
 export interface StatusBody {
   version: string;
   uptime_s: number;
+  /** An extension (0.5.1); absent from an agent that runs without a config file's identity (tests). */
+  config?: ConfigStatusBody;
   accounts: Record<string, AccountStatusBody>;
 }
 

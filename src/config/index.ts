@@ -2,6 +2,7 @@
  * Config loading and validation. Parsed once at the edge (cli/) and passed inward typed.
  * Every problem is reported with the file, the key path and what was expected.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
@@ -386,6 +387,11 @@ export interface ServerLimits {
 export interface AgentConfig {
   /** Where the config came from, for messages. */
   source: string;
+  /**
+   * SHA-256 (hex) of the file's bytes as read, when the config came from a file: which config a running agent runs,
+   * comparable with the file on disk (`configFileSha256`).
+   */
+  sha256?: string;
   socket: string;
   stateDir: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -450,7 +456,12 @@ export function loadConfig(authorities: ReadonlyArray<AuthorityConfigSpec>, path
   } catch (err) {
     throw new ConfigError(path, [describeJsonError(text, err)]);
   }
-  return parseConfig(authorities, json, path, env);
+  return { ...parseConfig(authorities, json, path, env), sha256: configFileSha256(text) };
+}
+
+/** The hash a running agent reports for its config (`/v1/status` `config.sha256`): SHA-256 of the file's bytes, hex. */
+export function configFileSha256(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 function readProblem(path: string, err: unknown): string {

@@ -9,6 +9,7 @@ import {
   AGENT_HEADER,
   AGENT_HEADER_VALUE,
   DEFAULT_MIN_TTL_S,
+  type ConfigStatusBody,
   type ErrorBody,
   type HealthBody,
   type StatusBody,
@@ -51,6 +52,8 @@ export interface ServerOptions {
   listenFd?: number;
   limits: ServerLimits;
   version: string;
+  /** Which config the agent runs, for `/v1/status` `config`. */
+  config?: () => ConfigStatusBody;
   log: Logger;
   clock?: Clock;
   metrics?: MetricsRegistry;
@@ -184,6 +187,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
           const body: StatusBody = {
             version: options.version,
             uptime_s: Math.floor((clock.monotonic() - startedMono) / 1000),
+            ...(options.config ? { config: options.config() } : {}),
             accounts: statusBodies(source.status(), options.outbox?.view.status(), clock.now()),
           };
           send(res, 200, body);

@@ -2,12 +2,15 @@
  * Config mistakes through the real CLI (`dist/cli/main.js run`): a misspelled key gets "did you mean", a JSON
  * syntax error its line and column, a directory given as config says so, and a device profile that does not
  * exist stops `run` at start, listing the profiles there are, and makes a reload (SIGHUP) be refused while the
- * agent keeps serving with the config it has.
+ * agent keeps serving with the config it has,
+ * and `/v1/status` `config` says which config runs (the file's hash, its generation, the refused reload).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { ConfigStatusBody } from '../../src/api/index.js';
+import { configFileSha256 } from '../../src/config/index.js';
 import { ask, fixture, runCli, waitFor, type Fixture } from '../support/harness.js';
 
 const PROFILES = resolve(import.meta.dirname, '../../device-profiles');
@@ -67,10 +70,14 @@ describe('config errors through the real CLI', () => {
 
   it('SIGHUP with a profile that does not exist is refused; the agent keeps serving; a good one is taken', async () => {
     f.writeConfig({ deviceProfile: 'manual' });
+    const fileSha = (): string => configFileSha256(readFileSync(f.configPath, 'utf8'));
+    const startedWith = fileSha();
     f.agent.start();
     await f.agent.ready();
     try {
       assert.equal((await ask(f.socket, '/v1/token')).status, 200);
+      const first = (await ask(f.socket, '/v1/status')).json.config as ConfigStatusBody;
+      assert.deepEqual([first.path, first.sha256, first.generation, first.reload_error], [f.configPath, startedWith, 1, null]);
       f.writeConfig({ deviceProfile: 'generic-x68' });
       f.agent.child!.kill('SIGHUP');
       await waitFor('the refusal in the log', () => f.agent.output.includes('config reload refused') || undefined);
@@ -79,11 +86,19 @@ describe('config errors through the real CLI', () => {
       assert.equal((await ask(f.socket, '/v1/token')).status, 200, 'still serving');
       const status = await ask(f.socket, '/v1/status');
       assert.equal((status.json.accounts as Record<string, { state: string }>).default!.state, 'fresh');
+      // It says which config it runs: not the file's (that one was refused), and why.
+      const refused = status.json.config as ConfigStatusBody;
+      assert.equal(refused.generation, 1);
+      assert.equal(refused.sha256, startedWith);
+      assert.notEqual(refused.sha256, fileSha());
+      assert.match(refused.reload_error?.problems.join('\n') ?? '', /device profile "generic-x68" not found/);
 
       f.writeConfig({ deviceProfile: 'generic-x86' });
       f.agent.child!.kill('SIGHUP');
       await waitFor('the reload', () => f.agent.output.includes('config reloaded') || undefined);
       assert.equal((await ask(f.socket, '/v1/token')).status, 200);
+      const taken = (await ask(f.socket, '/v1/status')).json.config as ConfigStatusBody;
+      assert.deepEqual([taken.sha256, taken.generation, taken.reload_error], [fileSha(), 2, null]);
     } finally {
       assert.equal(await f.agent.stop(), 0);
     }

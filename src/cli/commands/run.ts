@@ -1,11 +1,11 @@
-import { startAgent } from '../../agent.js';
+import { startAgent, type Agent } from '../../agent.js';
 import { createAgentClient, type AccountStatusBody } from '../../api/index.js';
 import { ConfigError, resolveConfigPath, type AgentConfig } from '../../config/index.js';
 import { authorities, loadConfig } from '../../authorities/index.js';
 import { missingDeviceProfiles } from '../../identity/index.js';
-import { systemClock, type Clock } from '../../lib/clock.js';
-import { createLogger } from '../../lib/log.js';
-import { createNotifier, listenFds } from '../../lib/systemd.js';
+import { systemClock, type Clock, type Timer } from '../../lib/clock.js';
+import { createLogger, type Logger } from '../../lib/log.js';
+import { createNotifier, listenFds, type Notifier } from '../../lib/systemd.js';
 import { statusBodies } from '../../server/index.js';
 import { configOption, duration, type Io, parse, println } from '../common.js';
 
@@ -49,15 +49,13 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  let onHangup = (): void => log.warn('SIGHUP while starting: ignored');
-  const hangup = (): void => onHangup();
-  process.on('SIGHUP', hangup);
+  const hangups = new Hangups(log);
   process.umask(0o027);
-  let agent: Awaited<ReturnType<typeof startAgent>>;
+  let agent: Agent;
   try {
     agent = await startAgent(config, { log, ...(inherited[0] ? { listenFd: inherited[0].fd } : {}) });
   } catch (err) {
-    process.off('SIGHUP', hangup);
+    hangups.close();
     notifier.status(`failed to start: ${err instanceof Error ? err.message : String(err)}`);
     await notifier.close();
     throw err;
@@ -66,65 +64,122 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     config: path,
     accounts: Object.keys(config.accounts),
     pid: process.pid,
+    generation: agent.configStatus().generation,
     ...(inherited[0] ? { socket_from: 'systemd' } : {}),
   });
-
-  // Ready once the socket answers (tokens were restored by startAgent).
-  try {
-    await createAgentClient({ socket: config.socket, timeoutMs: 2_000 }).health();
-  } catch (err) {
-    log.debug('self-check on the configured socket path failed', { socket: config.socket, error: String(err) });
-  }
-  const statusLine = (): string => describeAgentStatus(statusBodies(agent.manager.status(), agent.outbox.status(), clock.now()), clock.now());
-  let lastStatus = statusLine();
-  notifier.ready(lastStatus);
-
-  let pollTimer = notifier.enabled ? clock.setTimer(poll, STATUS_POLL_MS) : undefined;
-  function poll(): void {
-    const line = statusLine();
-    if (line !== lastStatus) notifier.status(line);
-    lastStatus = line;
-    pollTimer = clock.setTimer(poll, STATUS_POLL_MS);
-  }
-  // Reloads run one after the other; a stop waits for the one under way.
-  let reloads = Promise.resolve();
-  onHangup = () => {
-    reloads = reloads.then(reload);
-  };
-  async function reload(): Promise<void> {
-    notifier.reloading('reloading the config');
-    try {
-      // Profiles are looked up where the running agent looks (deviceProfileDirs needs a restart to change).
-      agent.reload(await loadRunConfig(path, io.env, config.deviceProfileDirs));
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [String(err)];
-      log.error('config reload refused; keeping the running config', { config: path, problems });
-    }
-    lastStatus = statusLine();
-    notifier.ready(lastStatus);
-  }
-
+  const running = new RunningAgent(agent, { path, env: io.env, profileDirs: config.deviceProfileDirs, log, clock, notifier });
+  await running.ready(config.socket);
+  hangups.handle(() => running.reload());
   const signal = await stopSignal;
   log.info('stopping', { signal });
   notifier.stopping(`stopping (${signal})`);
-  pollTimer?.cancel();
-  pollTimer = undefined;
-  process.off('SIGHUP', hangup);
-  await reloads;
-  return new Promise<number>((resolve) => {
-    const force = setTimeout(() => {
-      log.error('stop took too long; exiting');
-      resolve(1);
-    }, 10_000);
-    force.unref();
-    void agent
-      .stop()
-      .then(() => notifier.close())
-      .then(() => {
-        clearTimeout(force);
-        resolve(0);
-      });
-  });
+  hangups.close();
+  return running.stop();
+}
+
+/** SIGHUP from the start on: ignored while starting, then handed to the running agent (which queues reloads). */
+class Hangups {
+  #onHangup: () => void;
+  readonly #listener = (): void => this.#onHangup();
+
+  constructor(log: Logger) {
+    this.#onHangup = () => log.warn('SIGHUP while starting: ignored');
+    process.on('SIGHUP', this.#listener);
+  }
+
+  handle(reload: () => Promise<void>): void {
+    this.#onHangup = () => void reload();
+  }
+
+  close(): void {
+    process.off('SIGHUP', this.#listener);
+  }
+}
+
+interface RunningDeps {
+  path: string;
+  env: NodeJS.ProcessEnv;
+  /** Profiles are looked up where the running agent looks (deviceProfileDirs needs a restart to change). */
+  profileDirs: readonly string[];
+  log: Logger;
+  clock: Clock;
+  notifier: Notifier;
+}
+
+/** The started agent under systemd: readiness, the STATUS= line, reloads and the stop. */
+class RunningAgent {
+  #lastStatus = '';
+  #pollTimer: Timer | undefined;
+  #reloads: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly agent: Agent,
+    private readonly deps: RunningDeps,
+  ) {}
+
+  /** READY=1 once the socket answers (tokens were restored by startAgent), then the STATUS= poll. */
+  async ready(socket: string): Promise<void> {
+    try {
+      await createAgentClient({ socket, timeoutMs: 2_000 }).health();
+    } catch (err) {
+      this.deps.log.debug('self-check on the configured socket path failed', { socket, error: String(err) });
+    }
+    this.#lastStatus = this.statusLine();
+    this.deps.notifier.ready(this.#lastStatus);
+    if (this.deps.notifier.enabled) this.#pollTimer = this.deps.clock.setTimer(() => this.poll(), STATUS_POLL_MS);
+  }
+
+  reload(): Promise<void> {
+    this.#reloads = this.#reloads.then(() => this.reloadNow());
+    return this.#reloads;
+  }
+
+  private async reloadNow(): Promise<void> {
+    const { notifier, log, path } = this.deps;
+    notifier.reloading('reloading the config');
+    try {
+      this.agent.reload(await loadRunConfig(path, this.deps.env, this.deps.profileDirs));
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [String(err)];
+      this.agent.reloadRefused(problems);
+      log.error('config reload refused; keeping the running config', { config: path, problems });
+    }
+    this.#lastStatus = this.statusLine();
+    notifier.ready(this.#lastStatus);
+  }
+
+  private statusLine(): string {
+    const now = this.deps.clock.now();
+    return describeAgentStatus(statusBodies(this.agent.manager.status(), this.agent.outbox.status(), now), now);
+  }
+
+  private poll(): void {
+    const line = this.statusLine();
+    if (line !== this.#lastStatus) this.deps.notifier.status(line);
+    this.#lastStatus = line;
+    this.#pollTimer = this.deps.clock.setTimer(() => this.poll(), STATUS_POLL_MS);
+  }
+
+  /** Stops the agent after the reload under way; exits 1 if that takes more than 10 s. */
+  async stop(): Promise<number> {
+    this.#pollTimer?.cancel();
+    this.#pollTimer = undefined;
+    await this.#reloads;
+    return new Promise<number>((resolve) => {
+      const force = setTimeout(() => {
+        this.deps.log.error('stop took too long; exiting');
+        resolve(1);
+      }, 10_000);
+      force.unref();
+      void this.agent
+        .stop()
+        .then(() => this.deps.notifier.close())
+        .then(() => {
+          clearTimeout(force);
+          resolve(0);
+        });
+    });
+  }
 }
 
 /**
