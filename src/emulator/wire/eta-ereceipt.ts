@@ -41,11 +41,13 @@ export interface DeviceRequest {
   devices: Pick<Registry<EmulatorDevice>, 'get' | 'secrets'>;
 }
 
-function reject(error: string, description: string): { ok: false; error: string; description: string } {
+type Refusal = Extract<DeviceCheck, { ok: false }>;
+type Step<T> = { ok: true; value: T } | Refusal;
+
+function reject(error: string, description: string): Refusal {
   return { ok: false, error, description };
 }
 
-type Step<T> = { ok: true; value: T } | { ok: false; error: string; description: string };
 type Form = Partial<Record<Field, string>>;
 
 /** Which device a token request authenticates, or which documented error it earns. */
@@ -114,7 +116,7 @@ function checkCredentials(values: Form, devices: DeviceRequest['devices']): Step
 }
 
 /** The device headers: posserial, pososversion, posmodelframework, presharedkey as registered; undefined when they pass. */
-function checkDeviceHeaders(headers: IncomingHttpHeaders, device: EmulatorDevice): DeviceCheck | undefined {
+function checkDeviceHeaders(headers: IncomingHttpHeaders, device: EmulatorDevice): Refusal | undefined {
   const posserial = headerValue(headers, 'posserial');
   if (posserial === undefined || posserial === '') return reject('invalid_posserial', 'missing header posserial');
   if (posserial.length > HEADER_MAX.posserial) {
@@ -139,7 +141,7 @@ function checkDeviceHeaders(headers: IncomingHttpHeaders, device: EmulatorDevice
   return checkPresharedKey(headerValue(headers, 'presharedkey'), device);
 }
 
-function checkPresharedKey(psk: string | undefined, device: EmulatorDevice): DeviceCheck | undefined {
+function checkPresharedKey(psk: string | undefined, device: EmulatorDevice): Refusal | undefined {
   if (psk !== undefined && psk.length > HEADER_MAX.presharedkey) {
     return reject('invalid_presharedkey', `header presharedkey is longer than ${HEADER_MAX.presharedkey} characters`);
   }
