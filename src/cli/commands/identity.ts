@@ -14,7 +14,7 @@ import {
   type IdentityReader,
   type IdentityReading,
 } from '../../identity/index.js';
-import { CliError, configOption, type Io, parse, println, UsageError } from '../common.js';
+import { CliError, configAccount, configOption, type Io, parse, println, UsageError } from '../common.js';
 
 export const identityHelp = `Usage: pos-token-agent identity [--account NAME] [--profile NAME] [--json] [--config FILE]
        pos-token-agent identity --detect [--json] [--config FILE]
@@ -35,7 +35,7 @@ the profile's. Nothing is sent anywhere; identity values are not secrets.
 Exits 1 when what was read is not usable for a login on its own (a required value missing,
 or a value the profile gives sources for unreadable or unsendable; the running agent would
 then log in with its last good identity, if it has one), and with --detect when no profile
-matches.`;
+matches; 2 for a usage error, an account the config does not have included.`;
 
 const options = {
   ...configOption,
@@ -172,9 +172,7 @@ function pickAccount(config: AgentConfig, name: string | undefined): AccountConf
     if (config.accounts.default) return config.accounts.default;
     throw new UsageError(`the config has several accounts (${names.join(', ')}); choose one with --account`);
   }
-  const account = config.accounts[name];
-  if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source} (accounts: ${names.join(', ')})`);
-  return account;
+  return configAccount(config, name);
 }
 
 async function detect(reader: IdentityReader, json: boolean, io: Io): Promise<number> {
