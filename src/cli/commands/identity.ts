@@ -218,7 +218,7 @@ async function detect(reader: IdentityReader, json: boolean, io: Io): Promise<nu
   for (const e of result.invalid) println(io.stderr, `warning: ${e.message}`);
   if (!result.matches.length) {
     println(io.stdout, 'No device profile matches this hardware. Use the "manual" profile and set the values in the config,');
-    println(io.stdout, 'or write a profile for it (see "Device profiles" in the README).');
+    println(io.stdout, 'or write a profile for it (see "Writing a profile" in docs/authorities.md).');
     return 1;
   }
   println(io.stdout, 'Device profiles matching this hardware, most specific first:');
