@@ -8,7 +8,7 @@ import { DEFAULT_CONFIG_PATH } from '../config/index.js';
 import { systemClock } from '../lib/clock.js';
 import type { ServerContext, ServerOptions, TokenSource } from './context.js';
 import { answerClientError, listenOnInheritedFd, listenOnPath, MAX_HEADER_BYTES } from './listen.js';
-import { dispatch, exactRoutes, ROUTES } from './routes.js';
+import { dispatch, indexRoutes, ROUTES } from './routes.js';
 import { answerFresh, createTargetCache, createTokenBodyCache } from './token.js';
 
 export interface AgentServer {
@@ -18,7 +18,7 @@ export interface AgentServer {
 
 export function createAgentServer(source: TokenSource, options: ServerOptions): AgentServer {
   const ctx = serverContext(source, options);
-  const exact = exactRoutes(ROUTES);
+  const routes = indexRoutes(ROUTES);
   const firstRequestSeen = new WeakSet<Socket>();
   const server: Server = createServer(
     {
@@ -33,7 +33,7 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
     },
     (req, res) => {
       firstRequestSeen.add(req.socket);
-      if (!answerFresh(ctx, req, res)) void dispatch(ctx, exact, req, res);
+      if (!answerFresh(ctx, req, res)) void dispatch(ctx, routes, req, res);
     },
   );
   server.maxConnections = options.limits.maxConnections;

@@ -54,26 +54,41 @@ function noSuchEntryRoute(): never {
   throw noSuchEntry();
 }
 
-type Found = { route: Route | undefined; url: URL | undefined };
+type RawRoute = Extract<Route, { rawPrefix: string }>;
+type PathRoute = Extract<Route, { path: string | RegExp }>;
 
-/** Finds the route of a request target, by the raw target first, then by its parsed path (url undefined: unparseable). */
-export function findRoute(routes: ReadonlyArray<Route>, exact: ReadonlyMap<string, Route>, raw: string): Found {
-  for (const r of routes) if ('rawPrefix' in r && raw.startsWith(r.rawPrefix)) return { route: r, url: undefined };
+/** The table sorted for lookup, once per server: raw prefixes, then exact paths by path, then patterns in order. */
+export interface RouteIndex {
+  raw: ReadonlyArray<RawRoute>;
+  exact: ReadonlyMap<string, PathRoute>;
+  patterns: ReadonlyArray<PathRoute & { path: RegExp }>;
+}
+
+export function indexRoutes(routes: ReadonlyArray<Route>): RouteIndex {
+  const raw: RawRoute[] = [];
+  const exact = new Map<string, PathRoute>();
+  const patterns: Array<PathRoute & { path: RegExp }> = [];
+  for (const r of routes) {
+    if ('rawPrefix' in r) raw.push(r);
+    else if (typeof r.path === 'string') exact.set(r.path, r);
+    else patterns.push(r as PathRoute & { path: RegExp });
+  }
+  return { raw, exact, patterns };
+}
+
+type Found = { route: RawRoute; url: undefined } | { route: PathRoute | undefined; url: URL } | { route: undefined; url: undefined };
+
+/** The route of a request target, by the raw target first, then by its parsed path (url undefined: unparseable). */
+export function findRoute(index: RouteIndex, raw: string): Found {
+  for (const r of index.raw) if (raw.startsWith(r.rawPrefix)) return { route: r, url: undefined };
   let url: URL;
   try {
     url = new URL(raw, 'http://agent');
   } catch {
     return { route: undefined, url: undefined };
   }
-  const route = exact.get(url.pathname) ?? routes.find((r) => 'path' in r && r.path instanceof RegExp && r.path.test(url.pathname));
-  return { route, url };
-}
-
-/** The routes matched on an exact path, by path. */
-export function exactRoutes(routes: ReadonlyArray<Route>): Map<string, Route> {
-  const out = new Map<string, Route>();
-  for (const r of routes) if ('path' in r && typeof r.path === 'string') out.set(r.path, r);
-  return out;
+  const path = url.pathname;
+  return { route: index.exact.get(path) ?? index.patterns.find((r) => r.path.test(path)), url };
 }
 
 /** What the route takes, as the Allow header says it. */
@@ -82,25 +97,23 @@ export function allowed(route: Route): string {
 }
 
 /** Answers one request through the table. Never throws: a failure is a 500 naming nothing but the log. */
-export async function dispatch(ctx: ServerContext, exact: ReadonlyMap<string, Route>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function dispatch(ctx: ServerContext, index: RouteIndex, req: IncomingMessage, res: ServerResponse): Promise<void> {
   let label = 'other';
   try {
     const raw = req.url ?? '/';
-    const { route, url } = findRoute(ROUTES, exact, raw);
-    if (route) label = route.label;
+    const found = findRoute(index, raw);
+    if (found.route) label = found.route.label;
     const refused = refusal(req);
     if (refused) throw refused;
-    if (!route) {
-      if (!url) throw badRequest('the request target is not a valid path');
-      throw notFound(url.pathname);
-    }
+    const { route, url } = found;
+    if (!route) throw url ? notFound(url.pathname) : badRequest('the request target is not a valid path');
     if (route.needs && !ctx.options[route.needs]) throw notFound(url?.pathname ?? raw.split('?')[0]!);
-    const method = req.method === 'HEAD' && !('HEAD' in route.methods) ? 'GET' : (req.method ?? '');
+    const method = req.method === 'HEAD' && !Object.hasOwn(route.methods, 'HEAD') ? 'GET' : (req.method ?? '');
     if (!Object.hasOwn(route.methods, method)) {
       throw new HttpError(405, { error: 'method_not_allowed', message: `use ${allowed(route)}` }, { allow: allowed(route) });
     }
     if ('rawPrefix' in route) await route.methods[method]!(ctx, req, res);
-    else await route.methods[method]!(ctx, req, res, url!);
+    else if (url) await route.methods[method]!(ctx, req, res, url); // a path route was found by its parsed url
   } catch (err) {
     answerError(ctx, res, err, label);
   } finally {
