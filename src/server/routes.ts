@@ -35,7 +35,7 @@ function anyMethod<H>(handler: H): Record<string, H> {
   return Object.fromEntries(PROXY_METHODS.map((m) => [m, handler]));
 }
 
-/** The socket API. The first route that matches a request answers it. */
+/** The socket API. A request is matched by raw prefix, then by exact path, then by the patterns in this order. */
 export const ROUTES: ReadonlyArray<Route> = [
   { label: '/v1/token', path: '/v1/token', methods: { GET: getToken } },
   { label: '/v1/token/refresh', path: '/v1/token/refresh', methods: { POST: refreshToken } },
