@@ -127,6 +127,7 @@ function serverOptions(config: AgentConfig, deps: AgentDeps, parts: Parts, confi
     accountNames: () => Object.keys(configs.current.accounts),
   };
   return {
+    accounts,
     proxy: { ...accounts, forward: (request) => parts.forwarder.forward(request) },
     outbox: { ...accounts, outbox: parts.outbox, view: parts.outbox },
     socketPath: config.socket,
