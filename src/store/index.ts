@@ -3,13 +3,14 @@
  * Nothing outside this folder touches SQL. Secrets and tokens are sealed before they are written.
  */
 import type Database from 'better-sqlite3';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
-import { openDatabase } from './sqlite.js';
+import { configure, ensureFileMode, migrate, openDatabase, StoreError } from './sqlite.js';
 
 export { SecretKeyError } from './crypto.js';
+export { StoreError } from './sqlite.js';
 export {
   inspectOutbox,
   openOutbox,
@@ -124,14 +125,6 @@ export interface Store {
   close(): void;
 }
 
-export class StoreError extends Error {
-  readonly code = 'ERR_STORE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreError';
-  }
-}
-
 export interface OpenStoreOptions {
   dir: string;
   /** Create the secret key when there is none yet (provisioning). Default true. */
@@ -195,56 +188,13 @@ function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined):
   }
   try {
     configure(db, path);
-    migrate(db, path);
+    migrate(db, path, MIGRATIONS);
     const sealer = loadSealer(db, options.keyFile ?? join(dir, KEY_FILE), options.createKey ?? true, options.machineId, options.keySource ?? 'key file');
     return buildStore(db, path, sealer, journalLimit, setAside);
   } catch (err) {
     db.close();
     if (err instanceof StoreError || err instanceof SecretKeyError) throw err;
     throw new StoreError(`cannot use the state database ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** Creates the file if need be and makes it owner-only (0600); SQLite's -wal and -shm files follow its mode. */
-export function ensureFileMode(path: string): void {
-  const fd = openSync(path, 'a', 0o600);
-  closeSync(fd);
-  if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-}
-
-/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. */
-export function configure(db: Database.Database, path: string): void {
-  const mode = db.pragma('journal_mode = WAL', { simple: true });
-  if (String(mode).toLowerCase() !== 'wal') {
-    throw new StoreError(`${path}: journal_mode is ${String(mode)}, expected wal`);
-  }
-  db.pragma('synchronous = FULL');
-  const sync = db.pragma('synchronous', { simple: true });
-  if (sync !== 2) throw new StoreError(`${path}: synchronous is ${String(sync)}, expected 2 (FULL)`);
-  db.pragma('foreign_keys = ON');
-}
-
-/** Applies the steps past user_version, each in its own IMMEDIATE transaction (the outbox passes its own list). */
-export function migrate(
-  db: Database.Database,
-  path: string,
-  migrations: ReadonlyArray<(db: Database.Database) => void> = MIGRATIONS,
-): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > migrations.length) {
-    throw new StoreError(
-      `${path} has schema version ${current}, newer than this agent knows (${migrations.length}); upgrade the agent`,
-    );
-  }
-  for (let v = current; v < migrations.length; v++) {
-    const step = migrations[v]!;
-    db.transaction(() => {
-      // Re-check inside the write lock: another process may have migrated meanwhile.
-      const now = db.pragma('user_version', { simple: true }) as number;
-      if (now > v) return;
-      step(db);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
   }
 }
 

@@ -8,9 +8,8 @@ import type Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { configure, ensureFileMode, migrate, StoreError } from './index.js';
 import { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
-import { openDatabase } from './sqlite.js';
+import { configure, ensureFileMode, migrate, openDatabase, StoreError } from './sqlite.js';
 
 export { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
 

@@ -1,4 +1,10 @@
+/**
+ * Opening a database the store's way, for state.db (index.ts) and outbox.db (outbox.ts) alike: the file owner-only,
+ * WAL with synchronous=FULL (read back), the schema steps past user_version, and the database kept from the
+ * garbage collector.
+ */
 import Database from 'better-sqlite3';
+import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 
 /**
  * better-sqlite3 objects that must outlive the garbage collector.
@@ -53,4 +59,51 @@ export function openDatabase(path: string, options?: SqliteOptions): SqliteDatab
 /** How many better-sqlite3 objects this process keeps (for tests). */
 export function keptObjects(): number {
   return kept.size;
+}
+
+export class StoreError extends Error {
+  readonly code = 'ERR_STORE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}
+
+/** Creates the file if need be and makes it owner-only (0600); SQLite's -wal and -shm files follow its mode. */
+export function ensureFileMode(path: string): void {
+  const fd = openSync(path, 'a', 0o600);
+  closeSync(fd);
+  if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+}
+
+/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. */
+export function configure(db: Database.Database, path: string): void {
+  const mode = db.pragma('journal_mode = WAL', { simple: true });
+  if (String(mode).toLowerCase() !== 'wal') {
+    throw new StoreError(`${path}: journal_mode is ${String(mode)}, expected wal`);
+  }
+  db.pragma('synchronous = FULL');
+  const sync = db.pragma('synchronous', { simple: true });
+  if (sync !== 2) throw new StoreError(`${path}: synchronous is ${String(sync)}, expected 2 (FULL)`);
+  db.pragma('foreign_keys = ON');
+}
+
+/** Applies the steps past user_version, each in its own IMMEDIATE transaction (each database has its own list). */
+export function migrate(db: Database.Database, path: string, migrations: ReadonlyArray<(db: Database.Database) => void>): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > migrations.length) {
+    throw new StoreError(
+      `${path} has schema version ${current}, newer than this agent knows (${migrations.length}); upgrade the agent`,
+    );
+  }
+  for (let v = current; v < migrations.length; v++) {
+    const step = migrations[v]!;
+    db.transaction(() => {
+      // Re-check inside the write lock: another process may have migrated meanwhile.
+      const now = db.pragma('user_version', { simple: true }) as number;
+      if (now > v) return;
+      step(db);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
 }
