@@ -337,6 +337,9 @@ interface LoginRow {
   message: string | null;
 }
 
+type Statements = ReturnType<typeof prepareStatements>;
+type NeedSealer = () => Sealer;
+
 function buildStore(
   db: Database.Database,
   path: string,
@@ -344,11 +347,30 @@ function buildStore(
   journalLimit: number,
   setAside: string | undefined,
 ): Store {
-  const need = (): Sealer => {
+  const need: NeedSealer = () => {
     if (!sealer) throw new SecretKeyError('missing', 'no secret key yet; run provision first');
     return sealer;
   };
-  const stmt = {
+  const stmt = prepareStatements(db);
+  return {
+    path,
+    setAside,
+    ...credentialMethods(db, stmt, need),
+    ...tokenMethods(db, stmt, need),
+    ...identityMethods(db, stmt),
+    ...journalMethods(db, stmt, journalLimit),
+    integrityCheck() {
+      return String(db.pragma('integrity_check', { simple: true }));
+    },
+    close() {
+      if (db.open) db.close();
+    },
+  };
+}
+
+/** Every statement of state.db, prepared once (openDatabase keeps them from the garbage collector). */
+function prepareStatements(db: Database.Database) {
+  return {
     getCreds: db.prepare('SELECT authority, secret, version, updated_at, interop FROM credentials WHERE account = ?'),
     putInterop: db.prepare('UPDATE credentials SET interop = ? WHERE account = ? AND version = ?'),
     credsVersion: db.prepare('SELECT version FROM credentials WHERE account = ?').pluck(),
@@ -387,33 +409,14 @@ function buildStore(
       'SELECT account, authority, started_at, duration_ms, outcome, error, http_status, message FROM logins WHERE account = ? ORDER BY id DESC LIMIT ?',
     ),
   };
-  let insertsSincePrune = 0;
+}
 
-  const readToken = (account: string): StoredToken | undefined => {
-    const row = stmt.getToken.get(account) as TokenRow | undefined;
-    if (!row) return undefined;
-    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as {
-      accessToken: string;
-      refreshToken?: string;
-    };
-    return {
-      accessToken: secret.accessToken,
-      tokenType: row.token_type,
-      ...(row.scope !== null ? { scope: row.scope } : {}),
-      obtainedAt: row.obtained_at,
-      expiresAt: row.expires_at,
-      lifetimeS: row.lifetime_s,
-      credentialsVersion: row.credentials_version,
-      configFingerprint: row.config_fingerprint,
-      ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
-      ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
-      ...(row.boot_id !== null && row.boot_uptime_ms !== null ? { bootId: row.boot_id, bootUptimeMs: row.boot_uptime_ms } : {}),
-    };
-  };
-
+function credentialMethods(
+  db: Database.Database,
+  stmt: Statements,
+  need: NeedSealer,
+): Pick<Store, 'putCredentials' | 'getCredentials' | 'putInterop' | 'credentialsVersion'> {
   return {
-    path,
-    setAside,
     putCredentials(account, authority, credentials, interop) {
       const s = need();
       return db.transaction(() => {
@@ -438,6 +441,20 @@ function buildStore(
     credentialsVersion(account) {
       return stmt.credsVersion.get(account) as number | undefined;
     },
+  };
+}
+
+function tokenMethods(db: Database.Database, stmt: Statements, need: NeedSealer): Pick<Store, 'putToken' | 'getToken' | 'deleteToken'> {
+  const readToken = (account: string): StoredToken | undefined => {
+    const row = stmt.getToken.get(account) as TokenRow | undefined;
+    if (!row) return undefined;
+    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as {
+      accessToken: string;
+      refreshToken?: string;
+    };
+    return tokenOf(row, secret);
+  };
+  return {
     putToken(account, token) {
       const secret = {
         accessToken: token.accessToken,
@@ -461,6 +478,38 @@ function buildStore(
         );
       }).immediate();
     },
+    getToken: readToken,
+    deleteToken(account, onlyIf) {
+      return db.transaction(() => {
+        if (onlyIf !== undefined) {
+          const current = readToken(account);
+          if (!current || current.accessToken !== onlyIf) return false;
+        }
+        return stmt.deleteToken.run(account).changes > 0;
+      }).immediate();
+    },
+  };
+}
+
+/** A token as stored: its row and its opened secret. */
+function tokenOf(row: TokenRow, secret: { accessToken: string; refreshToken?: string }): StoredToken {
+  return {
+    accessToken: secret.accessToken,
+    tokenType: row.token_type,
+    ...(row.scope !== null ? { scope: row.scope } : {}),
+    obtainedAt: row.obtained_at,
+    expiresAt: row.expires_at,
+    lifetimeS: row.lifetime_s,
+    credentialsVersion: row.credentials_version,
+    configFingerprint: row.config_fingerprint,
+    ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
+    ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
+    ...(row.boot_id !== null && row.boot_uptime_ms !== null ? { bootId: row.boot_id, bootUptimeMs: row.boot_uptime_ms } : {}),
+  };
+}
+
+function identityMethods(db: Database.Database, stmt: Statements): Pick<Store, 'putIdentity' | 'getIdentity'> {
+  return {
     putIdentity(account, identity) {
       db.transaction(() => {
         stmt.putIdentity.run(account, identity.profile, JSON.stringify(identity.fields), Math.round(identity.readAt));
@@ -477,16 +526,13 @@ function buildStore(
       }
       return { profile: row.profile, fields, readAt: row.read_at };
     },
-    getToken: readToken,
-    deleteToken(account, onlyIf) {
-      return db.transaction(() => {
-        if (onlyIf !== undefined) {
-          const current = readToken(account);
-          if (!current || current.accessToken !== onlyIf) return false;
-        }
-        return stmt.deleteToken.run(account).changes > 0;
-      }).immediate();
-    },
+  };
+}
+
+/** The login journal: at most `journalLimit` rows, pruned every 100 inserts. */
+function journalMethods(db: Database.Database, stmt: Statements, journalLimit: number): Pick<Store, 'recordLogin' | 'recentLogins'> {
+  let insertsSincePrune = 0;
+  return {
     recordLogin(r) {
       db.transaction(() => {
         stmt.recordLogin.run(
@@ -516,12 +562,6 @@ function buildStore(
         ...(row.http_status !== null ? { httpStatus: row.http_status } : {}),
         ...(row.message !== null ? { message: row.message } : {}),
       }));
-    },
-    integrityCheck() {
-      return String(db.pragma('integrity_check', { simple: true }));
-    },
-    close() {
-      if (db.open) db.close();
     },
   };
 }

@@ -151,3 +151,9 @@ describe('architecture: no import cycles', () => {
     assert.ok(importGraph().get('store/outbox.ts')?.includes('store/sqlite.ts'));
   });
 });
+
+describe('architecture: the store and the outbox in parts', () => {
+  test('no function in src/store or src/outbox is longer than 80 lines', () => {
+    assert.deepEqual(['store', 'outbox'].flatMap((area) => files(join(SRC, area)).flatMap((f) => longFunctions(f, 80))), []);
+  });
+});
