@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
-import { configure, ensureFileMode, migrate, openDatabase, StoreError } from './sqlite.js';
+import { configure, ensureFileMode, migrate, openDatabase, StoreError, truncateWal } from './sqlite.js';
 
 export { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
 
@@ -127,8 +127,8 @@ export interface OpenOutboxOptions {
 
 /** Enqueues answered by one transaction at most; the rest go in the next one, so a burst never holds the lock long. */
 export const MAX_BATCH = 512;
-/** Bytes the WAL is truncated to after a checkpoint. */
-const WAL_SIZE_LIMIT = 8 * 1024 * 1024;
+/** How long a write waits for the lock another connection (doctor) holds. */
+const BUSY_TIMEOUT_MS = 5_000;
 
 export const OUTBOX_STATES: ReadonlyArray<OutboxState> = ['queued', 'sending', 'delivered', 'rejected', 'cancelled'];
 const PENDING = "state IN ('queued', 'sending')";
@@ -179,15 +179,13 @@ export function openOutbox(options: OpenOutboxOptions): OutboxStore {
   ensureFileMode(path);
   let db: Database.Database;
   try {
-    db = openDatabase(path, { timeout: 5_000 });
+    db = openDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   } catch (err) {
     throw new StoreError(`cannot open the outbox database ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     configure(db, path);
     migrate(db, path, OUTBOX_MIGRATIONS);
-    // After each checkpoint the WAL is cut back to this, so a burst of large entries does not keep its disk space.
-    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
     return new SqliteOutbox(db, path, prepare(db), options);
   } catch (err) {
     db.close();
@@ -417,6 +415,8 @@ class SqliteOutbox implements OutboxStore {
   readonly #counters: Counters;
   #waiting: Waiter[] = [];
   #scheduled = false;
+  /** A write did not fit and the WAL could not be checkpointed since: the next write tries first. */
+  #checkpointDue = false;
 
   constructor(db: Database.Database, path: string, stmt: Statements, options: OpenOutboxOptions) {
     this.path = path;
@@ -454,9 +454,8 @@ class SqliteOutbox implements OutboxStore {
   #commit(batch: Waiter[]): void {
     let written: { results: EnqueueResult[]; created: Row[] };
     try {
-      written = this.#stmt.tx.immediate(() => this.#writeBatch(batch)) as typeof written;
+      written = this.#write(() => this.#writeBatch(batch));
     } catch (err) {
-      this.#relieve(err);
       if (!isDiskFull(err)) {
         const failure = storageError(err, 'cannot store outbox entries');
         for (const w of batch) w.reject(failure);
@@ -552,7 +551,7 @@ class SqliteOutbox implements OutboxStore {
     const stmt = this.#stmt;
     let out: { before?: Row; after?: Row; head?: number | null; seen?: AccountSeen };
     try {
-      out = this.#stmt.tx.immediate(() => {
+      out = this.#write(() => {
         const before = stmt.stateById.get(id) as Row | undefined;
         if (!before) return {};
         const now = this.#now();
@@ -566,9 +565,8 @@ class SqliteOutbox implements OutboxStore {
         const seen = account?.(this.#counters.account(after.account), now);
         if (seen) stmt.putAccount.run(after.account, seen.lastDeliveredAt, seen.lastError);
         return { before, after, head, seen };
-      }) as typeof out;
+      });
     } catch (err) {
-      this.#relieve(err);
       throw storageError(err, `cannot ${what} outbox entry ${id}`);
     }
     if (out.before && out.after) {
@@ -646,15 +644,18 @@ class SqliteOutbox implements OutboxStore {
   }
 
   /**
-   * After a write that did not fit: the WAL only grows until a checkpoint, and on a nearly full disk the automatic
-   * one (at 1000 pages) may never come. Checkpointing and truncating it gives its space back for the next try.
+   * `fn` in one IMMEDIATE transaction. A write that did not fit (SQLITE_FULL) leaves a WAL that the automatic
+   * checkpoint could not empty (it needed room in the database file): it is checkpointed and truncated at once,
+   * and, when that fails too, before every write until it succeeds, so that room freed on the disk is usable by
+   * the next write instead of being taken by a WAL that grows again.
    */
-  #relieve(err: unknown): void {
-    if (!isDiskFull(err)) return;
+  #write<T>(fn: () => T): T {
+    if (this.#checkpointDue) this.#checkpointDue = !truncateWal(this.#db, BUSY_TIMEOUT_MS);
     try {
-      this.#db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      /* a reader holds the WAL, or the checkpoint itself failed: the next failure tries again */
+      return this.#stmt.tx.immediate(fn) as T;
+    } catch (err) {
+      if (isDiskFull(err)) this.#checkpointDue = !truncateWal(this.#db, BUSY_TIMEOUT_MS);
+      throw err;
     }
   }
 
@@ -666,9 +667,8 @@ class SqliteOutbox implements OutboxStore {
     if (!(batch >= 1)) return 0;
     let deleted: Array<{ state: OutboxState }>;
     try {
-      deleted = this.#stmt.tx.immediate(() => this.#stmt.prune.all(Math.floor(beforeWallMs), Math.floor(batch))) as typeof deleted;
+      deleted = this.#write(() => this.#stmt.prune.all(Math.floor(beforeWallMs), Math.floor(batch)) as typeof deleted);
     } catch (err) {
-      this.#relieve(err);
       throw storageError(err, 'cannot prune the outbox');
     }
     for (const { state } of deleted) this.#counters.byState[state] -= 1;

@@ -76,7 +76,17 @@ export function ensureFileMode(path: string): void {
   if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
 }
 
-/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. */
+/**
+ * Pages (4 KiB each) the WAL may hold before the commit that passes them checkpoints it into the database: 512 KiB.
+ * SQLite's default, 1000 pages (about 4 MB), is as big as a small state filesystem: a WAL that never reaches it is
+ * never checkpointed, holds every version of every page written, and fills the disk. Checkpointed this early, the
+ * database holds the data once and the WAL is written again from its start, in the room it already has.
+ */
+export const WAL_AUTOCHECKPOINT_PAGES = 128;
+/** After a checkpoint the WAL file is cut back to this, so a burst (a large batch) does not keep its disk space. */
+export const WAL_SIZE_LIMIT = 1024 * 1024;
+
+/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. The WAL is checkpointed early. */
 export function configure(db: Database.Database, path: string): void {
   const mode = db.pragma('journal_mode = WAL', { simple: true });
   if (String(mode).toLowerCase() !== 'wal') {
@@ -86,6 +96,25 @@ export function configure(db: Database.Database, path: string): void {
   const sync = db.pragma('synchronous', { simple: true });
   if (sync !== 2) throw new StoreError(`${path}: synchronous is ${String(sync)}, expected 2 (FULL)`);
   db.pragma('foreign_keys = ON');
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
+}
+
+/**
+ * Checkpoints the whole WAL into the database and truncates the WAL file to nothing, giving its room back; true
+ * when that was done. Never waits: when another connection reads an older snapshot, or the disk has no room for
+ * the pages yet, it does what it can and answers false (the caller tries again later).
+ */
+export function truncateWal(db: Database.Database, busyTimeoutMs: number): boolean {
+  db.pragma('busy_timeout = 0');
+  try {
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    return result?.busy === 0;
+  } catch {
+    return false; // SQLITE_FULL (or another I/O error) while copying pages: the WAL stays as it was
+  } finally {
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+  }
 }
 
 /** Applies the steps past user_version, each in its own IMMEDIATE transaction (each database has its own list). */

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -340,6 +340,94 @@ describe('the outbox on a full disk', () => {
       }, 60_000);
     } catch (err) {
       console.log(f.agent.output.slice(-3000), JSON.stringify((await ask(f.socket, '/v1/outbox?limit=5')).json).slice(0, 2000));
+      throw err;
+    }
+  });
+});
+
+/** Appends zeros to `file` until the filesystem has no room left (ENOSPC), a page at a time at the end. */
+function fillUp(file: string): void {
+  const fd = openSync(file, 'a');
+  try {
+    for (const chunk of [64 * 1024, 4096]) {
+      for (;;) {
+        try {
+          writeSync(fd, Buffer.alloc(chunk));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw err;
+        }
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+describe('the outbox on a small disk', () => {
+  let f: Fixture;
+  let mnt: string;
+  let mounted = false;
+  before(async () => {
+    f = await fixture();
+    mnt = join(f.dir, 'small-disk');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+      mounted = true;
+    } catch {
+      return; // not root or no mount: the test says so and skips
+    }
+    f.writeConfig({ apiUrl: f.emulator.url }, { stateDir: join(mnt, 'state') });
+    assert.equal((await f.provision(DEMO_CREDENTIALS, [])).code, 0);
+    f.agent.start();
+    await f.agent.ready();
+  });
+  after(async () => {
+    await f.agent.stop();
+    if (mounted) execFileSync('umount', ['-l', mnt]);
+    await f.cleanup();
+  });
+
+  // A 4 MiB state filesystem filled by the outbox while the API is down, then 1.8 MiB freed: what the outbox holds
+  // must fit back in what it had, so that every acknowledged entry is delivered and new ones are taken.
+  it('delivers every acknowledged entry, and takes new ones, once 1.8 MiB of a full 4 MiB disk is freed', async (t) => {
+    if (!mounted) return t.skip('mount -t tmpfs is not permitted here');
+    f.emulator.setApiFaults({ fail5xx: 100_000 });
+    const filler = join(mnt, 'filler');
+    writeFileSync(filler, Buffer.alloc(1_900 * 1024));
+    const ids: string[] = [];
+    let full: Answer | undefined;
+    for (let i = 0; i < 400 && !full; i++) {
+      const r = await enqueue(f, { path: '/api/v1/receiptsubmissions', body: { ...receipt(`small-${i}`), pad: 'x'.repeat(20_000) } });
+      if (r.status === 202) ids.push(r.json.id as string);
+      else full = r;
+    }
+    assert.ok(full && ids.length > 0, `${ids.length} acknowledged, then ${full?.status}`);
+    assert.equal(full.status, 507, full.text);
+    assert.equal(full.json.reason, 'disk');
+    fillUp(filler); // whatever room the last refused entry left is taken too: the disk is full
+    const { size } = statSync(filler);
+    truncateSync(filler, size - 1_800 * 1024);
+    f.emulator.clearApiFaults();
+    // The API was down for a while: the head waits out its backoff; `retry` lifts it (the operator's way).
+    assert.equal((await ask(f.socket, `/v1/outbox/${ids[0]!}/retry`, { method: 'POST' })).status, 200);
+    const delivered = async (wanted: string[]) => {
+      const states = await Promise.all(wanted.map(async (id) => (await entry(f, id)).state));
+      return states.every((s) => s === 'delivered') ? true : undefined;
+    };
+    try {
+      await waitFor('every acknowledged entry delivered', () => delivered(ids), 60_000);
+      const more: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const r = await enqueue(f, { path: '/api/v1/receiptsubmissions', body: { ...receipt(`small-after-${i}`), pad: 'x'.repeat(20_000) } });
+        assert.equal(r.status, 202, `a new entry after room came back: ${r.text}`);
+        more.push(r.json.id as string);
+      }
+      await waitFor('the new entries delivered', () => delivered(more), 60_000);
+    } catch (err) {
+      const listed = JSON.stringify((await ask(f.socket, '/v1/outbox?state=queued&limit=3')).json).slice(0, 1500);
+      console.log(execFileSync('ls', ['-l', join(mnt, 'state')]).toString(), f.agent.output.slice(-2000), listed);
       throw err;
     }
   });

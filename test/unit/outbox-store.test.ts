@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -405,6 +405,61 @@ describe('outbox store', () => {
     assert.equal(o.stats().accounts.main?.lastDeliveredAt, 15_000, 'the last delivery outlives its row');
   });
 
+  test('the WAL is checkpointed early: it never grows near the size of a small state filesystem', async () => {
+    // SQLite's own point (1000 pages, about 4 MB) is as big as a 4 MiB state filesystem: a WAL that never reaches
+    // it is never checkpointed, holds every version of every page, and fills the disk (issue 20).
+    const o = openIt({ maxEntries: 100_000, maxBytes: 1e12 });
+    let largest = 0;
+    for (let i = 0; i < 150; i++) {
+      const rs = await Promise.all(Array.from({ length: 10 }, (_, j) => o.enqueue(input({ body: `${i}.${j} ${'r'.repeat(2_000)}` }))));
+      assert.ok(rs.every((r) => r.ok));
+      const head = o.head('main')!;
+      o.markSending(head.id);
+      o.markRetry(head.id, 'the API is down');
+      largest = Math.max(largest, statSync(`${o.path}-wal`).size);
+    }
+    assert.ok(largest <= 1024 * 1024, `the WAL reached ${largest} bytes`);
+    assert.ok(statSync(o.path).size > 2_000 * 1_000, 'the entries are in the database file itself');
+  });
+
+  test('a write that did not fit: the WAL is truncated before the next write, so freed room goes to the database', async (t) => {
+    const mnt = join(dir, 'mnt');
+    spawnSync('mkdir', ['-p', mnt]);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt], { encoding: 'utf8' });
+    if (mounted.status !== 0) {
+      if (/permission|EPERM|only root/i.test(mounted.stderr)) return t.skip(`cannot mount a tmpfs: ${mounted.stderr.trim()}`);
+      assert.fail(`mount failed: ${mounted.stderr}`);
+    }
+    try {
+      const o = openOutbox({ dir: mnt, maxEntries: 1_000_000, maxBytes: 1e12 });
+      open.push(o);
+      const filler = join(mnt, 'filler');
+      const fs = statfsSync(mnt);
+      writeFileSync(filler, Buffer.alloc(Math.max(0, fs.bavail * fs.bsize - 1_024 * 1024)));
+      let refused = false;
+      for (let i = 0; i < 2_000 && !refused; i++) {
+        const rs = await Promise.all(Array.from({ length: 4 }, (_, j) => o.enqueue(input({ body: `${i}.${j} ${'r'.repeat(2_000)}` }))));
+        refused = rs.some((r) => !r.ok);
+      }
+      assert.ok(refused, 'the disk filled up');
+      fillToTheBrim(filler);
+      const wal = `${o.path}-wal`;
+      const full = statSync(wal).size;
+      t.diagnostic(`on the full disk: outbox.db ${statSync(o.path).size} bytes, its WAL ${full}`);
+      assert.ok(full >= 256 * 1024, `the WAL held ${full} bytes when the disk was full`);
+      truncateSync(filler, Math.max(0, statSync(filler).size - 1_024 * 1024));
+      const r = await o.enqueue(input({ body: 'room again' }));
+      assert.ok(r.ok, JSON.stringify(r));
+      const after = statSync(wal).size;
+      assert.ok(after <= 64 * 1024, `the WAL still holds ${after} bytes after the first write once there was room`);
+      assert.deepEqual(o.stats(), recount(o.path));
+      assert.equal(o.integrityCheck(), 'ok');
+    } finally {
+      for (const o of open.splice(0)) o.close();
+      spawnSync('umount', [mnt]);
+    }
+  });
+
   test('a real full disk: reason disk, nothing acknowledged is lost, and enqueue works again once there is room', async (t) => {
     const diagnostic = (line: string) => t.diagnostic(line);
     const mnt = join(dir, 'mnt');
@@ -453,14 +508,7 @@ describe('outbox store', () => {
     assert.deepEqual(o.stats().pendingEntries, stats.pendingEntries + (still.ok ? 1 : 0));
     if (still.ok) acked.push(still.entry.id);
     // To the brim: even a one-row change no longer fits, and says so without changing anything.
-    const fd = openSync(filler, 'a');
-    try {
-      for (;;) writeSync(fd, Buffer.alloc(4096));
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      closeSync(fd);
-    }
+    fillToTheBrim(filler);
     // What the failed batch left allocated at the WAL's end is reused, so a small change may still fit: change
     // the head back and forth until one does not; it must say so and change nothing, in the file or in memory.
     const head = o.head('main')!;
@@ -510,6 +558,18 @@ describe('outbox store', () => {
     assert.ok(total > 0);
   });
 });
+
+/** Appends to `file` a page at a time until the filesystem has no room left. */
+function fillToTheBrim(file: string): void {
+  const fd = openSync(file, 'a');
+  try {
+    for (;;) writeSync(fd, Buffer.alloc(4096));
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Starts the fixture, SIGKILLs it `afterMs` after it is ready, and returns the ids it printed in full. */
 async function runAndKill(dir: string, afterMs: number): Promise<string[]> {
