@@ -212,6 +212,7 @@ export interface OutboxEntryBody {
   attempts: number;
   created_at: string;
   delivered_at: string | null;
+  /** Why the last attempt failed, while the entry waits or once rejected; null once delivered. */
   last_error: string | null;
   /** The API's last answer (its body as JSON when it is JSON, else text, at most 64 KiB). */
   response: { status: number; body: unknown } | null;

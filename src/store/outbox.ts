@@ -46,6 +46,7 @@ export interface OutboxEntry {
   createdAt: number;
   updatedAt: number;
   deliveredAt: number | null;
+  /** The last failed attempt's error; null once delivered. */
   lastError: string | null;
   response: OutboxResponse | null;
 }
@@ -97,7 +98,7 @@ export interface OutboxStore {
   pendingAccounts(): string[];
   /** attempts+1, state sending; committed before the request goes out. From queued or sending (a crash's leftover). */
   markSending(id: string): OutboxEntry;
-  /** From sending only, as are markRejected and markRetry. */
+  /** From sending only, as are markRejected and markRetry. Clears lastError (attempts keeps the history). */
   markDelivered(id: string, response: OutboxResponse): OutboxEntry;
   markRejected(id: string, response: OutboxResponse, error: string): OutboxEntry;
   /** Back to queued (keeps seq), lastError set. */
@@ -593,7 +594,8 @@ class SqliteOutbox implements OutboxStore {
       id,
       'mark delivered',
       ['sending'],
-      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, ...answer(response) }),
+      // What failed before is no longer the entry's story: attempts keeps how many it took.
+      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, last_error: null, ...answer(response) }),
       (_a, now) => ({ lastDeliveredAt: now, lastError: null }),
     );
   }

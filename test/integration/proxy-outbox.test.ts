@@ -261,6 +261,9 @@ describe('the outbox', () => {
       const states = await Promise.all(ids.map(async (id) => (await entry(f, id)).state));
       return states.every((s) => s === 'delivered') ? true : undefined;
     }, 60_000);
+    const head = await entry(f, ids[0]!);
+    assert.ok((head.attempts as number) > 1, 'the head failed before it was delivered');
+    assert.equal(head.last_error, null, 'a delivered entry shows no stale error');
     assert.equal((await ask(f.socket, '/v1/health')).status, 200);
   });
 

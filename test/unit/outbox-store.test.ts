@@ -157,6 +157,7 @@ describe('outbox store', () => {
     const done = o.markDelivered(e.id, { status: 201, body: '{"uuid":"x"}' });
     assert.equal(done.state, 'delivered');
     assert.equal(done.attempts, 2);
+    assert.equal(done.lastError, null, 'a delivered entry shows no stale error; attempts tells it took two');
     assert.equal(done.deliveredAt, 4_000);
     assert.deepEqual(done.response, { status: 201, body: '{"uuid":"x"}' });
     assert.deepEqual(o.get(e.id), done);
