@@ -13,6 +13,7 @@ export { SecretKeyError } from './crypto.js';
 export { StoreError } from './sqlite.js';
 export {
   inspectOutbox,
+  isOutboxCursor,
   openOutbox,
   OutboxStorageError,
   OUTBOX_FILE,
@@ -24,6 +25,8 @@ export {
   type OutboxInspection,
   type OutboxEntry,
   type OutboxInput,
+  type OutboxListFilter,
+  type OutboxPage,
   type OutboxResponse,
   type OutboxState,
   type OutboxStats,

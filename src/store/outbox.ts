@@ -90,8 +90,13 @@ export interface OutboxStore {
    *  reason disk. Never throws for those. */
   enqueue(input: OutboxInput): Promise<EnqueueResult>;
   get(id: string): OutboxEntry | undefined;
-  /** Ascending seq; limit 1..1000. */
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[];
+  /**
+   * A page of entries, what waits first: the waiting ones (queued, sending) in seq order, which is each account's
+   * delivery order, then the finished ones in seq order. Entries come without what they send (headers, body:
+   * get() has them). limit 1..1000; `after` is a page's `next`. Entries added meanwhile come after every cursor
+   * of their group; one that changes group while the pages are read may be shown twice or not at all.
+   */
+  list(filter: OutboxListFilter): OutboxPage;
   /** Lowest-seq entry in state queued or sending for the account. */
   head(account: string): OutboxEntry | undefined;
   /** Accounts that have queued or sending entries. */
@@ -112,6 +117,19 @@ export interface OutboxStore {
   pruneBatch(beforeWallMs: number, batch: number): number;
   integrityCheck(): string;
   close(): void;
+}
+
+export interface OutboxListFilter {
+  account?: string;
+  state?: OutboxState;
+  limit: number;
+  /** The `next` of the page before. */
+  after?: string;
+}
+export interface OutboxPage {
+  entries: OutboxEntry[];
+  /** Where the next page starts (its `after`); null when nothing follows. */
+  next: string | null;
 }
 
 export interface OpenOutboxOptions {
@@ -138,7 +156,7 @@ const STATE_COLUMNS =
   'seq, id, account, key, method, path, bytes, state, attempts, created_at, updated_at, delivered_at, last_error, ' +
   'response_status, response_body';
 const COLUMNS = `${STATE_COLUMNS}, headers, body`;
-/** An entry without what it sends (a change of state needs only that). */
+/** An entry without what it sends (a change of state and a list need only that). */
 const LIST_COLUMNS = `${STATE_COLUMNS}, '{}' AS headers, '' AS body`;
 
 interface Row {
@@ -235,7 +253,7 @@ export function inspectOutbox(dir: string): OutboxInspection | undefined {
 
 /** Every statement, prepared once (openDatabase keeps them from the garbage collector). */
 function prepare(db: Database.Database) {
-  const list = (where: string) => db.prepare(`SELECT ${COLUMNS} FROM entries_full ${where} ORDER BY seq LIMIT ?`);
+  const page = (where: string) => db.prepare(`SELECT ${LIST_COLUMNS} FROM entries WHERE ${where} AND seq > ? ORDER BY seq LIMIT ?`);
   return {
     /** One wrapper whose argument runs inside: its BEGIN/COMMIT statements are made once, not per call. */
     tx: db.transaction((fn: () => unknown) => fn()),
@@ -261,10 +279,12 @@ function prepare(db: Database.Database) {
       `INSERT INTO accounts (account, last_delivered_at, last_error) VALUES (?, ?, ?)
        ON CONFLICT(account) DO UPDATE SET last_delivered_at = excluded.last_delivered_at, last_error = excluded.last_error`,
     ),
-    list: list(''),
-    listByAccount: list('WHERE account = ?'),
-    listByState: list('WHERE state = ?'),
-    listByBoth: list('WHERE account = ? AND state = ?'),
+    /** A page of one group of list() (or of one state), of all accounts or of one. */
+    pages: {
+      waiting: { all: page(PENDING), ofAccount: page(`account = ? AND ${PENDING}`) },
+      finished: { all: page(FINISHED), ofAccount: page(`account = ? AND ${FINISHED}`) },
+      state: { all: page('state = ?'), ofAccount: page('account = ? AND state = ?') },
+    },
     prune: db.prepare(
       `DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE ${FINISHED} AND updated_at < ? ORDER BY seq LIMIT ?)
        RETURNING state`,
@@ -277,6 +297,30 @@ function prepare(db: Database.Database) {
 
 function isPending(state: OutboxState): boolean {
   return state === 'queued' || state === 'sending';
+}
+
+/** list()'s order: what waits, then what is finished; seq order within each. */
+type ListGroup = 'waiting' | 'finished';
+const LIST_GROUPS: ReadonlyArray<ListGroup> = ['waiting', 'finished'];
+/** A cursor: the group and seq of the last entry of a page, e.g. "w42" or "f1077". */
+const CURSOR = /^([wf])([0-9]{1,15})$/;
+
+function groupOf(state: OutboxState): ListGroup {
+  return isPending(state) ? 'waiting' : 'finished';
+}
+
+function cursorOf(row: Pick<Row, 'state' | 'seq'>): string {
+  return `${groupOf(row.state)[0]}${row.seq}`;
+}
+
+function parseCursor(text: string): { group: ListGroup; seq: number } | undefined {
+  const m = CURSOR.exec(text);
+  return m ? { group: m[1] === 'w' ? 'waiting' : 'finished', seq: Number(m[2]) } : undefined;
+}
+
+/** Whether `text` has the form of a cursor list() gives (the socket API checks a client's before asking). */
+export function isOutboxCursor(text: string): boolean {
+  return CURSOR.test(text);
 }
 
 function isDiskFull(err: unknown): boolean {
@@ -515,19 +559,22 @@ class SqliteOutbox implements OutboxStore {
     return row && toEntry(row);
   }
 
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[] {
-    const { account, state, limit } = filter;
+  list(filter: OutboxListFilter): OutboxPage {
+    const { account, state, limit, after } = filter;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError(`limit ${limit} is not within 1..1000`);
-    const s = this.#stmt;
-    const rows =
-      account !== undefined && state !== undefined
-        ? s.listByBoth.all(account, state, limit)
-        : account !== undefined
-          ? s.listByAccount.all(account, limit)
-          : state !== undefined
-            ? s.listByState.all(state, limit)
-            : s.list.all(limit);
-    return (rows as Row[]).map(toEntry);
+    const from = after === undefined ? { group: 'waiting' as const, seq: 0 } : parseCursor(after);
+    if (!from) throw new RangeError(`${JSON.stringify(after)} is not a cursor of the outbox's list`);
+    const rows: Row[] = [];
+    // One more than asked for tells whether anything follows.
+    for (const group of LIST_GROUPS.slice(LIST_GROUPS.indexOf(from.group))) {
+      if (rows.length > limit || (state !== undefined && groupOf(state) !== group)) continue;
+      const { all, ofAccount } = state === undefined ? this.#stmt.pages[group] : this.#stmt.pages.state;
+      const seq = group === from.group ? from.seq : 0;
+      const args = [...(account !== undefined ? [account] : []), ...(state !== undefined ? [state] : []), seq, limit + 1 - rows.length];
+      rows.push(...((account !== undefined ? ofAccount : all).all(...args) as Row[]));
+    }
+    const entries = rows.slice(0, limit);
+    return { entries: entries.map(toEntry), next: rows.length > limit ? cursorOf(entries.at(-1)!) : null };
   }
 
   head(account: string): OutboxEntry | undefined {

@@ -284,6 +284,44 @@ describe('the outbox', () => {
       assert.match(String(r.json.message), message, JSON.stringify(body));
     }
   });
+
+  it('GET /v1/outbox: what waits first, a page at a time to the end; 404 for an unknown account, 400 for a bad cursor', async () => {
+    f.emulator.setApiFaults({ fail5xx: 100_000 });
+    const waiting: string[] = [];
+    for (let i = 0; i < 3; i++) waiting.push((await enqueue(f, { path: '/api/v1/receiptsubmissions', body: receipt(`page-${i}`) })).json.id as string);
+    const seen: Array<{ id: string; state: string }> = [];
+    let after: string | null | undefined;
+    for (let pages = 0; after !== null; pages++) {
+      assert.ok(pages < 100, 'the pages end');
+      const r = await ask(f.socket, `/v1/outbox?limit=2${after ? `&after=${after}` : ''}`);
+      assert.equal(r.status, 200, r.text);
+      const entries = r.json.entries as Array<{ id: string; state: string }>;
+      assert.ok(entries.length <= 2);
+      seen.push(...entries);
+      after = r.json.next as string | null;
+      assert.ok(after === null || typeof after === 'string', r.text);
+    }
+    assert.deepEqual(seen.slice(0, 3).map((e) => e.id), waiting, 'the waiting entries first, in the order they go');
+    assert.ok(seen.slice(3).every((e) => ['delivered', 'rejected', 'cancelled'].includes(e.state)), 'then the finished ones');
+    assert.equal(new Set(seen.map((e) => e.id)).size, seen.length, 'none twice');
+    let total = 0;
+    for (const state of ['queued', 'sending', 'delivered', 'rejected', 'cancelled']) {
+      total += ((await ask(f.socket, `/v1/outbox?state=${state}&limit=1000`)).json.entries as unknown[]).length;
+    }
+    assert.equal(seen.length, total, 'every entry, once');
+    const nobody = await ask(f.socket, '/v1/outbox?account=nope');
+    assert.equal(nobody.status, 404);
+    assert.equal(nobody.json.error, 'unknown_account');
+    assert.deepEqual(nobody.json.known_accounts, ['default']);
+    const bad = await ask(f.socket, '/v1/outbox?after=nope');
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.json.message), /after/);
+    f.emulator.clearApiFaults();
+    assert.equal((await ask(f.socket, `/v1/outbox/${waiting[0]!}/retry`, { method: 'POST' })).status, 200);
+    await waitFor('the waiting ones delivered', async () =>
+      (await Promise.all(waiting.map(async (id) => (await entry(f, id)).state))).every((s) => s === 'delivered') ? true : undefined,
+    );
+  });
 });
 
 describe('the outbox on a full disk', () => {

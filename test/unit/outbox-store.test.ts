@@ -217,7 +217,7 @@ describe('outbox store', () => {
     const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => o.enqueue(input({ account: i % 2 ? 'b' : 'a', body: `${i}` }))));
     assert.deepEqual(rs.map((r) => (r.ok ? r.position : -1)), [1, 1, 2, 2, 3, 3]);
     const ids = rs.map((r) => (r.ok ? r.entry.id : ''));
-    assert.deepEqual(o.list({ account: 'a', limit: 10 }).map((e) => e.body), ['0', '2', '4']);
+    assert.deepEqual(o.list({ account: 'a', limit: 10 }).entries.map((e) => e.id), [ids[0], ids[2], ids[4]], 'bodies 0, 2, 4');
     assert.deepEqual(o.pendingAccounts().sort(), ['a', 'b']);
     assert.equal(o.head('a')?.id, ids[0]);
     o.markSending(ids[0]!);
@@ -233,11 +233,52 @@ describe('outbox store', () => {
     assert.equal(o.head('b')?.id, ids[1]);
     const late = await o.enqueue(input({ account: 'a' }));
     assert.ok(late.ok && late.position === 1);
-    assert.deepEqual(o.list({ state: 'queued', limit: 10 }).map((e) => e.seq), [...o.list({ state: 'queued', limit: 10 }).map((e) => e.seq)].sort((x, y) => x - y));
-    assert.deepEqual(o.list({ account: 'a', state: 'rejected', limit: 10 }).map((e) => e.id), [ids[2]]);
-    assert.equal(o.list({ limit: 2 }).length, 2);
+    assert.deepEqual(o.list({ state: 'queued', limit: 10 }).entries.map((e) => e.seq), [...o.list({ state: 'queued', limit: 10 }).entries.map((e) => e.seq)].sort((x, y) => x - y));
+    assert.deepEqual(o.list({ account: 'a', state: 'rejected', limit: 10 }).entries.map((e) => e.id), [ids[2]]);
+    assert.equal(o.list({ limit: 2 }).entries.length, 2);
     assert.throws(() => o.list({ limit: 0 }), RangeError);
     assert.throws(() => o.list({ limit: 1001 }), RangeError);
+  });
+
+  test('list: what waits first, a page at a time; the cursor holds while entries are added', async () => {
+    const o = openIt();
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => o.enqueue(input({ account: i % 2 ? 'b' : 'a', body: `${i}` }))));
+    const e = rs.map((r) => (r.ok ? r.entry.id : ''));
+    o.markSending(e[0]!);
+    o.markDelivered(e[0]!, { status: 200, body: '' });
+    o.markSending(e[1]!);
+    o.markRejected(e[1]!, { status: 400, body: '' }, 'http 400');
+    assert.ok(o.cancel(e[7]!).ok);
+    o.markSending(e[3]!);
+    const ids = (page: { entries: Array<{ id: string }> }) => page.entries.map((x) => x.id);
+
+    const first = o.list({ limit: 3 });
+    assert.deepEqual(ids(first), [e[2], e[3], e[4]], 'the waiting ones (queued and sending) in the order they go');
+    assert.ok(first.next);
+    assert.equal(first.entries[0]!.body, '', 'a list leaves out what an entry sends');
+    assert.equal(o.get(e[2]!)!.body, '2', 'get() has it');
+    const added = await o.enqueue(input({ account: 'a', body: '8' }));
+    assert.ok(added.ok);
+    const second = o.list({ limit: 3, after: first.next });
+    assert.deepEqual(ids(second), [e[5], e[6], added.entry.id], 'an entry added meanwhile comes after the cursor, nothing twice');
+    const third = o.list({ limit: 3, after: second.next! });
+    assert.deepEqual(ids(third), [e[0], e[1], e[7]], 'then the finished ones, oldest first');
+    assert.equal(third.next, null, 'nothing follows');
+
+    const a1 = o.list({ account: 'a', limit: 2 });
+    assert.deepEqual(ids(a1), [e[2], e[4]]);
+    const a2 = o.list({ account: 'a', limit: 2, after: a1.next! });
+    assert.deepEqual(ids(a2), [e[6], added.entry.id]);
+    assert.deepEqual(ids(o.list({ account: 'a', limit: 2, after: a2.next! })), [e[0]]);
+    const rejected = o.list({ state: 'rejected', limit: 1 });
+    assert.deepEqual([ids(rejected), rejected.next], [[e[1]], null]);
+    const queued = o.list({ state: 'queued', account: 'b', limit: 1 });
+    assert.deepEqual(ids(queued), [e[5]], 'b: 3 is sending, 7 cancelled');
+    assert.equal(queued.next, null);
+    const inFinished = o.list({ limit: 1, after: second.next! }).next!;
+    assert.deepEqual(ids(o.list({ state: 'queued', limit: 10, after: inFinished })), [], 'past the waiting ones no queued entry follows');
+    assert.throws(() => o.list({ limit: 10, after: 'x12' }), RangeError);
+    assert.throws(() => o.list({ limit: 10, after: '' }), RangeError);
   });
 
   test('cancel only a queued entry; retry of a rejected entry keeps its seq, so it goes next', async () => {
@@ -282,13 +323,13 @@ describe('outbox store', () => {
     const rs = await Promise.all([o.enqueue(small), o.enqueue(small), o.enqueue(input({ path: '/p', headers: {}, body: 'y'.repeat(100) }))]);
     assert.deepEqual(rs.map((r) => r.ok || r.reason), [true, true, 'bytes'], '52 + 52 + 104 > 200');
     const before = o.stats();
-    const count = o.list({ limit: 100 }).length;
+    const count = o.list({ limit: 100 }).entries.length;
     const third = await o.enqueue(small);
     assert.ok(third.ok);
     const full = await o.enqueue(input({ path: '/p', headers: {}, body: '' }));
     assert.ok(!full.ok && full.reason === 'entries' && full.error === 'outbox_full', JSON.stringify(full));
     assert.equal(o.stats().pendingEntries, before.pendingEntries + 1);
-    assert.equal(o.list({ limit: 100 }).length, count + 1);
+    assert.equal(o.list({ limit: 100 }).entries.length, count + 1);
     const idem = await o.enqueue(input({ key: 'k', path: '/p', headers: {}, body: '' }));
     assert.ok(!idem.ok, 'a new key still counts against the limit');
     // A finished entry frees its place.
@@ -315,7 +356,7 @@ describe('outbox store', () => {
       assert.equal(((r as PromiseRejectedResult).reason as OutboxStorageError).diskFull, false);
     }
     assert.deepEqual(o.stats(), before);
-    assert.equal(o.list({ limit: 10 }).length, 1, 'the batch was rolled back');
+    assert.equal(o.list({ limit: 10 }).entries.length, 1, 'the batch was rolled back');
     const head = o.markSending(o.head('main')!.id);
     const sending = o.stats();
     assert.throws(() => o.markDelivered(head.id, { status: 200, body: '' }), (err: unknown) => err instanceof OutboxStorageError && !err.diskFull);
@@ -365,10 +406,10 @@ describe('outbox store', () => {
           else if (outcome < 0.9) o.markRetry(head.id, `timeout at ${step}`);
         }
       } else if (roll < 0.8) {
-        const e = pick(o.list({ account, limit: 1000 }));
+        const e = pick(o.list({ account, limit: 1000 }).entries);
         if (e) o.cancel(e.id);
       } else if (roll < 0.9) {
-        const e = pick([...o.list({ state: 'rejected', limit: 1000 }), ...o.list({ state: 'cancelled', limit: 1000 })]);
+        const e = pick([...o.list({ state: 'rejected', limit: 1000 }).entries, ...o.list({ state: 'cancelled', limit: 1000 }).entries]);
         if (e) o.retry(e.id);
       } else {
         o.pruneBatch(clock - Math.floor(random() * 50_000), 1 + Math.floor(random() * 10));
@@ -400,7 +441,7 @@ describe('outbox store', () => {
     assert.ok(o.get(ids[2]!), 'within the limit of 2');
     assert.equal(o.pruneBatch(13_500, 100), 1, 'only what was updated before the cut-off');
     assert.equal(o.pruneBatch(1e15, 100), 3, 'never a waiting entry');
-    assert.equal(o.list({ limit: 100 }).length, 2);
+    assert.equal(o.list({ limit: 100 }).entries.length, 2);
     assert.equal(o.pruneBatch(1e15, 0), 0);
     assert.deepEqual(o.stats(), recount(o.path));
     assert.equal(o.stats().accounts.main?.lastDeliveredAt, 15_000, 'the last delivery outlives its row');
