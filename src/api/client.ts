@@ -129,7 +129,7 @@ export interface AgentClient {
 export function createAgentClient(options: AgentClientOptions): AgentClient {
   const { socket } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const call = (method: Method, path: string, body?: unknown): Promise<RawAnswer> =>
+  const call: Call = (method, path, body) =>
     exchange({ socket, timeoutMs, method, path, body, ...(options.startCommand ? { startCommand: options.startCommand } : {}) });
 
   const tokenResult = (a: RawAnswer): TokenResult => {
@@ -139,19 +139,6 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       return { ok: true, token: json };
     }
     return { ok: false, status: a.status, error: errorBody(json, a.status) };
-  };
-
-  /** A 2xx whose body `read` accepts, or the agent's refusal; any other 2xx is not the agent's answer. */
-  const outboxResult = <T>(a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string): { ok: true; value: T } | Refusal => {
-    const json = jsonObject(a.text);
-    if (a.status < 200 || a.status > 299) return refusal(a.status, json);
-    const value = read(json);
-    if (value === undefined) throw badAnswer(socket, a, what);
-    return { ok: true, value };
-  };
-  const entryCall = async (method: Method, path: string): Promise<OutboxEntryResult> => {
-    const r = outboxResult(await call(method, path), (j) => (isOutboxEntryBody(j) ? j : undefined), 'an outbox answer without an entry');
-    return r.ok ? { ok: true, entry: r.value } : r;
   };
 
   const status = async (): Promise<StatusBody> => {
@@ -194,6 +181,31 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       if (a.status !== 200) throw badAnswer(socket, a);
       return a.text;
     },
+    ...outboxCalls(socket, call),
+  };
+}
+
+type Call = (method: Method, path: string, body?: unknown) => Promise<RawAnswer>;
+
+/** The outbox's calls of the client (`POST/GET/DELETE /v1/outbox...`). */
+function outboxCalls(
+  socket: string,
+  call: Call,
+): Pick<AgentClient, 'enqueue' | 'outboxList' | 'outboxEntry' | 'outboxCancel' | 'outboxRetry'> {
+  /** A 2xx whose body `read` accepts, or the agent's refusal; any other 2xx is not the agent's answer. */
+  const outboxResult = <T>(a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string): { ok: true; value: T } | Refusal => {
+    const json = jsonObject(a.text);
+    if (a.status < 200 || a.status > 299) return refusal(a.status, json);
+    const value = read(json);
+    if (value === undefined) throw badAnswer(socket, a, what);
+    return { ok: true, value };
+  };
+  const entryCall = async (method: Method, path: string): Promise<OutboxEntryResult> => {
+    const r = outboxResult(await call(method, path), (j) => (isOutboxEntryBody(j) ? j : undefined), 'an outbox answer without an entry');
+    return r.ok ? { ok: true, entry: r.value } : r;
+  };
+
+  return {
     async enqueue(body) {
       const a = await call('POST', '/v1/outbox', body);
       if (a.status === 202) {
