@@ -76,13 +76,16 @@ export type EnqueueCallResult =
   | Refusal;
 
 export type OutboxEntryResult = { ok: true; entry: OutboxEntryBody } | Refusal;
-export type OutboxListResult = { ok: true; entries: OutboxEntryBody[] } | Refusal;
+/** A page of entries; `next` is the `after` of the page that follows, null when none does. */
+export type OutboxListResult = { ok: true; entries: OutboxEntryBody[]; next: string | null } | Refusal;
 
 export interface OutboxListQuery {
   account?: string;
   state?: OutboxEntryState;
   /** 1 to 1000; the agent's default is 100. */
   limit?: number;
+  /** The `next` of the page before. */
+  after?: string;
 }
 
 export interface TokenQuery {
@@ -113,7 +116,7 @@ export interface AgentClient {
   metrics(): Promise<string>;
   /** `POST /v1/outbox`. */
   enqueue(body: EnqueueRequestBody): Promise<EnqueueCallResult>;
-  /** `GET /v1/outbox?account=&state=&limit=`: oldest first. */
+  /** `GET /v1/outbox?account=&state=&limit=&after=`: a page, what waits first. */
   outboxList(query?: OutboxListQuery): Promise<OutboxListResult>;
   /** `GET /v1/outbox/ID`: the entry with the body as enqueued. */
   outboxEntry(id: string): Promise<OutboxEntryResult>;
@@ -183,9 +186,9 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       return r.ok ? { ok: true, created: false, entry: r.value } : r;
     },
     async outboxList(query = {}) {
-      const a = await call('GET', withQuery('/v1/outbox', { account: query.account, state: query.state, limit: query.limit }));
-      const r = outboxResult(a, (j) => (isOutboxListBody(j) ? j.entries : undefined), 'a list answer without entries');
-      return r.ok ? { ok: true, entries: r.value } : r;
+      const a = await call('GET', withQuery('/v1/outbox', { account: query.account, state: query.state, limit: query.limit, after: query.after }));
+      const r = outboxResult(a, (j) => (isOutboxListBody(j) ? j : undefined), 'a list answer without entries');
+      return r.ok ? { ok: true, entries: r.value.entries, next: typeof r.value.next === 'string' ? r.value.next : null } : r;
     },
     outboxEntry: (id) => entryCall('GET', entryPath(id)),
     outboxCancel: (id) => entryCall('DELETE', entryPath(id)),
@@ -383,7 +386,7 @@ function isEnqueuedBody(v: Json | undefined): v is Json & EnqueuedBody {
   return v !== undefined && typeof v.id === 'string' && v.state === 'queued' && typeof v.position === 'number';
 }
 
-function isOutboxListBody(v: Json | undefined): v is Json & { entries: OutboxEntryBody[] } {
+function isOutboxListBody(v: Json | undefined): v is Json & { entries: OutboxEntryBody[]; next?: unknown } {
   return v !== undefined && Array.isArray(v.entries) && v.entries.every((e: unknown) => typeof e === 'object' && e !== null && isOutboxEntryBody(e as Json));
 }
 

@@ -205,7 +205,9 @@ export const OUTBOX_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
 export type OutboxMethod = (typeof OUTBOX_METHODS)[number];
 /** A till's own id for an entry: enqueue is idempotent by (account, key). */
 export const OUTBOX_KEY = /^[\x21-\x7e]{1,200}$/;
+/** Entries in one page of `GET /v1/outbox` at most, and when no limit is given. */
 export const OUTBOX_LIST_MAX = 1000;
+export const OUTBOX_LIST_DEFAULT = 100;
 
 /** The body of `POST /v1/outbox`. */
 export interface EnqueueRequestBody {
@@ -240,6 +242,7 @@ export interface OutboxEntryBody {
   attempts: number;
   created_at: string;
   delivered_at: string | null;
+  /** Why the last attempt failed, while the entry waits or once rejected; null once delivered. */
   last_error: string | null;
   /** The API's last answer (its body as JSON when it is JSON, else text, at most 64 KiB). */
   response: { status: number; body: unknown } | null;
@@ -249,7 +252,12 @@ export interface OutboxEntryBody {
   body?: unknown;
 }
 
-/** `GET /v1/outbox?account=&state=&limit=`: oldest first. */
+/**
+ * `GET /v1/outbox?account=&state=&limit=&after=`: a page of entries, what waits first (queued and sending ones in
+ * the order they go, then delivered, rejected and cancelled ones, each oldest first).
+ */
 export interface OutboxListBody {
   entries: OutboxEntryBody[];
+  /** Give it as `after` for the next page; null when nothing follows (older agents leave it out: read that as null). */
+  next: string | null;
 }

@@ -3,7 +3,7 @@
  * access tokens issued so far. Routes of the table in admin.ts.
  */
 import type { IncomingMessage } from 'node:http';
-import type { AdminDeps, AdminRoute } from './admin.js';
+import type { AdminDeps, AdminRoute } from './admin-types.js';
 import { type Answer, jsonAnswer } from './http.js';
 import { validateApiFaults } from './validate.js';
 import { oauthError } from './wire/oauth.js';

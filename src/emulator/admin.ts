@@ -11,38 +11,16 @@
  *   POST api/revoke             every access token issued so far stops working at the API
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '../lib/log.js';
+import type { AdminDeps, AdminRoute } from './admin-types.js';
 import { apiAdminRoutes } from './admin-api.js';
-import type { ApiFaultState } from './api-faults.js';
-import type { ApiRecords } from './api-records.js';
-import type { FaultState } from './faults.js';
 import { type Answer, BODY_CAP, cleanPath, jsonAnswer, readBody, send } from './http.js';
-import type { EmulatorStats, PrincipalKind } from './types.js';
+import type { PrincipalKind } from './types.js';
 import { validateFaults } from './validate.js';
 import { oauthError } from './wire/oauth.js';
-import type { PrincipalRegistry } from './wire/types.js';
 
 export const ADMIN_PREFIX = '/_emulator/';
 
-export interface AdminDeps {
-  info(): Record<string, unknown>;
-  stats(): EmulatorStats;
-  resetStats(): void;
-  faults: FaultState;
-  principals: PrincipalRegistry;
-  /** Present when the authority has refresh tokens. */
-  expireRefreshTokens?: () => number;
-  api: { faults: ApiFaultState; records: ApiRecords; revoke(): number };
-  log: Logger;
-}
-
-/** One admin endpoint: `method` on ADMIN_PREFIX + `path`. A `json` route is given the parsed body as `input`. */
-export interface AdminRoute {
-  method: string;
-  path: string;
-  json?: boolean;
-  answer(input: unknown, req: IncomingMessage): Answer;
-}
+export type { AdminDeps, AdminRoute } from './admin-types.js';
 
 export interface Admin {
   /** Answers a request whose path starts with ADMIN_PREFIX. */

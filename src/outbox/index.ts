@@ -9,7 +9,7 @@ import { systemClock, type Clock, type Timer } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Counter, MetricsRegistry } from '../lib/metrics.js';
 import type { Forwarder } from '../forward/index.js';
-import type { EnqueueResult, OutboxEntry, OutboxInput, OutboxState, OutboxStore } from '../store/index.js';
+import type { EnqueueResult, OutboxEntry, OutboxInput, OutboxListFilter, OutboxPage, OutboxStore } from '../store/index.js';
 import { deliverOnce, type DeliveryVerdict } from './deliver.js';
 
 export { classify, retryAfterMs, KEPT_RESPONSE_BYTES, type DeliveryVerdict } from './deliver.js';
@@ -26,7 +26,8 @@ export interface Outbox {
   start(): void;
   enqueue(input: OutboxInput): Promise<EnqueueResult>;
   get(id: string): OutboxEntry | undefined;
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[];
+  /** What waits first, a page at a time (store/outbox.ts). */
+  list(filter: OutboxListFilter): OutboxPage;
   /** Takes back a queued entry (one in flight, delivered or rejected cannot be). */
   cancel(id: string): ReturnType<OutboxStore['cancel']>;
   /** A rejected or cancelled entry queued again; a queued one sent now, its backoff lifted. */
@@ -145,7 +146,7 @@ class OutboxService implements Outbox {
     return this.#store.get(id);
   }
 
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[] {
+  list(filter: OutboxListFilter): OutboxPage {
     return this.#store.list(filter);
   }
 

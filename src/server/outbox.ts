@@ -7,6 +7,7 @@ import {
   DEFAULT_ACCOUNT,
   isAccountName,
   OUTBOX_KEY,
+  OUTBOX_LIST_DEFAULT,
   OUTBOX_LIST_MAX,
   OUTBOX_METHODS,
   OUTBOX_STATES,
@@ -17,7 +18,7 @@ import {
 } from '../api/index.js';
 import { apiLimits, type AccountConfig } from '../config/index.js';
 import { isForwardableHeader, resolveTarget } from '../forward/index.js';
-import type { OutboxEntry, OutboxInput } from '../store/index.js';
+import { isOutboxCursor, type OutboxEntry, type OutboxInput } from '../store/index.js';
 import { knownAccount } from './accounts.js';
 import type { AccountDirectory, OutboxSource, ServerContext } from './context.js';
 import { badRequest, formatBytes, HttpError, payloadTooLarge, readJson, send, tooLarge } from './http.js';
@@ -174,22 +175,28 @@ function checkHeaders(value: unknown): Record<string, string> {
   return out;
 }
 
-/** GET /v1/outbox?account=&state=&limit= */
+/** `GET /v1/outbox?account=&state=&limit=&after=`: a page of entries, what waits first, and where the next starts. */
 export function listEntries(ctx: ServerContext, _req: IncomingMessage, res: ServerResponse, url: URL): void {
   const source = outboxOf(ctx);
   const q = url.searchParams;
+  const bad = (message: string) => new HttpError(400, { error: 'bad_request', message });
   const account = q.get('account') ?? undefined;
-  if (account !== undefined && !isAccountName(account)) throw new HttpError(400, { error: 'bad_request', message: 'account must be an account name' });
+  if (account !== undefined && !isAccountName(account)) throw bad('account must be an account name');
   if (account !== undefined) knownAccount(source, account, ctx.configFile);
   const state = q.get('state') ?? undefined;
-  if (state !== undefined && !(OUTBOX_STATES as readonly string[]).includes(state)) {
-    throw new HttpError(400, { error: 'bad_request', message: `state must be one of ${OUTBOX_STATES.join(', ')}` });
-  }
+  if (state !== undefined && !(OUTBOX_STATES as readonly string[]).includes(state)) throw bad(`state must be one of ${OUTBOX_STATES.join(', ')}`);
   const rawLimit = q.get('limit');
-  const limit = rawLimit === null ? 100 : /^\d{1,4}$/.test(rawLimit) ? Number(rawLimit) : NaN;
-  if (!(limit >= 1 && limit <= OUTBOX_LIST_MAX)) throw new HttpError(400, { error: 'bad_request', message: `limit must be 1 to ${OUTBOX_LIST_MAX}` });
-  const entries = source.outbox.list({ ...(account ? { account } : {}), ...(state ? { state: state as OutboxEntryState } : {}), limit });
-  const body: OutboxListBody = { entries: entries.map((e) => entryBody(e)) };
+  const limit = rawLimit === null ? OUTBOX_LIST_DEFAULT : /^\d{1,4}$/.test(rawLimit) ? Number(rawLimit) : NaN;
+  if (!(limit >= 1 && limit <= OUTBOX_LIST_MAX)) throw bad(`limit must be 1 to ${OUTBOX_LIST_MAX}`);
+  const after = q.get('after') ?? undefined;
+  if (after !== undefined && !isOutboxCursor(after)) throw bad('after must be the "next" of a page this agent listed before');
+  const page = source.outbox.list({
+    ...(account ? { account } : {}),
+    ...(state ? { state: state as OutboxEntryState } : {}),
+    limit,
+    ...(after !== undefined ? { after } : {}),
+  });
+  const body: OutboxListBody = { entries: page.entries.map((e) => entryBody(e)), next: page.next };
   send(res, 200, body);
 }
 

@@ -3,15 +3,17 @@
  * Nothing outside this folder touches SQL. Secrets and tokens are sealed before they are written.
  */
 import type Database from 'better-sqlite3';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
-import { openDatabase } from './sqlite.js';
+import { configure, ensureFileMode, migrate, openDatabase, StoreError } from './sqlite.js';
 
 export { SecretKeyError } from './crypto.js';
+export { StoreError } from './sqlite.js';
 export {
   inspectOutbox,
+  isOutboxCursor,
   openOutbox,
   OutboxStorageError,
   OUTBOX_FILE,
@@ -23,6 +25,8 @@ export {
   type OutboxInspection,
   type OutboxEntry,
   type OutboxInput,
+  type OutboxListFilter,
+  type OutboxPage,
   type OutboxResponse,
   type OutboxState,
   type OutboxStats,
@@ -124,14 +128,6 @@ export interface Store {
   close(): void;
 }
 
-export class StoreError extends Error {
-  readonly code = 'ERR_STORE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreError';
-  }
-}
-
 export interface OpenStoreOptions {
   dir: string;
   /** Create the secret key when there is none yet (provisioning). Default true. */
@@ -195,56 +191,13 @@ function openStoreOnce(options: OpenStoreOptions, setAside: string | undefined):
   }
   try {
     configure(db, path);
-    migrate(db, path);
+    migrate(db, path, MIGRATIONS);
     const sealer = loadSealer(db, options.keyFile ?? join(dir, KEY_FILE), options.createKey ?? true, options.machineId, options.keySource ?? 'key file');
     return buildStore(db, path, sealer, journalLimit, setAside);
   } catch (err) {
     db.close();
     if (err instanceof StoreError || err instanceof SecretKeyError) throw err;
     throw new StoreError(`cannot use the state database ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** Creates the file if need be and makes it owner-only (0600); SQLite's -wal and -shm files follow its mode. */
-export function ensureFileMode(path: string): void {
-  const fd = openSync(path, 'a', 0o600);
-  closeSync(fd);
-  if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-}
-
-/** WAL and synchronous=FULL, both read back: a commit that returned is on disk. */
-export function configure(db: Database.Database, path: string): void {
-  const mode = db.pragma('journal_mode = WAL', { simple: true });
-  if (String(mode).toLowerCase() !== 'wal') {
-    throw new StoreError(`${path}: journal_mode is ${String(mode)}, expected wal`);
-  }
-  db.pragma('synchronous = FULL');
-  const sync = db.pragma('synchronous', { simple: true });
-  if (sync !== 2) throw new StoreError(`${path}: synchronous is ${String(sync)}, expected 2 (FULL)`);
-  db.pragma('foreign_keys = ON');
-}
-
-/** Applies the steps past user_version, each in its own IMMEDIATE transaction (the outbox passes its own list). */
-export function migrate(
-  db: Database.Database,
-  path: string,
-  migrations: ReadonlyArray<(db: Database.Database) => void> = MIGRATIONS,
-): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > migrations.length) {
-    throw new StoreError(
-      `${path} has schema version ${current}, newer than this agent knows (${migrations.length}); upgrade the agent`,
-    );
-  }
-  for (let v = current; v < migrations.length; v++) {
-    const step = migrations[v]!;
-    db.transaction(() => {
-      // Re-check inside the write lock: another process may have migrated meanwhile.
-      const now = db.pragma('user_version', { simple: true }) as number;
-      if (now > v) return;
-      step(db);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
   }
 }
 
@@ -387,6 +340,9 @@ interface LoginRow {
   message: string | null;
 }
 
+type Statements = ReturnType<typeof prepareStatements>;
+type NeedSealer = () => Sealer;
+
 function buildStore(
   db: Database.Database,
   path: string,
@@ -394,11 +350,30 @@ function buildStore(
   journalLimit: number,
   setAside: string | undefined,
 ): Store {
-  const need = (): Sealer => {
+  const need: NeedSealer = () => {
     if (!sealer) throw new SecretKeyError('missing', 'no secret key yet; run provision first');
     return sealer;
   };
-  const stmt = {
+  const stmt = prepareStatements(db);
+  return {
+    path,
+    setAside,
+    ...credentialMethods(db, stmt, need),
+    ...tokenMethods(db, stmt, need),
+    ...identityMethods(db, stmt),
+    ...journalMethods(db, stmt, journalLimit),
+    integrityCheck() {
+      return String(db.pragma('integrity_check', { simple: true }));
+    },
+    close() {
+      if (db.open) db.close();
+    },
+  };
+}
+
+/** Every statement of state.db, prepared once (openDatabase keeps them from the garbage collector). */
+function prepareStatements(db: Database.Database) {
+  return {
     getCreds: db.prepare('SELECT authority, secret, version, updated_at, interop FROM credentials WHERE account = ?'),
     putInterop: db.prepare('UPDATE credentials SET interop = ? WHERE account = ? AND version = ?'),
     credsVersion: db.prepare('SELECT version FROM credentials WHERE account = ?').pluck(),
@@ -437,33 +412,14 @@ function buildStore(
       'SELECT account, authority, started_at, duration_ms, outcome, error, http_status, message FROM logins WHERE account = ? ORDER BY id DESC LIMIT ?',
     ),
   };
-  let insertsSincePrune = 0;
+}
 
-  const readToken = (account: string): StoredToken | undefined => {
-    const row = stmt.getToken.get(account) as TokenRow | undefined;
-    if (!row) return undefined;
-    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as {
-      accessToken: string;
-      refreshToken?: string;
-    };
-    return {
-      accessToken: secret.accessToken,
-      tokenType: row.token_type,
-      ...(row.scope !== null ? { scope: row.scope } : {}),
-      obtainedAt: row.obtained_at,
-      expiresAt: row.expires_at,
-      lifetimeS: row.lifetime_s,
-      credentialsVersion: row.credentials_version,
-      configFingerprint: row.config_fingerprint,
-      ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
-      ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
-      ...(row.boot_id !== null && row.boot_uptime_ms !== null ? { bootId: row.boot_id, bootUptimeMs: row.boot_uptime_ms } : {}),
-    };
-  };
-
+function credentialMethods(
+  db: Database.Database,
+  stmt: Statements,
+  need: NeedSealer,
+): Pick<Store, 'putCredentials' | 'getCredentials' | 'putInterop' | 'credentialsVersion'> {
   return {
-    path,
-    setAside,
     putCredentials(account, authority, credentials, interop) {
       const s = need();
       return db.transaction(() => {
@@ -488,6 +444,20 @@ function buildStore(
     credentialsVersion(account) {
       return stmt.credsVersion.get(account) as number | undefined;
     },
+  };
+}
+
+function tokenMethods(db: Database.Database, stmt: Statements, need: NeedSealer): Pick<Store, 'putToken' | 'getToken' | 'deleteToken'> {
+  const readToken = (account: string): StoredToken | undefined => {
+    const row = stmt.getToken.get(account) as TokenRow | undefined;
+    if (!row) return undefined;
+    const secret = JSON.parse(need().open(row.secret, `tokens:${account}`).toString('utf8')) as {
+      accessToken: string;
+      refreshToken?: string;
+    };
+    return tokenOf(row, secret);
+  };
+  return {
     putToken(account, token) {
       const secret = {
         accessToken: token.accessToken,
@@ -511,6 +481,38 @@ function buildStore(
         );
       }).immediate();
     },
+    getToken: readToken,
+    deleteToken(account, onlyIf) {
+      return db.transaction(() => {
+        if (onlyIf !== undefined) {
+          const current = readToken(account);
+          if (!current || current.accessToken !== onlyIf) return false;
+        }
+        return stmt.deleteToken.run(account).changes > 0;
+      }).immediate();
+    },
+  };
+}
+
+/** A token as stored: its row and its opened secret. */
+function tokenOf(row: TokenRow, secret: { accessToken: string; refreshToken?: string }): StoredToken {
+  return {
+    accessToken: secret.accessToken,
+    tokenType: row.token_type,
+    ...(row.scope !== null ? { scope: row.scope } : {}),
+    obtainedAt: row.obtained_at,
+    expiresAt: row.expires_at,
+    lifetimeS: row.lifetime_s,
+    credentialsVersion: row.credentials_version,
+    configFingerprint: row.config_fingerprint,
+    ...(secret.refreshToken !== undefined ? { refreshToken: secret.refreshToken } : {}),
+    ...(row.refresh_expires_at !== null ? { refreshExpiresAt: row.refresh_expires_at } : {}),
+    ...(row.boot_id !== null && row.boot_uptime_ms !== null ? { bootId: row.boot_id, bootUptimeMs: row.boot_uptime_ms } : {}),
+  };
+}
+
+function identityMethods(db: Database.Database, stmt: Statements): Pick<Store, 'putIdentity' | 'getIdentity'> {
+  return {
     putIdentity(account, identity) {
       db.transaction(() => {
         stmt.putIdentity.run(account, identity.profile, JSON.stringify(identity.fields), Math.round(identity.readAt));
@@ -527,16 +529,13 @@ function buildStore(
       }
       return { profile: row.profile, fields, readAt: row.read_at };
     },
-    getToken: readToken,
-    deleteToken(account, onlyIf) {
-      return db.transaction(() => {
-        if (onlyIf !== undefined) {
-          const current = readToken(account);
-          if (!current || current.accessToken !== onlyIf) return false;
-        }
-        return stmt.deleteToken.run(account).changes > 0;
-      }).immediate();
-    },
+  };
+}
+
+/** The login journal: at most `journalLimit` rows, pruned every 100 inserts. */
+function journalMethods(db: Database.Database, stmt: Statements, journalLimit: number): Pick<Store, 'recordLogin' | 'recentLogins'> {
+  let insertsSincePrune = 0;
+  return {
     recordLogin(r) {
       db.transaction(() => {
         stmt.recordLogin.run(
@@ -566,12 +565,6 @@ function buildStore(
         ...(row.http_status !== null ? { httpStatus: row.http_status } : {}),
         ...(row.message !== null ? { message: row.message } : {}),
       }));
-    },
-    integrityCheck() {
-      return String(db.pragma('integrity_check', { simple: true }));
-    },
-    close() {
-      if (db.open) db.close();
     },
   };
 }

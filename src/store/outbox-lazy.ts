@@ -51,7 +51,7 @@ export function lazyOutbox(options: OpenOutboxOptions): LazyOutboxStore {
       }
     },
     get: (id) => inner?.get(id),
-    list: (filter) => inner?.list(filter) ?? [],
+    list: (filter) => inner?.list(filter) ?? { entries: [], next: null },
     head: (account) => inner?.head(account),
     pendingAccounts: () => inner?.pendingAccounts() ?? [],
     markSending: (id) => store().markSending(id),

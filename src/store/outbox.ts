@@ -8,9 +8,8 @@ import type Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { configure, ensureFileMode, migrate, StoreError } from './index.js';
 import { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
-import { openDatabase } from './sqlite.js';
+import { configure, ensureFileMode, migrate, openDatabase, StoreError, truncateWal } from './sqlite.js';
 
 export { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
 
@@ -47,6 +46,7 @@ export interface OutboxEntry {
   createdAt: number;
   updatedAt: number;
   deliveredAt: number | null;
+  /** The last failed attempt's error; null once delivered. */
   lastError: string | null;
   response: OutboxResponse | null;
 }
@@ -90,15 +90,20 @@ export interface OutboxStore {
    *  reason disk. Never throws for those. */
   enqueue(input: OutboxInput): Promise<EnqueueResult>;
   get(id: string): OutboxEntry | undefined;
-  /** Ascending seq; limit 1..1000. */
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[];
+  /**
+   * A page of entries, what waits first: the waiting ones (queued, sending) in seq order, which is each account's
+   * delivery order, then the finished ones in seq order. Entries come without what they send (headers, body:
+   * get() has them). limit 1..1000; `after` is a page's `next`. Entries added meanwhile come after every cursor
+   * of their group; one that changes group while the pages are read may be shown twice or not at all.
+   */
+  list(filter: OutboxListFilter): OutboxPage;
   /** Lowest-seq entry in state queued or sending for the account. */
   head(account: string): OutboxEntry | undefined;
   /** Accounts that have queued or sending entries. */
   pendingAccounts(): string[];
   /** attempts+1, state sending; committed before the request goes out. From queued or sending (a crash's leftover). */
   markSending(id: string): OutboxEntry;
-  /** From sending only, as are markRejected and markRetry. */
+  /** From sending only, as are markRejected and markRetry. Clears lastError (attempts keeps the history). */
   markDelivered(id: string, response: OutboxResponse): OutboxEntry;
   markRejected(id: string, response: OutboxResponse, error: string): OutboxEntry;
   /** Back to queued (keeps seq), lastError set. */
@@ -112,6 +117,19 @@ export interface OutboxStore {
   pruneBatch(beforeWallMs: number, batch: number): number;
   integrityCheck(): string;
   close(): void;
+}
+
+export interface OutboxListFilter {
+  account?: string;
+  state?: OutboxState;
+  limit: number;
+  /** The `next` of the page before. */
+  after?: string;
+}
+export interface OutboxPage {
+  entries: OutboxEntry[];
+  /** Where the next page starts (its `after`); null when nothing follows. */
+  next: string | null;
 }
 
 export interface OpenOutboxOptions {
@@ -128,8 +146,8 @@ export interface OpenOutboxOptions {
 
 /** Enqueues answered by one transaction at most; the rest go in the next one, so a burst never holds the lock long. */
 export const MAX_BATCH = 512;
-/** Bytes the WAL is truncated to after a checkpoint. */
-const WAL_SIZE_LIMIT = 8 * 1024 * 1024;
+/** How long a write waits for the lock another connection (doctor) holds. */
+const BUSY_TIMEOUT_MS = 5_000;
 
 export const OUTBOX_STATES: ReadonlyArray<OutboxState> = ['queued', 'sending', 'delivered', 'rejected', 'cancelled'];
 const PENDING = "state IN ('queued', 'sending')";
@@ -138,7 +156,7 @@ const STATE_COLUMNS =
   'seq, id, account, key, method, path, bytes, state, attempts, created_at, updated_at, delivered_at, last_error, ' +
   'response_status, response_body';
 const COLUMNS = `${STATE_COLUMNS}, headers, body`;
-/** An entry without what it sends (a change of state needs only that). */
+/** An entry without what it sends (a change of state and a list need only that). */
 const LIST_COLUMNS = `${STATE_COLUMNS}, '{}' AS headers, '' AS body`;
 
 interface Row {
@@ -180,15 +198,13 @@ export function openOutbox(options: OpenOutboxOptions): OutboxStore {
   ensureFileMode(path);
   let db: Database.Database;
   try {
-    db = openDatabase(path, { timeout: 5_000 });
+    db = openDatabase(path, { timeout: BUSY_TIMEOUT_MS });
   } catch (err) {
     throw new StoreError(`cannot open the outbox database ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     configure(db, path);
     migrate(db, path, OUTBOX_MIGRATIONS);
-    // After each checkpoint the WAL is cut back to this, so a burst of large entries does not keep its disk space.
-    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
     return new SqliteOutbox(db, path, prepare(db), options);
   } catch (err) {
     db.close();
@@ -237,7 +253,7 @@ export function inspectOutbox(dir: string): OutboxInspection | undefined {
 
 /** Every statement, prepared once (openDatabase keeps them from the garbage collector). */
 function prepare(db: Database.Database) {
-  const list = (where: string) => db.prepare(`SELECT ${COLUMNS} FROM entries_full ${where} ORDER BY seq LIMIT ?`);
+  const page = (where: string) => db.prepare(`SELECT ${LIST_COLUMNS} FROM entries WHERE ${where} AND seq > ? ORDER BY seq LIMIT ?`);
   return {
     /** One wrapper whose argument runs inside: its BEGIN/COMMIT statements are made once, not per call. */
     tx: db.transaction((fn: () => unknown) => fn()),
@@ -263,10 +279,12 @@ function prepare(db: Database.Database) {
       `INSERT INTO accounts (account, last_delivered_at, last_error) VALUES (?, ?, ?)
        ON CONFLICT(account) DO UPDATE SET last_delivered_at = excluded.last_delivered_at, last_error = excluded.last_error`,
     ),
-    list: list(''),
-    listByAccount: list('WHERE account = ?'),
-    listByState: list('WHERE state = ?'),
-    listByBoth: list('WHERE account = ? AND state = ?'),
+    /** A page of one group of list() (or of one state), of all accounts or of one. */
+    pages: {
+      waiting: { all: page(PENDING), ofAccount: page(`account = ? AND ${PENDING}`) },
+      finished: { all: page(FINISHED), ofAccount: page(`account = ? AND ${FINISHED}`) },
+      state: { all: page('state = ?'), ofAccount: page('account = ? AND state = ?') },
+    },
     prune: db.prepare(
       `DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE ${FINISHED} AND updated_at < ? ORDER BY seq LIMIT ?)
        RETURNING state`,
@@ -279,6 +297,30 @@ function prepare(db: Database.Database) {
 
 function isPending(state: OutboxState): boolean {
   return state === 'queued' || state === 'sending';
+}
+
+/** list()'s order: what waits, then what is finished; seq order within each. */
+type ListGroup = 'waiting' | 'finished';
+const LIST_GROUPS: ReadonlyArray<ListGroup> = ['waiting', 'finished'];
+/** A cursor: the group and seq of the last entry of a page, e.g. "w42" or "f1077". */
+const CURSOR = /^([wf])([0-9]{1,15})$/;
+
+function groupOf(state: OutboxState): ListGroup {
+  return isPending(state) ? 'waiting' : 'finished';
+}
+
+function cursorOf(row: Pick<Row, 'state' | 'seq'>): string {
+  return `${groupOf(row.state)[0]}${row.seq}`;
+}
+
+function parseCursor(text: string): { group: ListGroup; seq: number } | undefined {
+  const m = CURSOR.exec(text);
+  return m ? { group: m[1] === 'w' ? 'waiting' : 'finished', seq: Number(m[2]) } : undefined;
+}
+
+/** Whether `text` has the form of a cursor list() gives (the socket API checks a client's before asking). */
+export function isOutboxCursor(text: string): boolean {
+  return CURSOR.test(text);
 }
 
 function isDiskFull(err: unknown): boolean {
@@ -418,6 +460,8 @@ class SqliteOutbox implements OutboxStore {
   readonly #counters: Counters;
   #waiting: Waiter[] = [];
   #scheduled = false;
+  /** A write did not fit and the WAL could not be checkpointed since: the next write tries first. */
+  #checkpointDue = false;
 
   constructor(db: Database.Database, path: string, stmt: Statements, options: OpenOutboxOptions) {
     this.path = path;
@@ -455,9 +499,8 @@ class SqliteOutbox implements OutboxStore {
   #commit(batch: Waiter[]): void {
     let written: { results: EnqueueResult[]; created: Row[] };
     try {
-      written = this.#stmt.tx.immediate(() => this.#writeBatch(batch)) as typeof written;
+      written = this.#write(() => this.#writeBatch(batch));
     } catch (err) {
-      this.#relieve(err);
       if (!isDiskFull(err)) {
         const failure = storageError(err, 'cannot store outbox entries');
         for (const w of batch) w.reject(failure);
@@ -516,19 +559,22 @@ class SqliteOutbox implements OutboxStore {
     return row && toEntry(row);
   }
 
-  list(filter: { account?: string; state?: OutboxState; limit: number }): OutboxEntry[] {
-    const { account, state, limit } = filter;
+  list(filter: OutboxListFilter): OutboxPage {
+    const { account, state, limit, after } = filter;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError(`limit ${limit} is not within 1..1000`);
-    const s = this.#stmt;
-    const rows =
-      account !== undefined && state !== undefined
-        ? s.listByBoth.all(account, state, limit)
-        : account !== undefined
-          ? s.listByAccount.all(account, limit)
-          : state !== undefined
-            ? s.listByState.all(state, limit)
-            : s.list.all(limit);
-    return (rows as Row[]).map(toEntry);
+    const from = after === undefined ? { group: 'waiting' as const, seq: 0 } : parseCursor(after);
+    if (!from) throw new RangeError(`${JSON.stringify(after)} is not a cursor of the outbox's list`);
+    const rows: Row[] = [];
+    // One more than asked for tells whether anything follows.
+    for (const group of LIST_GROUPS.slice(LIST_GROUPS.indexOf(from.group))) {
+      if (rows.length > limit || (state !== undefined && groupOf(state) !== group)) continue;
+      const { all, ofAccount } = state === undefined ? this.#stmt.pages[group] : this.#stmt.pages.state;
+      const seq = group === from.group ? from.seq : 0;
+      const args = [...(account !== undefined ? [account] : []), ...(state !== undefined ? [state] : []), seq, limit + 1 - rows.length];
+      rows.push(...((account !== undefined ? ofAccount : all).all(...args) as Row[]));
+    }
+    const entries = rows.slice(0, limit);
+    return { entries: entries.map(toEntry), next: rows.length > limit ? cursorOf(entries.at(-1)!) : null };
   }
 
   head(account: string): OutboxEntry | undefined {
@@ -553,7 +599,7 @@ class SqliteOutbox implements OutboxStore {
     const stmt = this.#stmt;
     let out: { before?: Row; after?: Row; head?: number | null; seen?: AccountSeen };
     try {
-      out = this.#stmt.tx.immediate(() => {
+      out = this.#write(() => {
         const before = stmt.stateById.get(id) as Row | undefined;
         if (!before) return {};
         const now = this.#now();
@@ -567,9 +613,8 @@ class SqliteOutbox implements OutboxStore {
         const seen = account?.(this.#counters.account(after.account), now);
         if (seen) stmt.putAccount.run(after.account, seen.lastDeliveredAt, seen.lastError);
         return { before, after, head, seen };
-      }) as typeof out;
+      });
     } catch (err) {
-      this.#relieve(err);
       throw storageError(err, `cannot ${what} outbox entry ${id}`);
     }
     if (out.before && out.after) {
@@ -596,7 +641,8 @@ class SqliteOutbox implements OutboxStore {
       id,
       'mark delivered',
       ['sending'],
-      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, ...answer(response) }),
+      // What failed before is no longer the entry's story: attempts keeps how many it took.
+      (row, now) => ({ ...row, state: 'delivered', updated_at: now, delivered_at: now, last_error: null, ...answer(response) }),
       (_a, now) => ({ lastDeliveredAt: now, lastError: null }),
     );
   }
@@ -647,15 +693,18 @@ class SqliteOutbox implements OutboxStore {
   }
 
   /**
-   * After a write that did not fit: the WAL only grows until a checkpoint, and on a nearly full disk the automatic
-   * one (at 1000 pages) may never come. Checkpointing and truncating it gives its space back for the next try.
+   * `fn` in one IMMEDIATE transaction. A write that did not fit (SQLITE_FULL) leaves a WAL that the automatic
+   * checkpoint could not empty (it needed room in the database file): it is checkpointed and truncated at once,
+   * and, when that fails too, before every write until it succeeds, so that room freed on the disk is usable by
+   * the next write instead of being taken by a WAL that grows again.
    */
-  #relieve(err: unknown): void {
-    if (!isDiskFull(err)) return;
+  #write<T>(fn: () => T): T {
+    if (this.#checkpointDue) this.#checkpointDue = !truncateWal(this.#db, BUSY_TIMEOUT_MS);
     try {
-      this.#db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      /* a reader holds the WAL, or the checkpoint itself failed: the next failure tries again */
+      return this.#stmt.tx.immediate(fn) as T;
+    } catch (err) {
+      if (isDiskFull(err)) this.#checkpointDue = !truncateWal(this.#db, BUSY_TIMEOUT_MS);
+      throw err;
     }
   }
 
@@ -667,9 +716,8 @@ class SqliteOutbox implements OutboxStore {
     if (!(batch >= 1)) return 0;
     let deleted: Array<{ state: OutboxState }>;
     try {
-      deleted = this.#stmt.tx.immediate(() => this.#stmt.prune.all(Math.floor(beforeWallMs), Math.floor(batch))) as typeof deleted;
+      deleted = this.#write(() => this.#stmt.prune.all(Math.floor(beforeWallMs), Math.floor(batch)) as typeof deleted);
     } catch (err) {
-      this.#relieve(err);
       throw storageError(err, 'cannot prune the outbox');
     }
     for (const { state } of deleted) this.#counters.byState[state] -= 1;

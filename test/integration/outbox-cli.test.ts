@@ -47,7 +47,7 @@ describe('cli: outbox with a running agent whose API does not answer', () => {
   });
   after(() => f.cleanup());
 
-  it('list: a table oldest first (id, account, state, attempts, created, last error); --json the agent\'s body', async () => {
+  it('list: a table, what waits first (id, account, state, attempts, created, last error), a page at a time; --json the agent\'s body; an unknown account is exit 2', async () => {
     const r = await runCli(['outbox', 'list', ...cfg]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
@@ -72,7 +72,22 @@ describe('cli: outbox with a running agent whose API does not answer', () => {
     assert.equal(none.stdout, 'no delivered outbox entries\n');
     const limited = await runCli(['outbox', 'list', '--limit', '1', ...cfg]);
     assert.equal(limited.stdout.trimEnd().split('\n').length, 2);
-    assert.match(limited.stderr, /note: the first 1 entries; more may follow/);
+    assert.ok(limited.stdout.includes(ids[0]!), 'the first page: the head');
+    const next = /note: more entries follow; the next page: pos-token-agent (outbox list .*)\n$/.exec(limited.stderr);
+    assert.ok(next, limited.stderr);
+    assert.match(next[1]!, new RegExp(`^outbox list --config ${f.configPath} --limit 1 --after \\S+$`));
+    const page2 = await runCli(next[1]!.split(' '));
+    assert.equal(page2.code, 0, page2.stderr);
+    assert.match(page2.stdout.trimEnd().split('\n')[1]!, new RegExp(`^${ids[1]}  `), 'the second page: the one after it');
+    assert.equal(page2.stderr, '', 'nothing follows');
+    const after = /--after (\S+)$/.exec(next[1]!)![1]!;
+    const json2 = await runCli(['outbox', 'list', '--json', '--limit', '1', '--after', after, ...cfg]);
+    assert.deepEqual((JSON.parse(json2.stdout) as { entries: OutboxEntryBody[]; next: unknown }).next, null);
+
+    const nobody = await runCli(['outbox', 'list', '--account', 'nope', ...cfg]);
+    assert.equal(nobody.code, 2, nobody.stderr);
+    assert.match(nobody.stderr, /the agent has no account nope; its accounts: default/);
+    assert.equal(nobody.stdout, '');
   });
 
   it('show: the entry\'s fields and the body as enqueued, pretty-printed; --json the agent\'s answer', async () => {

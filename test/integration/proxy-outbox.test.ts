@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -284,6 +284,9 @@ describe('the outbox', () => {
       const states = await Promise.all(ids.map(async (id) => (await entry(f, id)).state));
       return states.every((s) => s === 'delivered') ? true : undefined;
     }, 60_000);
+    const head = await entry(f, ids[0]!);
+    assert.ok((head.attempts as number) > 1, 'the head failed before it was delivered');
+    assert.equal(head.last_error, null, 'a delivered entry shows no stale error');
     assert.equal((await ask(f.socket, '/v1/health')).status, 200);
   });
 
@@ -307,6 +310,44 @@ describe('the outbox', () => {
     const list = await ask(f.socket, '/v1/outbox?account=nobody');
     assert.equal(list.status, 404, list.text);
     assert.deepEqual(list.json.known_accounts, ['default']);
+  });
+
+  it('GET /v1/outbox: what waits first, a page at a time to the end; 404 for an unknown account, 400 for a bad cursor', async () => {
+    f.emulator.setApiFaults({ fail5xx: 100_000 });
+    const waiting: string[] = [];
+    for (let i = 0; i < 3; i++) waiting.push((await enqueue(f, { path: '/api/v1/receiptsubmissions', body: receipt(`page-${i}`) })).json.id as string);
+    const seen: Array<{ id: string; state: string }> = [];
+    let after: string | null | undefined;
+    for (let pages = 0; after !== null; pages++) {
+      assert.ok(pages < 100, 'the pages end');
+      const r = await ask(f.socket, `/v1/outbox?limit=2${after ? `&after=${after}` : ''}`);
+      assert.equal(r.status, 200, r.text);
+      const entries = r.json.entries as Array<{ id: string; state: string }>;
+      assert.ok(entries.length <= 2);
+      seen.push(...entries);
+      after = r.json.next as string | null;
+      assert.ok(after === null || typeof after === 'string', r.text);
+    }
+    assert.deepEqual(seen.slice(0, 3).map((e) => e.id), waiting, 'the waiting entries first, in the order they go');
+    assert.ok(seen.slice(3).every((e) => ['delivered', 'rejected', 'cancelled'].includes(e.state)), 'then the finished ones');
+    assert.equal(new Set(seen.map((e) => e.id)).size, seen.length, 'none twice');
+    let total = 0;
+    for (const state of ['queued', 'sending', 'delivered', 'rejected', 'cancelled']) {
+      total += ((await ask(f.socket, `/v1/outbox?state=${state}&limit=1000`)).json.entries as unknown[]).length;
+    }
+    assert.equal(seen.length, total, 'every entry, once');
+    const nobody = await ask(f.socket, '/v1/outbox?account=nope');
+    assert.equal(nobody.status, 404);
+    assert.equal(nobody.json.error, 'unknown_account');
+    assert.deepEqual(nobody.json.known_accounts, ['default']);
+    const bad = await ask(f.socket, '/v1/outbox?after=nope');
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.json.message), /after/);
+    f.emulator.clearApiFaults();
+    assert.equal((await ask(f.socket, `/v1/outbox/${waiting[0]!}/retry`, { method: 'POST' })).status, 200);
+    await waitFor('the waiting ones delivered', async () =>
+      (await Promise.all(waiting.map(async (id) => (await entry(f, id)).state))).every((s) => s === 'delivered') ? true : undefined,
+    );
   });
 });
 
@@ -367,6 +408,94 @@ describe('the outbox on a full disk', () => {
       }, 60_000);
     } catch (err) {
       console.log(f.agent.output.slice(-3000), JSON.stringify((await ask(f.socket, '/v1/outbox?limit=5')).json).slice(0, 2000));
+      throw err;
+    }
+  });
+});
+
+/** Appends zeros to `file` until the filesystem has no room left (ENOSPC), a page at a time at the end. */
+function fillUp(file: string): void {
+  const fd = openSync(file, 'a');
+  try {
+    for (const chunk of [64 * 1024, 4096]) {
+      for (;;) {
+        try {
+          writeSync(fd, Buffer.alloc(chunk));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw err;
+        }
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+describe('the outbox on a small disk', () => {
+  let f: Fixture;
+  let mnt: string;
+  let mounted = false;
+  before(async () => {
+    f = await fixture();
+    mnt = join(f.dir, 'small-disk');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+      mounted = true;
+    } catch {
+      return; // not root or no mount: the test says so and skips
+    }
+    f.writeConfig({ apiUrl: f.emulator.url }, { stateDir: join(mnt, 'state') });
+    assert.equal((await f.provision(DEMO_CREDENTIALS, [])).code, 0);
+    f.agent.start();
+    await f.agent.ready();
+  });
+  after(async () => {
+    await f.agent.stop();
+    if (mounted) execFileSync('umount', ['-l', mnt]);
+    await f.cleanup();
+  });
+
+  // A 4 MiB state filesystem filled by the outbox while the API is down, then 1.8 MiB freed: what the outbox holds
+  // must fit back in what it had, so that every acknowledged entry is delivered and new ones are taken.
+  it('delivers every acknowledged entry, and takes new ones, once 1.8 MiB of a full 4 MiB disk is freed', async (t) => {
+    if (!mounted) return t.skip('mount -t tmpfs is not permitted here');
+    f.emulator.setApiFaults({ fail5xx: 100_000 });
+    const filler = join(mnt, 'filler');
+    writeFileSync(filler, Buffer.alloc(1_900 * 1024));
+    const ids: string[] = [];
+    let full: Answer | undefined;
+    for (let i = 0; i < 400 && !full; i++) {
+      const r = await enqueue(f, { path: '/api/v1/receiptsubmissions', body: { ...receipt(`small-${i}`), pad: 'x'.repeat(20_000) } });
+      if (r.status === 202) ids.push(r.json.id as string);
+      else full = r;
+    }
+    assert.ok(full && ids.length > 0, `${ids.length} acknowledged, then ${full?.status}`);
+    assert.equal(full.status, 507, full.text);
+    assert.equal(full.json.reason, 'disk');
+    fillUp(filler); // whatever room the last refused entry left is taken too: the disk is full
+    const { size } = statSync(filler);
+    truncateSync(filler, size - 1_800 * 1024);
+    f.emulator.clearApiFaults();
+    // The API was down for a while: the head waits out its backoff; `retry` lifts it (the operator's way).
+    assert.equal((await ask(f.socket, `/v1/outbox/${ids[0]!}/retry`, { method: 'POST' })).status, 200);
+    const delivered = async (wanted: string[]) => {
+      const states = await Promise.all(wanted.map(async (id) => (await entry(f, id)).state));
+      return states.every((s) => s === 'delivered') ? true : undefined;
+    };
+    try {
+      await waitFor('every acknowledged entry delivered', () => delivered(ids), 60_000);
+      const more: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const r = await enqueue(f, { path: '/api/v1/receiptsubmissions', body: { ...receipt(`small-after-${i}`), pad: 'x'.repeat(20_000) } });
+        assert.equal(r.status, 202, `a new entry after room came back: ${r.text}`);
+        more.push(r.json.id as string);
+      }
+      await waitFor('the new entries delivered', () => delivered(more), 60_000);
+    } catch (err) {
+      const listed = JSON.stringify((await ask(f.socket, '/v1/outbox?state=queued&limit=3')).json).slice(0, 1500);
+      console.log(execFileSync('ls', ['-l', join(mnt, 'state')]).toString(), f.agent.output.slice(-2000), listed);
       throw err;
     }
   });

@@ -32,7 +32,7 @@ export interface WireEntry {
   last_error: string | null;
 }
 
-/** GET /v1/outbox (ascending seq); throws unless 200, and when the list may have been cut at the limit. */
+/** GET /v1/outbox, one page: the waiting entries, then the finished ones, each in seq order; throws unless 200. */
 export async function listEntries(socket: string, filter: { state?: string; account?: string } = {}, limit = 1000): Promise<WireEntry[]> {
   const q = new URLSearchParams({ ...filter, limit: String(limit) });
   const a = await ask(socket, `/v1/outbox?${q}`);

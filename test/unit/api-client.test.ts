@@ -368,14 +368,16 @@ describe('api client: the outbox calls, against a fake agent', () => {
     assert.deepEqual(await client.enqueue(request), { ok: false, status: 507, error: { error: 'outbox_full', reason: 'bytes', message: 'full' } });
   });
 
-  test('outboxList(): the query as given, the entries oldest first; a 400 is returned', async () => {
+  test('outboxList(): the query as given, a page of entries and where the next starts; a 400 is returned', async () => {
     const client = createAgentClient({ socket });
+    answer(200, { entries: [ENTRY], next: 'w17' });
+    assert.deepEqual(await client.outboxList({ account: 'default', state: 'queued', limit: 5 }), { ok: true, entries: [ENTRY], next: 'w17' });
     answer(200, { entries: [ENTRY] });
-    assert.deepEqual(await client.outboxList({ account: 'default', state: 'queued', limit: 5 }), { ok: true, entries: [ENTRY] });
+    assert.deepEqual(await client.outboxList({ after: 'w17' }), { ok: true, entries: [ENTRY], next: null }, 'an older agent: no next');
     await client.outboxList();
     assert.deepEqual(
       seen.map((s) => `${s.method} ${s.url}`),
-      ['GET /v1/outbox?account=default&state=queued&limit=5', 'GET /v1/outbox'],
+      ['GET /v1/outbox?account=default&state=queued&limit=5', 'GET /v1/outbox?after=w17', 'GET /v1/outbox'],
     );
     answer(400, { error: 'bad_request', message: 'limit must be 1 to 1000' });
     assert.deepEqual(await client.outboxList({ limit: 0 }), { ok: false, status: 400, error: { error: 'bad_request', message: 'limit must be 1 to 1000' } });

@@ -105,3 +105,61 @@ describe('architecture: the socket API in parts', () => {
     assert.deepEqual(files(join(SRC, 'server')).flatMap((f) => longFunctions(f, 80)), []);
   });
 });
+
+/** Every file of src/ with the src/ files it imports (relative imports and re-exports, type-only ones too). */
+function importGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const f of files(SRC)) {
+    const text = readFileSync(f, 'utf8');
+    const targets = [...text.matchAll(/(?:import|export)\s[^'";]*?from\s+'(\.[^']+)'|import\(\s*'(\.[^']+)'\s*\)/g)].map((m) =>
+      relative(SRC, resolve(dirname(f), (m[1] ?? m[2]!).replace(/\.js$/, '.ts'))),
+    );
+    graph.set(relative(SRC, f), targets);
+  }
+  return graph;
+}
+
+/** Import cycles of a graph, each as the files around it ("a.ts -> b.ts -> a.ts"); none when there is none. */
+function cycles(graph: ReadonlyMap<string, readonly string[]>): string[] {
+  const out = new Map<string, string>();
+  const done = new Set<string>();
+  // Depth-first from each file; a file met again while still on the path closes a cycle (each set of files once).
+  const walk = (file: string, path: string[]): void => {
+    const at = path.indexOf(file);
+    if (at >= 0) {
+      const cycle = [...path.slice(at), file];
+      const members = [...new Set(cycle)].sort().join(' ');
+      if (!out.has(members)) out.set(members, cycle.join(' -> '));
+      return;
+    }
+    if (done.has(file)) return;
+    for (const next of graph.get(file) ?? []) if (graph.has(next)) walk(next, [...path, file]);
+    done.add(file);
+  };
+  for (const file of graph.keys()) walk(file, []);
+  return [...out.values()];
+}
+
+describe('architecture: no import cycles', () => {
+  test('no file of src/ imports, through any chain, a file that imports it', () => {
+    assert.deepEqual(cycles(importGraph()), []);
+  });
+
+  test('the check itself finds cycles (it would catch one), and reads the imports of src/', () => {
+    const graph = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts', 'd.ts']],
+      ['c.ts', ['a.ts']],
+      ['d.ts', ['d.ts']],
+      ['e.ts', ['a.ts']],
+    ]);
+    assert.deepEqual(cycles(graph), ['a.ts -> b.ts -> c.ts -> a.ts', 'd.ts -> d.ts']);
+    assert.ok(importGraph().get('store/outbox.ts')?.includes('store/sqlite.ts'));
+  });
+});
+
+describe('architecture: the store and the outbox in parts', () => {
+  test('no function in src/store or src/outbox is longer than 80 lines', () => {
+    assert.deepEqual(['store', 'outbox'].flatMap((area) => files(join(SRC, area)).flatMap((f) => longFunctions(f, 80))), []);
+  });
+});

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { OutboxEntryBody } from '../../src/api/index.js';
-import { entryLines, entryTable } from '../../src/cli/commands/outbox.js';
+import { entryLines, entryTable, nextPageCommand, noEntries } from '../../src/cli/commands/outbox.js';
 import { outboxSummary, shorten, shortTime } from '../../src/cli/commands/token.js';
 import { splitPositionals } from '../../src/cli/common.js';
 
@@ -40,6 +40,22 @@ describe('outbox output', () => {
       '0b5c3a52-4f0e-4d8e-9a57-2a1f7c1d9e01  default  queued    4         10:42:07Z             connect ECONNREFUSED 127.0.0.1:9',
       `1b5c3a52-4f0e-4d8e-9a57-2a1f7c1d9e02  shop-2   rejected  12        2026-03-01T23:59:59Z  HTTP 422: ${'x'.repeat(47)}...`,
     ]);
+  });
+
+  test('list: an empty page says which entries there are none of; a full one, the command for the next page', () => {
+    assert.equal(noEntries({}), 'no outbox entries');
+    assert.equal(noEntries({ state: 'queued' }), 'no queued outbox entries');
+    assert.equal(noEntries({ account: 'shop-2' }), 'no outbox entries of account shop-2');
+    assert.equal(noEntries({ account: 'shop-2', state: 'rejected', after: 'w12' }), 'no more rejected outbox entries of account shop-2');
+    assert.equal(nextPageCommand({ limit: 100 }, 'w12'), 'pos-token-agent outbox list --after w12');
+    assert.equal(
+      nextPageCommand({ account: 'shop-2', state: 'delivered', limit: 20, after: 'f3' }, 'f40'),
+      'pos-token-agent outbox list --account shop-2 --state delivered --limit 20 --after f40',
+    );
+    assert.equal(
+      nextPageCommand({ limit: 100 }, 'w12', ['--config', '/etc/pos token/config.json', '--socket', "/run/it's.sock"]),
+      `pos-token-agent outbox list --config '/etc/pos token/config.json' --socket '/run/it'\\''s.sock' --after w12`,
+    );
   });
 
   test('show: a line per fact, the API\'s answer and the body pretty-printed and indented', () => {

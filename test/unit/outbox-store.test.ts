@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -157,6 +157,7 @@ describe('outbox store', () => {
     const done = o.markDelivered(e.id, { status: 201, body: '{"uuid":"x"}' });
     assert.equal(done.state, 'delivered');
     assert.equal(done.attempts, 2);
+    assert.equal(done.lastError, null, 'a delivered entry shows no stale error; attempts tells it took two');
     assert.equal(done.deliveredAt, 4_000);
     assert.deepEqual(done.response, { status: 201, body: '{"uuid":"x"}' });
     assert.deepEqual(o.get(e.id), done);
@@ -216,7 +217,7 @@ describe('outbox store', () => {
     const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => o.enqueue(input({ account: i % 2 ? 'b' : 'a', body: `${i}` }))));
     assert.deepEqual(rs.map((r) => (r.ok ? r.position : -1)), [1, 1, 2, 2, 3, 3]);
     const ids = rs.map((r) => (r.ok ? r.entry.id : ''));
-    assert.deepEqual(o.list({ account: 'a', limit: 10 }).map((e) => e.body), ['0', '2', '4']);
+    assert.deepEqual(o.list({ account: 'a', limit: 10 }).entries.map((e) => e.id), [ids[0], ids[2], ids[4]], 'bodies 0, 2, 4');
     assert.deepEqual(o.pendingAccounts().sort(), ['a', 'b']);
     assert.equal(o.head('a')?.id, ids[0]);
     o.markSending(ids[0]!);
@@ -232,11 +233,52 @@ describe('outbox store', () => {
     assert.equal(o.head('b')?.id, ids[1]);
     const late = await o.enqueue(input({ account: 'a' }));
     assert.ok(late.ok && late.position === 1);
-    assert.deepEqual(o.list({ state: 'queued', limit: 10 }).map((e) => e.seq), [...o.list({ state: 'queued', limit: 10 }).map((e) => e.seq)].sort((x, y) => x - y));
-    assert.deepEqual(o.list({ account: 'a', state: 'rejected', limit: 10 }).map((e) => e.id), [ids[2]]);
-    assert.equal(o.list({ limit: 2 }).length, 2);
+    assert.deepEqual(o.list({ state: 'queued', limit: 10 }).entries.map((e) => e.seq), [...o.list({ state: 'queued', limit: 10 }).entries.map((e) => e.seq)].sort((x, y) => x - y));
+    assert.deepEqual(o.list({ account: 'a', state: 'rejected', limit: 10 }).entries.map((e) => e.id), [ids[2]]);
+    assert.equal(o.list({ limit: 2 }).entries.length, 2);
     assert.throws(() => o.list({ limit: 0 }), RangeError);
     assert.throws(() => o.list({ limit: 1001 }), RangeError);
+  });
+
+  test('list: what waits first, a page at a time; the cursor holds while entries are added', async () => {
+    const o = openIt();
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => o.enqueue(input({ account: i % 2 ? 'b' : 'a', body: `${i}` }))));
+    const e = rs.map((r) => (r.ok ? r.entry.id : ''));
+    o.markSending(e[0]!);
+    o.markDelivered(e[0]!, { status: 200, body: '' });
+    o.markSending(e[1]!);
+    o.markRejected(e[1]!, { status: 400, body: '' }, 'http 400');
+    assert.ok(o.cancel(e[7]!).ok);
+    o.markSending(e[3]!);
+    const ids = (page: { entries: Array<{ id: string }> }) => page.entries.map((x) => x.id);
+
+    const first = o.list({ limit: 3 });
+    assert.deepEqual(ids(first), [e[2], e[3], e[4]], 'the waiting ones (queued and sending) in the order they go');
+    assert.ok(first.next);
+    assert.equal(first.entries[0]!.body, '', 'a list leaves out what an entry sends');
+    assert.equal(o.get(e[2]!)!.body, '2', 'get() has it');
+    const added = await o.enqueue(input({ account: 'a', body: '8' }));
+    assert.ok(added.ok);
+    const second = o.list({ limit: 3, after: first.next });
+    assert.deepEqual(ids(second), [e[5], e[6], added.entry.id], 'an entry added meanwhile comes after the cursor, nothing twice');
+    const third = o.list({ limit: 3, after: second.next! });
+    assert.deepEqual(ids(third), [e[0], e[1], e[7]], 'then the finished ones, oldest first');
+    assert.equal(third.next, null, 'nothing follows');
+
+    const a1 = o.list({ account: 'a', limit: 2 });
+    assert.deepEqual(ids(a1), [e[2], e[4]]);
+    const a2 = o.list({ account: 'a', limit: 2, after: a1.next! });
+    assert.deepEqual(ids(a2), [e[6], added.entry.id]);
+    assert.deepEqual(ids(o.list({ account: 'a', limit: 2, after: a2.next! })), [e[0]]);
+    const rejected = o.list({ state: 'rejected', limit: 1 });
+    assert.deepEqual([ids(rejected), rejected.next], [[e[1]], null]);
+    const queued = o.list({ state: 'queued', account: 'b', limit: 1 });
+    assert.deepEqual(ids(queued), [e[5]], 'b: 3 is sending, 7 cancelled');
+    assert.equal(queued.next, null);
+    const inFinished = o.list({ limit: 1, after: second.next! }).next!;
+    assert.deepEqual(ids(o.list({ state: 'queued', limit: 10, after: inFinished })), [], 'past the waiting ones no queued entry follows');
+    assert.throws(() => o.list({ limit: 10, after: 'x12' }), RangeError);
+    assert.throws(() => o.list({ limit: 10, after: '' }), RangeError);
   });
 
   test('cancel only a queued entry; retry of a rejected entry keeps its seq, so it goes next', async () => {
@@ -281,13 +323,13 @@ describe('outbox store', () => {
     const rs = await Promise.all([o.enqueue(small), o.enqueue(small), o.enqueue(input({ path: '/p', headers: {}, body: 'y'.repeat(100) }))]);
     assert.deepEqual(rs.map((r) => r.ok || r.reason), [true, true, 'bytes'], '52 + 52 + 104 > 200');
     const before = o.stats();
-    const count = o.list({ limit: 100 }).length;
+    const count = o.list({ limit: 100 }).entries.length;
     const third = await o.enqueue(small);
     assert.ok(third.ok);
     const full = await o.enqueue(input({ path: '/p', headers: {}, body: '' }));
     assert.ok(!full.ok && full.reason === 'entries' && full.error === 'outbox_full', JSON.stringify(full));
     assert.equal(o.stats().pendingEntries, before.pendingEntries + 1);
-    assert.equal(o.list({ limit: 100 }).length, count + 1);
+    assert.equal(o.list({ limit: 100 }).entries.length, count + 1);
     const idem = await o.enqueue(input({ key: 'k', path: '/p', headers: {}, body: '' }));
     assert.ok(!idem.ok, 'a new key still counts against the limit');
     // A finished entry frees its place.
@@ -314,7 +356,7 @@ describe('outbox store', () => {
       assert.equal(((r as PromiseRejectedResult).reason as OutboxStorageError).diskFull, false);
     }
     assert.deepEqual(o.stats(), before);
-    assert.equal(o.list({ limit: 10 }).length, 1, 'the batch was rolled back');
+    assert.equal(o.list({ limit: 10 }).entries.length, 1, 'the batch was rolled back');
     const head = o.markSending(o.head('main')!.id);
     const sending = o.stats();
     assert.throws(() => o.markDelivered(head.id, { status: 200, body: '' }), (err: unknown) => err instanceof OutboxStorageError && !err.diskFull);
@@ -364,10 +406,10 @@ describe('outbox store', () => {
           else if (outcome < 0.9) o.markRetry(head.id, `timeout at ${step}`);
         }
       } else if (roll < 0.8) {
-        const e = pick(o.list({ account, limit: 1000 }));
+        const e = pick(o.list({ account, limit: 1000 }).entries);
         if (e) o.cancel(e.id);
       } else if (roll < 0.9) {
-        const e = pick([...o.list({ state: 'rejected', limit: 1000 }), ...o.list({ state: 'cancelled', limit: 1000 })]);
+        const e = pick([...o.list({ state: 'rejected', limit: 1000 }).entries, ...o.list({ state: 'cancelled', limit: 1000 }).entries]);
         if (e) o.retry(e.id);
       } else {
         o.pruneBatch(clock - Math.floor(random() * 50_000), 1 + Math.floor(random() * 10));
@@ -399,10 +441,65 @@ describe('outbox store', () => {
     assert.ok(o.get(ids[2]!), 'within the limit of 2');
     assert.equal(o.pruneBatch(13_500, 100), 1, 'only what was updated before the cut-off');
     assert.equal(o.pruneBatch(1e15, 100), 3, 'never a waiting entry');
-    assert.equal(o.list({ limit: 100 }).length, 2);
+    assert.equal(o.list({ limit: 100 }).entries.length, 2);
     assert.equal(o.pruneBatch(1e15, 0), 0);
     assert.deepEqual(o.stats(), recount(o.path));
     assert.equal(o.stats().accounts.main?.lastDeliveredAt, 15_000, 'the last delivery outlives its row');
+  });
+
+  test('the WAL is checkpointed early: it never grows near the size of a small state filesystem', async () => {
+    // SQLite's own point (1000 pages, about 4 MB) is as big as a 4 MiB state filesystem: a WAL that never reaches
+    // it is never checkpointed, holds every version of every page, and fills the disk (issue 20).
+    const o = openIt({ maxEntries: 100_000, maxBytes: 1e12 });
+    let largest = 0;
+    for (let i = 0; i < 150; i++) {
+      const rs = await Promise.all(Array.from({ length: 10 }, (_, j) => o.enqueue(input({ body: `${i}.${j} ${'r'.repeat(2_000)}` }))));
+      assert.ok(rs.every((r) => r.ok));
+      const head = o.head('main')!;
+      o.markSending(head.id);
+      o.markRetry(head.id, 'the API is down');
+      largest = Math.max(largest, statSync(`${o.path}-wal`).size);
+    }
+    assert.ok(largest <= 1024 * 1024, `the WAL reached ${largest} bytes`);
+    assert.ok(statSync(o.path).size > 2_000 * 1_000, 'the entries are in the database file itself');
+  });
+
+  test('a write that did not fit: the WAL is truncated before the next write, so freed room goes to the database', async (t) => {
+    const mnt = join(dir, 'mnt');
+    spawnSync('mkdir', ['-p', mnt]);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', mnt], { encoding: 'utf8' });
+    if (mounted.status !== 0) {
+      if (/permission|EPERM|only root/i.test(mounted.stderr)) return t.skip(`cannot mount a tmpfs: ${mounted.stderr.trim()}`);
+      assert.fail(`mount failed: ${mounted.stderr}`);
+    }
+    try {
+      const o = openOutbox({ dir: mnt, maxEntries: 1_000_000, maxBytes: 1e12 });
+      open.push(o);
+      const filler = join(mnt, 'filler');
+      const fs = statfsSync(mnt);
+      writeFileSync(filler, Buffer.alloc(Math.max(0, fs.bavail * fs.bsize - 1_024 * 1024)));
+      let refused = false;
+      for (let i = 0; i < 2_000 && !refused; i++) {
+        const rs = await Promise.all(Array.from({ length: 4 }, (_, j) => o.enqueue(input({ body: `${i}.${j} ${'r'.repeat(2_000)}` }))));
+        refused = rs.some((r) => !r.ok);
+      }
+      assert.ok(refused, 'the disk filled up');
+      fillToTheBrim(filler);
+      const wal = `${o.path}-wal`;
+      const full = statSync(wal).size;
+      t.diagnostic(`on the full disk: outbox.db ${statSync(o.path).size} bytes, its WAL ${full}`);
+      assert.ok(full >= 256 * 1024, `the WAL held ${full} bytes when the disk was full`);
+      truncateSync(filler, Math.max(0, statSync(filler).size - 1_024 * 1024));
+      const r = await o.enqueue(input({ body: 'room again' }));
+      assert.ok(r.ok, JSON.stringify(r));
+      const after = statSync(wal).size;
+      assert.ok(after <= 64 * 1024, `the WAL still holds ${after} bytes after the first write once there was room`);
+      assert.deepEqual(o.stats(), recount(o.path));
+      assert.equal(o.integrityCheck(), 'ok');
+    } finally {
+      for (const o of open.splice(0)) o.close();
+      spawnSync('umount', [mnt]);
+    }
   });
 
   test('a real full disk: reason disk, nothing acknowledged is lost, and enqueue works again once there is room', async (t) => {
@@ -453,14 +550,7 @@ describe('outbox store', () => {
     assert.deepEqual(o.stats().pendingEntries, stats.pendingEntries + (still.ok ? 1 : 0));
     if (still.ok) acked.push(still.entry.id);
     // To the brim: even a one-row change no longer fits, and says so without changing anything.
-    const fd = openSync(filler, 'a');
-    try {
-      for (;;) writeSync(fd, Buffer.alloc(4096));
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      closeSync(fd);
-    }
+    fillToTheBrim(filler);
     // What the failed batch left allocated at the WAL's end is reused, so a small change may still fit: change
     // the head back and forth until one does not; it must say so and change nothing, in the file or in memory.
     const head = o.head('main')!;
@@ -510,6 +600,18 @@ describe('outbox store', () => {
     assert.ok(total > 0);
   });
 });
+
+/** Appends to `file` a page at a time until the filesystem has no room left. */
+function fillToTheBrim(file: string): void {
+  const fd = openSync(file, 'a');
+  try {
+    for (;;) writeSync(fd, Buffer.alloc(4096));
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Starts the fixture, SIGKILLs it `afterMs` after it is ready, and returns the ids it printed in full. */
 async function runAndKill(dir: string, afterMs: number): Promise<string[]> {

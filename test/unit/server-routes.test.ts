@@ -100,7 +100,7 @@ class FakeOutbox implements Pick<Outbox, 'enqueue' | 'get' | 'list' | 'cancel' |
     return this.entries.get(id);
   }
   list(filter: { account?: string }) {
-    return [...this.entries.values()].filter((e) => filter.account === undefined || e.account === filter.account);
+    return { entries: [...this.entries.values()].filter((e) => filter.account === undefined || e.account === filter.account), next: null };
   }
   cancel(id: string) {
     const e = this.entries.get(id);

@@ -276,6 +276,18 @@ describe('store', () => {
     assert.equal(rows[9]!.startedAt, 90);
   });
 
+  test('the WAL is checkpointed early: it never grows near the size of a small state filesystem', () => {
+    // SQLite's own point (1000 pages, about 4 MB) is as big as a 4 MiB state filesystem: a WAL that never reaches
+    // it is never checkpointed and fills the disk. Each login is a commit of a page or two.
+    const s = openIt();
+    let largest = 0;
+    for (let i = 0; i < 1_500; i++) {
+      s.recordLogin({ account: 'main', authority: 'eta-ereceipt', startedAt: i, durationMs: 1, outcome: 'ok', message: 'x'.repeat(200) });
+      largest = Math.max(largest, statSync(join(dir, `${DB_FILE}-wal`)).size);
+    }
+    assert.ok(largest <= 1024 * 1024, `the WAL reached ${largest} bytes`);
+  });
+
   test('no secret or token appears in the raw bytes of state.db or its WAL', () => {
     const s = openIt();
     s.putCredentials('main', 'eta-ereceipt', { clientId: CANARY_ID, clientSecret: CANARY_SECRET, presharedKey: CANARY_PSK });

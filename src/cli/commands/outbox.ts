@@ -6,6 +6,7 @@
 import {
   ACCOUNT_NAME_RULE,
   isAccountName,
+  OUTBOX_LIST_DEFAULT,
   OUTBOX_LIST_MAX,
   OUTBOX_STATES,
   type AgentClient,
@@ -17,7 +18,7 @@ import {
 import { agentClient, CliError, type Io, parse, println, splitPositionals, UsageError } from '../common.js';
 import { describeError, shorten, shortTime, socketOptions } from './token.js';
 
-export const outboxHelp = `Usage: pos-token-agent outbox list [--account NAME] [--state STATE] [--limit N] [--json]
+export const outboxHelp = `Usage: pos-token-agent outbox list [--account NAME] [--state STATE] [--limit N] [--after CURSOR] [--json]
        pos-token-agent outbox show ID [--json]
        pos-token-agent outbox retry ID [--json]
        pos-token-agent outbox cancel ID [--json]
@@ -26,9 +27,12 @@ Each also takes --socket PATH | --config FILE.
 The requests (receipts) tills handed to the running agent to deliver to the authority's
 API, as the agent reports them. ID is an entry's id, a UUID as list shows it.
 
-  list     one line per entry, oldest first: id, account, state, attempts, created,
-           last error. --state is one of ${OUTBOX_STATES.join(', ')};
-           --limit 1 to ${OUTBOX_LIST_MAX} (default 100).
+  list     one line per entry, what waits first: the queued and sending entries in
+           the order they go, then the delivered, rejected and cancelled ones, each
+           oldest first: id, account, state, attempts, created, last error.
+           --state is one of ${OUTBOX_STATES.join(', ')};
+           --limit 1 to ${OUTBOX_LIST_MAX} entries a page (default ${OUTBOX_LIST_DEFAULT}); when more
+           follow, it prints the command for the next page (--after CURSOR).
   show     one entry: the request, its state, the API's last answer and the body as
            enqueued.
   retry    queue a rejected or cancelled entry again (it keeps its place in order); a
@@ -38,17 +42,23 @@ API, as the agent reports them. ID is an entry's id, a UUID as list shows it.
 
 With --json each prints the agent's answer as it is.
 Exit 0 on success; 1 when the entry does not exist or its state does not allow it (the
-message says its state and what to do); 2 for a usage error.
+message says its state and what to do); 2 for a usage error, or an account the agent
+does not have.
 
 The socket is found as for status: --socket, else the config's, else the default
 /run/pos-token-agent/agent.sock.`;
 
-const listOptions = { ...socketOptions, account: { type: 'string', short: 'a' }, state: { type: 'string' }, limit: { type: 'string' } } as const;
+const listOptions = {
+  ...socketOptions,
+  account: { type: 'string', short: 'a' },
+  state: { type: 'string' },
+  limit: { type: 'string' },
+  after: { type: 'string' },
+} as const;
 const SUBCOMMANDS = ['list', 'show', 'retry', 'cancel'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
 /** An entry id as the agent makes them (randomUUID) and its routes take them. */
 const ENTRY_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const DEFAULT_LIMIT = 100;
 
 export async function outboxCommand(argv: string[], io: Io): Promise<number> {
   const { words, rest } = splitPositionals(argv, listOptions);
@@ -62,9 +72,10 @@ export async function outboxCommand(argv: string[], io: Io): Promise<number> {
   if (sub === 'list') {
     if (id !== undefined) throw new UsageError('outbox list takes no other argument');
     const query = listQuery(values);
-    return list(agentClient(values, io), query, values.json === true, io);
+    const where = [...(values.config !== undefined ? ['--config', values.config] : []), ...(values.socket !== undefined ? ['--socket', values.socket] : [])];
+    return list(agentClient(values, io), query, { json: values.json === true, where }, io);
   }
-  for (const option of ['account', 'state', 'limit'] as const) {
+  for (const option of ['account', 'state', 'limit', 'after'] as const) {
     if (values[option] !== undefined) throw new UsageError(`--${option} is for outbox list only`);
   }
   if (id === undefined) throw new UsageError(`outbox ${sub} needs the id of an entry (outbox list shows them)`);
@@ -78,36 +89,61 @@ interface ListQuery {
   account?: string;
   state?: OutboxEntryState;
   limit: number;
+  after?: string;
 }
 
-/** --account, --state and --limit checked here, so that a mistake is a usage error before the agent is asked. */
-function listQuery(values: { account?: string | undefined; state?: string | undefined; limit?: string | undefined }): ListQuery {
-  const { account, state, limit } = values;
+/** --account, --state, --limit and --after checked here, so that a mistake is a usage error before the agent is asked. */
+function listQuery(values: {
+  account?: string | undefined;
+  state?: string | undefined;
+  limit?: string | undefined;
+  after?: string | undefined;
+}): ListQuery {
+  const { account, state, limit, after } = values;
   if (account !== undefined && !isAccountName(account)) throw new UsageError(`--account: ${ACCOUNT_NAME_RULE}`);
   if (state !== undefined && !(OUTBOX_STATES as readonly string[]).includes(state)) {
     throw new UsageError(`--state is one of ${OUTBOX_STATES.join(', ')}`);
   }
-  const n = limit === undefined ? DEFAULT_LIMIT : /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
+  const n = limit === undefined ? OUTBOX_LIST_DEFAULT : /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
   if (!(n >= 1 && n <= OUTBOX_LIST_MAX)) throw new UsageError(`--limit takes a whole number from 1 to ${OUTBOX_LIST_MAX}`);
-  return { ...(account !== undefined ? { account } : {}), ...(state !== undefined ? { state: state as OutboxEntryState } : {}), limit: n };
+  if (after !== undefined && !/^[\x21-\x7e]{1,100}$/.test(after)) throw new UsageError('--after takes the cursor a page of outbox list ended with');
+  return {
+    ...(account !== undefined ? { account } : {}),
+    ...(state !== undefined ? { state: state as OutboxEntryState } : {}),
+    limit: n,
+    ...(after !== undefined ? { after } : {}),
+  };
 }
 
-async function list(client: AgentClient, query: ListQuery, json: boolean, io: Io): Promise<number> {
+/** `where`: the options that named the agent (--config, --socket), repeated in the next page's command. */
+async function list(client: AgentClient, query: ListQuery, how: { json: boolean; where: string[] }, io: Io): Promise<number> {
+  const { json } = how;
   const r = await client.outboxList(query);
   if (!r.ok) {
     if (json) println(io.stdout, JSON.stringify(r.error, null, 2));
-    throw refused(r.status, r.error);
+    throw refused(r.status, r.error, undefined, query.account);
   }
-  if (json) return println(io.stdout, JSON.stringify({ entries: r.entries }, null, 2)), 0;
-  if (r.entries.length === 0) {
-    const filter = [query.state, query.account ? `of account ${query.account}` : undefined].filter(Boolean).join(' ');
-    return println(io.stdout, `no ${filter ? `${filter} ` : ''}outbox entries`), 0;
-  }
+  if (json) return println(io.stdout, JSON.stringify({ entries: r.entries, next: r.next }, null, 2)), 0;
+  if (r.entries.length === 0) return println(io.stdout, noEntries(query)), 0;
   for (const line of entryTable(r.entries)) println(io.stdout, line);
-  if (r.entries.length === query.limit) {
-    println(io.stderr, `pos-token-agent: note: the first ${query.limit} entries; more may follow (--limit up to ${OUTBOX_LIST_MAX}, or --state)`);
-  }
+  if (r.next !== null) println(io.stderr, `pos-token-agent: note: more entries follow; the next page: ${nextPageCommand(query, r.next, how.where)}`);
   return 0;
+}
+
+/** What an empty page says: "no queued outbox entries of account shop-2", "no more outbox entries". */
+export function noEntries(query: Omit<ListQuery, 'limit'>): string {
+  const words = ['no', query.after !== undefined ? 'more' : undefined, query.state, 'outbox entries', query.account !== undefined ? `of account ${query.account}` : undefined];
+  return words.filter((w) => w !== undefined).join(' ');
+}
+
+/** The command that lists the page after `next`, with the same filters and size, for the same agent (`where`). */
+export function nextPageCommand(query: ListQuery, next: string, where: readonly string[] = []): string {
+  const args = ['pos-token-agent outbox list', ...where.map(shellWord)];
+  if (query.account !== undefined) args.push(`--account ${query.account}`);
+  if (query.state !== undefined) args.push(`--state ${query.state}`);
+  if (query.limit !== OUTBOX_LIST_DEFAULT) args.push(`--limit ${query.limit}`);
+  args.push(`--after ${next}`);
+  return args.join(' ');
 }
 
 /** The list as a table, a column per field, padded to its widest value; the last error cut to one short line. */
@@ -163,13 +199,25 @@ export function entryLines(e: OutboxEntryBody): string[] {
   return lines;
 }
 
+/** A word as a POSIX shell reads it back: as it is when plain, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 function indented(value: unknown): string[] {
   const text = typeof value === 'string' ? value : JSON.stringify(value, null, 2);
   return (text ?? String(value)).split('\n').map((l) => `  ${l}`);
 }
 
 /** The agent's "no": a missing entry or a state that does not allow it is exit 1, with what to do next. */
-function refused(status: number, e: ErrorBody, id?: string): Error {
+function refused(status: number, e: ErrorBody, id?: string, account?: string): Error {
+  if (e.error === 'unknown_account') {
+    const known = e.known_accounts;
+    return new UsageError(
+      `the agent has no account ${account ?? ''}`.trimEnd() +
+        (known === undefined ? '' : known.length ? `; its accounts: ${known.join(', ')}` : '; it has no accounts'),
+    );
+  }
   if (e.error === 'not_found' && id !== undefined) return new CliError(`no outbox entry ${id} (it may have been pruned; outbox list shows those kept)`);
   if ((e.error === 'not_cancellable' || e.error === 'not_retryable') && 'state' in e && id !== undefined) {
     return new CliError(stateRefusal(e.error, e.state, id));

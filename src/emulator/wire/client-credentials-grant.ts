@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { headerValue, type Answer } from '../http.js';
 import type { ClientAuthMethod, EmulatorClient } from '../types.js';
-import type { ClientCredentialsProfile } from './client-credentials.js';
+import type { ClientCredentialsProfile } from './client-credentials-profile.js';
 import {
   basicCredentials,
   checkContentType,

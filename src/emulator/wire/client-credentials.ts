@@ -4,45 +4,15 @@
  * strict mode, which body fields exist, how `unauthorized_client` is spelled, the `onbehalfof` header, the
  * `audience` parameter, the 401 challenge. The request itself is decided in client-credentials-grant.ts.
  */
-import type { ClientAuthMethod, EmulatorAuthority, EmulatorClient, EmulatorPaths } from '../types.js';
-import { validateClient, type ClientKey } from '../validate.js';
+import type { ClientAuthMethod, EmulatorClient, EmulatorPaths } from '../types.js';
+import type { ClientCredentialsProfile } from './client-credentials-profile.js';
+import { validateClient } from '../validate.js';
 import { clientCredentialsHandler } from './client-credentials-grant.js';
 import { OAUTH_ERRORS, openidDocuments } from './oauth.js';
 import { createRegistry } from './registry.js';
 import type { Wire, WireContext, WireSpec } from './types.js';
 
-export interface OnBehalfOf {
-  /** Shape a value must have in strict mode, described in `format`. */
-  pattern: RegExp;
-  format: string;
-  /** Whether header value `value` is covered by the client's registered entry `allowed`. */
-  matches(value: string, allowed: string): boolean;
-}
-
-export interface ClientCredentialsProfile {
-  authority: EmulatorAuthority;
-  /** For messages: "the eInvoicing token request". */
-  label: string;
-  tokenPath: string;
-  /** Client authentication in strict mode; `registered` = the client's own authMethod (default basic). */
-  strictAuth: ClientAuthMethod | 'registered';
-  /** Takes an `audience` body parameter. */
-  audience: boolean;
-  /** Strict mode refuses unknown body fields (RFC 6749 says to ignore them: oauth2 does). */
-  refuseUnknown: boolean;
-  /** The client keys this authority uses. */
-  clientKeys: readonly ClientKey[];
-  defaultScopes: readonly string[];
-  /** `aud` of tokens when no audience was asked for. */
-  defaultAudience?: string;
-  /** How this authority spells it (MyInvois: unauthorised_client). */
-  unauthorizedClient: string;
-  /** invalid_client after a Basic attempt (or none) is 401 + WWW-Authenticate: Basic (RFC 6749 section 5.2). */
-  basicChallenge: boolean;
-  onbehalfof?: OnBehalfOf;
-  defaultRateLimitPerMinute: number;
-  documents(base: string, jwk: unknown): Record<string, unknown>;
-}
+export type { ClientCredentialsProfile, OnBehalfOf } from './client-credentials-profile.js';
 
 /**
  * What the IdentityServer deployments of ETA eInvoicing and MyInvois share: /connect/token, a fixed body
