@@ -77,10 +77,16 @@ interface Lane {
   inflight?: Promise<void>;
 }
 
-/** The jittered backoff after `failures` failures in a row, never shorter than what the server asked for. */
-export function backoffMs(failures: number, random: () => number, askedMs?: number): number {
+/**
+ * The longest wait after a write of the outbox's own database failed (a full disk, mostly): room freed on the disk
+ * is used within this long, whatever the API's backoff had grown to.
+ */
+export const STORAGE_RETRY_MAX_MS = 5_000;
+
+/** The jittered backoff after `failures` failures in a row (at most `maxMs`), never shorter than what the server asked for. */
+export function backoffMs(failures: number, random: () => number, askedMs?: number, maxMs = RETRY_MAX_MS): number {
   const n = Math.max(1, Math.min(failures, 32));
-  const base = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (n - 1));
+  const base = Math.min(maxMs, RETRY_INITIAL_MS * 2 ** (n - 1));
   const jittered = Math.round(base * (0.8 + random() * 0.4));
   // The server (or the token manager) said when: that long, plus a little so a fleet does not return at once.
   return askedMs !== undefined ? Math.max(100, Math.round(askedMs * (1 + random() * 0.1))) : jittered;
@@ -264,7 +270,7 @@ class OutboxService implements Outbox {
       sending = this.#store.markSending(entry.id);
     } catch (err) {
       this.#log.error('outbox: cannot record a delivery attempt', { account: config.name, id: entry.id, error: String(err) });
-      return this.#backoff(config.name, lane);
+      return this.#backoff(config.name, lane, undefined, STORAGE_RETRY_MAX_MS);
     }
     if (sending.attempts > 1) this.#resends?.inc({ account: config.name });
     let verdict: DeliveryVerdict;
@@ -283,7 +289,7 @@ class OutboxService implements Outbox {
         id: entry.id,
         error: String(err),
       });
-      return this.#backoff(config.name, lane);
+      return this.#backoff(config.name, lane, undefined, STORAGE_RETRY_MAX_MS);
     }
   }
 
@@ -309,9 +315,9 @@ class OutboxService implements Outbox {
     }
   }
 
-  #backoff(account: string, lane: Lane, askedMs?: number): false {
+  #backoff(account: string, lane: Lane, askedMs?: number, maxMs?: number): false {
     lane.failures += 1;
-    const ms = backoffMs(lane.failures, this.#random, askedMs);
+    const ms = backoffMs(lane.failures, this.#random, askedMs, maxMs);
     lane.notBefore = this.#clock.monotonic() + ms;
     lane.timer?.cancel();
     lane.timer = this.#clock.setTimer(() => {

@@ -16,8 +16,8 @@ import { createForwarder, type ForwardTokenSource } from '../../src/forward/inde
 import { FakeClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createMetrics } from '../../src/lib/metrics.js';
-import { backoffMs, classify, createOutbox, retryAfterMs, RETRY_MAX_MS, type Outbox } from '../../src/outbox/index.js';
-import { lazyOutbox, openOutbox, type OutboxStore } from '../../src/store/index.js';
+import { backoffMs, classify, createOutbox, retryAfterMs, RETRY_MAX_MS, STORAGE_RETRY_MAX_MS, type Outbox } from '../../src/outbox/index.js';
+import { lazyOutbox, openOutbox, OutboxStorageError, type OutboxStore } from '../../src/store/index.js';
 import type { TokenAnswer } from '../../src/tokens/index.js';
 
 describe('classify: the contract\'s rules', () => {
@@ -186,6 +186,28 @@ describe('the outbox lanes', () => {
     await clock.advance(1_300); // backoff after one failure: 1 s +-20%
     await until(() => arrived.length === 2, 'both delivered after the backoff');
     assert.deepEqual(arrived.map((x) => x.n), [1, 2]);
+  });
+
+  test('a write of outbox.db that fails (a full disk) is tried again within 5 s, however often it failed before', async () => {
+    start(['a']);
+    const markSending = store.markSending.bind(store);
+    let refusals = 12;
+    store.markSending = (id: string) => {
+      if (refusals > 0) {
+        refusals -= 1;
+        throw new OutboxStorageError('the disk is full', { diskFull: true });
+      }
+      return markSending(id);
+    };
+    await enqueue('a', 1);
+    await until(() => refusals === 11, 'the first attempt, refused');
+    while (refusals > 0) {
+      const left = refusals;
+      await clock.advance(STORAGE_RETRY_MAX_MS * 1.2 + 1); // the longest wait: 5 s + 20% jitter
+      await until(() => refusals < left, `attempt ${13 - left} within 6 s of the refusal before`);
+    }
+    await clock.advance(STORAGE_RETRY_MAX_MS * 1.2 + 1);
+    await until(() => arrived.length === 1, 'delivered within 6 s of the last refusal, once the disk took the write');
   });
 
   test('429 is honoured: nothing is sent before Retry-After', async () => {
