@@ -20,6 +20,7 @@ import { checkState, outboxCheck, type StateChecked } from './state-checks.js';
 import type { DoctorCheck, DoctorOptions, DoctorReport } from './types.js';
 
 export type { AgentView, CheckStatus, DoctorCheck, DoctorOptions, DoctorReport } from './types.js';
+export type { BoxFacts } from './box.js';
 
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const env = options.env ?? process.env;

@@ -41,7 +41,7 @@ export async function checkState(config: AgentConfig, ctx: StateContext): Promis
         name: 'state.machine-id',
         status: 'warn',
         detail: `secrets are sealed with the key alone, not bound to this machine: ${access.machineIdProblem}`,
-        fix: `make sure /etc/machine-id holds this box's id (${machineIdHint(ctx.box)}), then re-provision`,
+        fix: `make sure /etc/machine-id holds this box's id (${machineIdHint(ctx.box)}), then re-provision every account (${provisionHint(first, ctx)})`,
       }]
     : [];
   if (!dir.stat) {
