@@ -1,6 +1,6 @@
 /**
  * The socket API's wire: every JSON body the agent writes and reads, typed once
- * (../shared/interface.md, and the extensions the README's changelog lists).
+ * ("The socket API" in docs/till-developers.md, and the extensions docs/changelog.md lists).
  *
  * The server builds its answers against these types, the client reads them with them. This file
  * imports nothing: server/, cli/, doctor/ and provisioning import it, never the other way.
@@ -82,7 +82,7 @@ export type ProtocolErrorCode =
   | 'unsupported_media_type'
   | 'payload_too_large'
   | 'internal_error'
-  /** The proxy and the outbox (../shared/interface.md "Beyond the token"). */
+  /** The proxy and the outbox ("Sending receipts" in docs/till-developers.md). */
   | 'api_not_configured'
   | 'upstream_unavailable'
   | 'upstream_timeout'
@@ -96,7 +96,7 @@ export type ErrorBody =
   | { error: 'token_unavailable'; reason: UnavailableReason; message: string; retry_after: number }
   /** 429. */
   | { error: 'refresh_limited'; message: string; retry_after: number }
-  /** 404; `known_accounts` (an extension, see the README's changelog) names the accounts the agent has. */
+  /** 404; `known_accounts` (an extension, see docs/changelog.md) names the accounts the agent has. */
   | { error: 'unknown_account'; message: string; known_accounts?: string[] }
   /** 400; extensions: `min_ttl` (what was asked) and `lifetime_s` (how long the account's tokens live). */
   | { error: 'min_ttl_unsatisfiable'; message: string; min_ttl?: number; lifetime_s?: number }

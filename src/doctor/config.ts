@@ -67,7 +67,15 @@ function configProblem(err: unknown, input: ConfigInput): { detail: string; fix:
   }
   if (code === 'EACCES' || code === 'EPERM') return permissionDenied('read', path, findDenial(path, 'read', box), box);
   if (code === 'ENOENT' || code === 'ENOTDIR') return { detail, fix: missingConfigFix(input) };
-  return { detail, fix: `edit ${path} as listed, then run doctor again` };
+  return { detail, fix: `edit ${path} as listed${configDocs(box)}, then run doctor again` };
+}
+
+/** Where this box has the config reference: the release's docs/ (install.sh, the tarball) or the .deb's /usr/share/doc. */
+export const CONFIG_DOCS = [join(import.meta.dirname, '..', '..', 'docs', 'operations.md'), '/usr/share/doc/pos-token-agent/operations.md.gz'];
+
+function configDocs(box: BoxFacts): string {
+  const doc = CONFIG_DOCS.find((p) => box.exists(p));
+  return doc ? ` (every key: "Configuration" in ${doc})` : '';
 }
 
 /** No file: on a new box (the default place) the set-up writes it; a path given by hand is probably wrong. */

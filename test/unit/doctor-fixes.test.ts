@@ -5,7 +5,7 @@
  * run the set-up; a command or file the box does not have is not in any fix.
  */
 import assert from 'node:assert/strict';
-import { accessSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { AgentClientError } from '../../src/api/index.js';
 import { authorities, loadConfig, type AuthorityRegistry } from '../../src/authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../../src/config/index.js';
 import { findDenial, idNames, type BoxFacts, type FileStat } from '../../src/doctor/box.js';
-import { checkConfig } from '../../src/doctor/config.js';
+import { checkConfig, CONFIG_DOCS } from '../../src/doctor/config.js';
 import { agentHints, clockHint, dnsHint, machineIdHint, permissionDenied, provisionHint, setupCommand } from '../../src/doctor/hints.js';
 import { runDoctor, type DoctorReport } from '../../src/doctor/index.js';
 import { checkClock, checkDns } from '../../src/doctor/network.js';
@@ -155,9 +155,15 @@ describe('doctor: each cause gets its fix', () => {
     assert.equal(config('/etc/pos-token-agent', fakeBox({ files }), { problem: 'x is a directory' }).fix, 'give the config file itself, not its directory');
   });
 
-  test('a config that reads but is not valid: edit it as listed (no README that may not be on the box)', () => {
+  test('a config that reads but is not valid: edit it as listed, and the config reference where this box has it', () => {
     const c = config(CONFIG, fakeBox({ uid: 0 }), { problem: 'accounts.default: unknown key "identityURL"' });
     assert.equal(c.fix, `edit ${CONFIG} as listed, then run doctor again`);
+    const deb = config(CONFIG, fakeBox({ uid: 0, present: ['/usr/share/doc/pos-token-agent/operations.md.gz'] }), { problem: 'x' });
+    assert.equal(deb.fix, `edit ${CONFIG} as listed (every key: "Configuration" in /usr/share/doc/pos-token-agent/operations.md.gz), then run doctor again`);
+    const release = config(CONFIG, fakeBox({ uid: 0, present: [CONFIG_DOCS[0]!] }), { problem: 'x' });
+    assert.equal(release.fix, `edit ${CONFIG} as listed (every key: "Configuration" in ${CONFIG_DOCS[0]}), then run doctor again`);
+    assert.match(CONFIG_DOCS[0]!, /\/docs\/operations\.md$/);
+    assert.ok(existsSync(CONFIG_DOCS[0]!), 'the release\'s docs/operations.md is where the code says');
   });
 
   test('the socket refused (its directory is pos-token-clients\'): join that group, or doctor with sudo', () => {

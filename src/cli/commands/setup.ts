@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { authorities, type AuthorityModule, type AuthorityRegistry } from '../../authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../../config/index.js';
 import { createAgentClient, isAccountName, type AccountStatusBody } from '../../api/index.js';
-import { CliError, type Io, println, UsageError } from '../common.js';
+import { CliError, type Io, println, unknownOption, UsageError } from '../common.js';
 import { ask } from '../prompt.js';
 
 const NAME = 'pos-token-agent';
@@ -159,7 +159,7 @@ export function parseSetupArgs(argv: string[]): SetupOptions | 'help' {
       else opts[name as 'from' | 'config' | 'root'] = value;
       continue;
     }
-    throw new UsageError(`unknown option ${arg}`);
+    throw unknownOption(arg, [...Object.keys(FLAG_VARS), ...PATH_FLAGS, ...BOOLEAN_FLAGS, 'help']);
   }
   return opts;
 }
