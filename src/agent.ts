@@ -4,7 +4,7 @@
  */
 import { authorities, createHttpClient, type AuthorityRegistry, type HttpClient, type NodeHttpClient } from './authorities/index.js';
 import type { ConfigStatusBody } from './api/index.js';
-import type { AccountConfig, AgentConfig } from './config/index.js';
+import { RESTART_SETTINGS, type AccountConfig, type AgentConfig } from './config/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { createForwarder, type Forwarder } from './forward/index.js';
@@ -42,9 +42,6 @@ export interface Agent {
   configStatus(): ConfigStatusBody;
   stop(): Promise<void>;
 }
-
-/** Settings read once at start: a reload that changes one logs that it needs a restart, and keeps the running one. */
-const RESTART_SETTINGS = ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const;
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
   const parts = await buildParts(config, deps);

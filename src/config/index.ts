@@ -405,6 +405,12 @@ export interface AgentConfig {
   accounts: Record<string, AccountConfig>;
 }
 
+/**
+ * Settings read once at start: a reload (SIGHUP) that changes one keeps the running value until a restart (the
+ * agent logs it). doctor names them in its hint to reload.
+ */
+export const RESTART_SETTINGS = ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const satisfies ReadonlyArray<keyof AgentConfig>;
+
 /** The profiles shipped with the install: `device-profiles/` next to `dist/`. */
 export const BUNDLED_PROFILE_DIR = join(import.meta.dirname, '..', '..', 'device-profiles');
 export const ETC_PROFILE_DIR = '/etc/pos-token-agent/device-profiles';

@@ -30,6 +30,8 @@ import {
   type TlsConnectOptions,
 } from '../authorities/http.js';
 import { systemClock, type Clock } from '../lib/clock.js';
+import { boxFacts, type BoxFacts } from './box.js';
+import { clockHint, dnsHint } from './hints.js';
 
 export type CheckResult =
   | { ok: true; detail: string; /** Not run, on purpose (the detail says why). */ skipped?: boolean }
@@ -40,6 +42,8 @@ export interface CheckTiming {
   timeoutMs?: number;
   /** Timers come from here (systemClock by default). */
   clock?: Clock;
+  /** What the fixes may name (resolv.conf, getent, timedatectl, ...): this box's by default. */
+  box?: BoxFacts;
 }
 
 export const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
@@ -95,12 +99,13 @@ export async function checkDns(host: string, options: CheckTiming & { lookup?: L
       return { err };
     }
   });
+  const dns = dnsHint(options.box ?? boxFacts());
   if (r === TIMEOUT || (('err' in r) && (errCode(r.err) === 'EAI_AGAIN' || errCode(r.err) === 'ETIMEOUT'))) {
     const why = r === TIMEOUT ? `within ${seconds(timeoutMs)}` : `(${errCode(r.err)})`;
     return {
       ok: false,
       problem: `no answer from the DNS server for ${name} ${why}`,
-      fix: `check the DNS server in /etc/resolv.conf and that this box reaches it on port 53 (UDP and TCP); try: getent hosts ${name}`,
+      fix: `${dns.server} and that this box reaches it on port 53 (UDP and TCP)${dns.tryName(name, '; try: ')}`,
     };
   }
   if ('err' in r) {
@@ -109,12 +114,12 @@ export async function checkDns(host: string, options: CheckTiming & { lookup?: L
       ok: false,
       problem: `the name ${name} does not resolve (${code})`,
       fix:
-        `check the host name in the config; check the DNS server in /etc/resolv.conf (try: getent hosts ${name}); ` +
+        `check the host name in the config; ${dns.server}${dns.tryName(name, ' (try: ', ')')}; ` +
         'if this network reaches the Internet only through a proxy, set proxy.url in the config',
     };
   }
   if (r.addresses.length === 0) {
-    return { ok: false, problem: `the name ${name} resolves to no address`, fix: 'check the DNS server in /etc/resolv.conf' };
+    return { ok: false, problem: `the name ${name} resolves to no address`, fix: dns.server };
   }
   return { ok: true, detail: `${name} resolves to ${r.addresses.slice(0, 4).join(', ')}${r.addresses.length > 4 ? ', …' : ''}` };
 }
@@ -154,7 +159,7 @@ export async function checkTcp(host: string, port: number, options: CheckTiming 
       };
     }
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-      return { ok: false, problem: `the name ${name} does not resolve (${code})`, fix: 'see the DNS check: check the DNS server in /etc/resolv.conf' };
+      return { ok: false, problem: `the name ${name} does not resolve (${code})`, fix: `see the DNS check: ${dnsHint(options.box ?? boxFacts()).server}` };
     }
     return { ok: false, problem: `no TCP connection to ${where} (${code})`, ...blocked };
   }
@@ -288,11 +293,53 @@ export interface TlsCheckOptions extends CheckTiming {
   caStore?: CaStore;
 }
 
+/** What a TLS check connects to and with what. */
+interface TlsTarget {
+  url: string;
+  host: string;
+  port: number;
+  authority: string;
+  connect: TlsConnectOptions;
+  proxy: URL | undefined;
+  /** " for account X", or " for this account". */
+  forAccount: string;
+}
+
+type Handshake =
+  | { done: { authorized: boolean; authorizationError: string; cert: PeerCertificate; protocol: string | null } }
+  | { err: unknown }
+  | { proxyOutcome: Exclude<TunnelOutcome, { socket: Socket }> };
+
 /** A real TLS handshake with the same trust store and legacy option as the HTTP client; classifies failures. */
 export async function checkTls(url: string, tls: RequestTls | undefined, options: TlsCheckOptions = {}): Promise<CheckResult> {
-  const target = parseUrl(url);
-  if (!target) return badUrl(url);
-  if (target.protocol !== 'https:') return { ok: true, skipped: true, detail: `${url} is not https://: no TLS to check` };
+  const target = await tlsTarget(url, tls, options);
+  if ('ok' in target) return target;
+  const sockets: { tls?: TLSSocket; tunnel?: Socket } = {};
+  try {
+    const r = await bounded(options, (signal) => handshake(target, signal, sockets));
+    if (r === TIMEOUT) {
+      return {
+        ok: false,
+        problem: `no TLS handshake with ${target.authority} within ${seconds(options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS)}`,
+        fix: `open outbound TCP ${target.port} to ${target.host}; if a firewall or proxy holds TLS connections, ask the network admin to let ${target.host} through`,
+      };
+    }
+    if ('proxyOutcome' in r) {
+      return target.proxy ? proxyProblem(target.proxy, target.authority, r.proxyOutcome, options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS) : badUrl(url);
+    }
+    if ('err' in r) return handshakeFailure(target, r.err);
+    return r.done.authorized ? tlsPassed(target, r.done) : certificateRefused(target, r.done, options);
+  } finally {
+    sockets.tls?.destroy();
+    sockets.tunnel?.destroy();
+  }
+}
+
+/** The URL, trust store and proxy of a TLS check, or why there is nothing to check (or it cannot be). */
+async function tlsTarget(url: string, tls: RequestTls | undefined, options: TlsCheckOptions): Promise<TlsTarget | CheckResult> {
+  const parsed = parseUrl(url);
+  if (!parsed) return badUrl(url);
+  if (parsed.protocol !== 'https:') return { ok: true, skipped: true, detail: `${url} is not https://: no TLS to check` };
   const forAccount = options.account ? ` for account ${options.account}` : ' for this account';
   let connect: TlsConnectOptions;
   try {
@@ -305,139 +352,131 @@ export async function checkTls(url: string, tls: RequestTls | undefined, options
   }
   let proxy: URL | undefined;
   if (options.proxy !== undefined) {
-    const parsed = typeof options.proxy === 'string' ? parseProxyUrl(options.proxy) : options.proxy;
-    if (typeof parsed === 'string') return { ok: false, problem: `the proxy URL is not usable: ${parsed}`, fix: 'fix proxy.url in the config (or HTTPS_PROXY)' };
-    proxy = parsed;
+    const p = typeof options.proxy === 'string' ? parseProxyUrl(options.proxy) : options.proxy;
+    if (typeof p === 'string') return { ok: false, problem: `the proxy URL is not usable: ${p}`, fix: 'fix proxy.url in the config (or HTTPS_PROXY)' };
+    proxy = p;
   }
-  const { host, port, authority } = authorityOf(target);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS;
-  const now = options.now ?? Date.now;
-  let socket: TLSSocket | undefined;
-  let tunnel: Socket | undefined;
-  type Handshake =
-    | { done: { authorized: boolean; authorizationError: string; cert: PeerCertificate; protocol: string | null } }
-    | { err: unknown }
-    | { proxyOutcome: Exclude<TunnelOutcome, { socket: Socket }> };
-  const r = await bounded(options, async (signal): Promise<Handshake> => {
-    if (proxy) {
-      const t = await openTunnel(proxy, host, port, signal, connect.ca);
-      if (!('socket' in t)) return { proxyOutcome: t };
-      tunnel = t.socket;
-    }
-    if (signal.aborted) return { err: new Error('aborted') };
-    return new Promise<Handshake>((resolve) => {
-      const s = tlsConnect({
-        ...(tunnel ? { socket: tunnel } : { host, port }),
-        ...(isIP(host) ? {} : { servername: host }),
-        ...(connect.ca ? { ca: connect.ca } : {}),
-        ...(connect.secureOptions !== undefined ? { secureOptions: connect.secureOptions } : {}),
-        ALPNProtocols: ['http/1.1'],
-        // Verified below, so that a failure can say which certificate the server showed.
-        rejectUnauthorized: false,
-      });
-      socket = s;
-      signal.addEventListener('abort', () => s.destroy(), { once: true });
-      // Read now: the socket is destroyed when the check ends.
-      s.once('secureConnect', () =>
-        resolve({
-          done: {
-            authorized: s.authorized,
-            authorizationError: String(s.authorizationError ?? 'unknown'),
-            cert: s.getPeerCertificate(true),
-            protocol: s.getProtocol(),
-          },
-        }),
-      );
-      s.once('error', (err) => resolve({ err }));
+  return { url, ...authorityOf(parsed), connect, proxy, forAccount };
+}
+
+/** Through the proxy's tunnel when there is one; the sockets opened are left in `sockets` for the caller to close. */
+async function handshake(target: TlsTarget, signal: AbortSignal, sockets: { tls?: TLSSocket; tunnel?: Socket }): Promise<Handshake> {
+  const { host, port, connect } = target;
+  if (target.proxy) {
+    const t = await openTunnel(target.proxy, host, port, signal, connect.ca);
+    if (!('socket' in t)) return { proxyOutcome: t };
+    sockets.tunnel = t.socket;
+  }
+  if (signal.aborted) return { err: new Error('aborted') };
+  return new Promise<Handshake>((resolve) => {
+    const s = tlsConnect({
+      ...(sockets.tunnel ? { socket: sockets.tunnel } : { host, port }),
+      ...(isIP(host) ? {} : { servername: host }),
+      ...(connect.ca ? { ca: connect.ca } : {}),
+      ...(connect.secureOptions !== undefined ? { secureOptions: connect.secureOptions } : {}),
+      ALPNProtocols: ['http/1.1'],
+      // Verified by the caller, so that a failure can say which certificate the server showed.
+      rejectUnauthorized: false,
     });
+    sockets.tls = s;
+    signal.addEventListener('abort', () => s.destroy(), { once: true });
+    // Read now: the socket is destroyed when the check ends.
+    s.once('secureConnect', () =>
+      resolve({
+        done: {
+          authorized: s.authorized,
+          authorizationError: String(s.authorizationError ?? 'unknown'),
+          cert: s.getPeerCertificate(true),
+          protocol: s.getProtocol(),
+        },
+      }),
+    );
+    s.once('error', (err) => resolve({ err }));
   });
-  try {
-    if (r === TIMEOUT) {
+}
+
+/** A handshake that failed before a certificate could be judged: renegotiation, a TLS error, or no connection. */
+function handshakeFailure(target: TlsTarget, err: unknown): CheckResult {
+  const { host, port, authority } = target;
+  const code = errCode(err);
+  const message = errMessage(err);
+  const reason = classifyTlsError(code, message);
+  if (reason === 'legacy_renegotiation') {
+    return {
+      ok: false,
+      problem:
+        `${host} does not support secure renegotiation (RFC 5746), which OpenSSL 3 refuses by default ` +
+        '(unsafe legacy renegotiation disabled)',
+      fix: `set ${LEGACY_SERVER_CONNECT_OPTION}${target.forAccount} in the config (under "tls" in the account)`,
+    };
+  }
+  if (reason) {
+    return {
+      ok: false,
+      problem: `TLS handshake with ${authority} failed: ${message}`,
+      fix: `check that the URL is the authority's https:// address; a firewall or proxy may be interfering with TLS to ${host}`,
+    };
+  }
+  return {
+    ok: false,
+    problem: `no TLS connection to ${authority} (${code ?? message})`,
+    fix:
+      code === 'ECONNREFUSED'
+        ? `check the URL and port in the config, and open outbound TCP ${port} to ${host}`
+        : `open outbound TCP ${port} to ${host}; a firewall may cut TLS connections (see the TCP check)`,
+  };
+}
+
+function tlsPassed(target: TlsTarget, done: Extract<Handshake, { done: unknown }>['done']): CheckResult {
+  const { cert, protocol } = done;
+  return {
+    ok: true,
+    detail:
+      `${protocol ?? 'TLS'} with ${target.authority}${target.proxy ? ` through proxy ${displayProxy(target.proxy)}` : ''}: ` +
+      `certificate for ${certName(cert)} issued by ${issuerName(cert)}, valid until ${isoDate(cert.valid_to)}` +
+      `${target.connect.secureOptions !== undefined ? `, with ${LEGACY_SERVER_CONNECT_OPTION}` : ''}`,
+  };
+}
+
+/** A certificate this box does not accept: whose, why, and what to do (the clock, a proxy's CA, the authority). */
+function certificateRefused(target: TlsTarget, done: Extract<Handshake, { done: unknown }>['done'], options: TlsCheckOptions): CheckResult {
+  const { host, forAccount } = target;
+  const { cert, authorizationError: authError } = done;
+  const boxTime = new Date((options.now ?? Date.now)()).toISOString();
+  const clock = clockHint(options.box ?? boxFacts());
+  switch (classifyTlsError(authError, authError)) {
+    case 'unknown_ca':
       return {
         ok: false,
-        problem: `no TLS handshake with ${authority} within ${seconds(timeoutMs)}`,
-        fix: `open outbound TCP ${port} to ${host}; if a firewall or proxy holds TLS connections, ask the network admin to let ${host} through`,
-      };
-    }
-    if ('proxyOutcome' in r) return proxy ? proxyProblem(proxy, authority, r.proxyOutcome, timeoutMs) : badUrl(url);
-    if ('err' in r) {
-      const code = errCode(r.err);
-      const message = errMessage(r.err);
-      const reason = classifyTlsError(code, message);
-      if (reason === 'legacy_renegotiation') {
-        return {
-          ok: false,
-          problem:
-            `${host} does not support secure renegotiation (RFC 5746), which OpenSSL 3 refuses by default ` +
-            '(unsafe legacy renegotiation disabled)',
-          fix: `set ${LEGACY_SERVER_CONNECT_OPTION}${forAccount} in the config (under "tls" in the account)`,
-        };
-      }
-      if (reason) {
-        return {
-          ok: false,
-          problem: `TLS handshake with ${authority} failed: ${message}`,
-          fix: `check that the URL is the authority's https:// address; a firewall or proxy may be interfering with TLS to ${host}`,
-        };
-      }
-      return {
-        ok: false,
-        problem: `no TLS connection to ${authority} (${code ?? message})`,
+        problem: `the certificate of ${host} is not from a trusted CA (${authError}): it is issued by ${topIssuer(cert)}`,
         fix:
-          code === 'ECONNREFUSED'
-            ? `check the URL and port in the config, and open outbound TCP ${port} to ${host}`
-            : `open outbound TCP ${port} to ${host}; a firewall may cut TLS connections (see the TCP check)`,
+          `if a proxy or firewall on this network inspects HTTPS (then it is the issuer named above), set tls.caFile${forAccount} ` +
+          `to your proxy's CA certificate (PEM); otherwise ${host} sends an incomplete certificate chain: report it to the authority`,
       };
-    }
-    const { cert, authorized, authorizationError: authError, protocol } = r.done;
-    if (authorized) {
+    case 'expired':
       return {
-        ok: true,
-        detail:
-          `${protocol ?? 'TLS'} with ${authority}${proxy ? ` through proxy ${displayProxy(proxy)}` : ''}: ` +
-          `certificate for ${certName(cert)} issued by ${issuerName(cert)}, valid until ${isoDate(cert.valid_to)}` +
-          `${connect.secureOptions !== undefined ? `, with ${LEGACY_SERVER_CONNECT_OPTION}` : ''}`,
+        ok: false,
+        problem: `the certificate of ${host} expired on ${isoDate(cert.valid_to)}; this box's clock says ${boxTime}`,
+        fix: `if this box's date is wrong, fix the clock (${clock.brief}); otherwise the certificate of ${host} really expired: report it to the authority`,
       };
-    }
-    const reason = classifyTlsError(authError, authError);
-    const boxTime = new Date(now()).toISOString();
-    switch (reason) {
-      case 'unknown_ca':
-        return {
-          ok: false,
-          problem: `the certificate of ${host} is not from a trusted CA (${authError}): it is issued by ${topIssuer(cert)}`,
-          fix:
-            `if a proxy or firewall on this network inspects HTTPS (then it is the issuer named above), set tls.caFile${forAccount} ` +
-            `to your proxy's CA certificate (PEM); otherwise ${host} sends an incomplete certificate chain: report it to the authority`,
-        };
-      case 'expired':
-        return {
-          ok: false,
-          problem: `the certificate of ${host} expired on ${isoDate(cert.valid_to)}; this box's clock says ${boxTime}`,
-          fix: `if this box's date is wrong, fix the clock (timedatectl status; timedatectl set-ntp true); otherwise the certificate of ${host} really expired: report it to the authority`,
-        };
-      case 'not_yet_valid':
-        return {
-          ok: false,
-          problem: `the certificate of ${host} is valid only from ${isoDate(cert.valid_from)}; this box's clock says ${boxTime}`,
-          fix: 'this box\'s clock is probably behind: fix it (timedatectl status; timedatectl set-ntp true)',
-        };
-      case 'hostname_mismatch':
-        return {
-          ok: false,
-          problem: `the certificate presented for ${host} is for ${certName(cert)}`,
-          fix: `check the URL in the config; if something on this network intercepts HTTPS to ${host}, ask the network admin to let it through untouched`,
-        };
-      default:
-        return {
-          ok: false,
-          problem: `the certificate of ${host} is not accepted (${authError})`,
-          fix: `check the URL in the config; if a proxy or firewall inspects HTTPS, set tls.caFile${forAccount} to its CA certificate (PEM)`,
-        };
-    }
-  } finally {
-    (socket as TLSSocket | undefined)?.destroy();
-    (tunnel as Socket | undefined)?.destroy();
+    case 'not_yet_valid':
+      return {
+        ok: false,
+        problem: `the certificate of ${host} is valid only from ${isoDate(cert.valid_from)}; this box's clock says ${boxTime}`,
+        fix: `this box's clock is probably behind: fix it (${clock.brief})`,
+      };
+    case 'hostname_mismatch':
+      return {
+        ok: false,
+        problem: `the certificate presented for ${host} is for ${certName(cert)}`,
+        fix: `check the URL in the config; if something on this network intercepts HTTPS to ${host}, ask the network admin to let it through untouched`,
+      };
+    default:
+      return {
+        ok: false,
+        problem: `the certificate of ${host} is not accepted (${authError})`,
+        fix: `check the URL in the config; if a proxy or firewall inspects HTTPS, set tls.caFile${forAccount} to its CA certificate (PEM)`,
+      };
   }
 }
 
@@ -476,6 +515,8 @@ export interface ClockCheckOptions {
   maxOffsetMs?: number;
   tls?: RequestTls;
   method?: 'HEAD' | 'GET';
+  /** What the fixes may name (timedatectl, timesyncd.conf): this box's by default. */
+  box?: BoxFacts;
 }
 
 /** One request to url; compares its Date header with `now()` (taken before and after, the middle used). */
@@ -506,7 +547,7 @@ export async function checkClock(url: string, http: HttpClient, now: () => numbe
     return {
       ok: false,
       problem: `${host} sent no usable Date header, so this box's clock could not be compared`,
-      fix: 'check time sync by hand: timedatectl status should say "System clock synchronized: yes"',
+      fix: `check time sync by hand: ${clockHint(options.box ?? boxFacts()).see}`,
     };
   }
   // A Date header has whole seconds: the server's time was somewhere in [serverMs, serverMs + 1000).
@@ -514,14 +555,14 @@ export async function checkClock(url: string, http: HttpClient, now: () => numbe
   const box = new Date(Math.round((sent + received) / 2)).toISOString();
   const server = new Date(serverMs).toISOString();
   if (Math.abs(offsetMs) > maxOffsetMs) {
+    const clock = clockHint(options.box ?? boxFacts());
     return {
       ok: false,
       offsetMs,
       problem: `this box's clock is ${formatOffset(Math.abs(offsetMs))} ${offsetMs > 0 ? 'behind' : 'ahead of'} the time at ${host} (box: ${box}, server: ${server})`,
       fix:
-        'fix the time sync: timedatectl status should say "System clock synchronized: yes"; enable NTP with ' +
-        'timedatectl set-ntp true (and check the NTP server in /etc/systemd/timesyncd.conf is reachable), ' +
-        'or set the time with timedatectl set-time; tokens are refused or expire early while the clock is off',
+        `fix the time sync: ${clock.see}; ${clock.sync}, or set the time with ${clock.set}; ` +
+        'tokens are refused or expire early while the clock is off',
     };
   }
   return { ok: true, offsetMs, detail: `this box's clock is within ${formatOffset(Math.max(1000, Math.abs(offsetMs)))} of the time at ${host}` };
@@ -559,6 +600,8 @@ export interface NetworkCheckInput {
   lookup?: LookupAll;
   /** false: no clock check (a second URL of the same account: its clock was compared already). Default true. */
   checkClock?: boolean;
+  /** What the fixes may name: this box's by default. */
+  box?: BoxFacts;
 }
 
 export interface NamedCheck {
@@ -577,9 +620,11 @@ export async function checkNetwork(input: NetworkCheckInput): Promise<NamedCheck
   const target = parseUrl(input.url);
   if (!target) return [{ name: 'dns', target: input.url, result: badUrl(input.url) }];
   const env = input.env ?? process.env;
+  const box = input.box ?? boxFacts(env);
   const timing: CheckTiming = {
     ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
     ...(input.clock ? { clock: input.clock } : {}),
+    box,
   };
   const { host, port, authority } = authorityOf(target);
   const route = resolveProxy(input.url, input.proxy ?? {}, env);
@@ -594,19 +639,14 @@ export async function checkNetwork(input: NetworkCheckInput): Promise<NamedCheck
     }];
   }
   const proxy = route.proxy;
+  const lookup = input.lookup ? { lookup: input.lookup } : {};
   if (proxy) {
     const p = displayProxy(proxy);
-    const skipped = (what: string): CheckResult => ({
-      ok: true,
-      skipped: true,
-      detail: `${what} not checked from this box: requests go through proxy ${p} (${route.source}), which ${what === 'DNS' ? 'resolves' : 'connects to'} ${host} itself`,
-    });
-    out.push({ name: 'dns', target: host, result: skipped('DNS') });
-    out.push({ name: 'tcp', target: authority, result: skipped('TCP') });
-    steps.push({ name: 'dns', target: proxy.hostname, run: () => checkDns(proxy.hostname, { ...timing, ...(input.lookup ? { lookup: input.lookup } : {}) }) });
+    out.push(...skippedForProxy(host, authority, p, route.source));
+    steps.push({ name: 'dns', target: proxy.hostname, run: () => checkDns(proxy.hostname, { ...timing, ...lookup }) });
     steps.push({ name: 'proxy', target: `${p} -> ${authority}`, run: () => checkProxy(proxy, input.url, timing) });
   } else {
-    steps.push({ name: 'dns', target: host, run: () => checkDns(host, { ...timing, ...(input.lookup ? { lookup: input.lookup } : {}) }) });
+    steps.push({ name: 'dns', target: host, run: () => checkDns(host, { ...timing, ...lookup }) });
     steps.push({ name: 'tcp', target: authority, run: () => checkTcp(host, port, timing) });
   }
   steps.push({
@@ -631,6 +671,7 @@ export async function checkNetwork(input: NetworkCheckInput): Promise<NamedCheck
         ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
         ...(input.maxClockOffsetMs !== undefined ? { maxOffsetMs: input.maxClockOffsetMs } : {}),
         ...(input.tls ? { tls: input.tls } : {}),
+        box,
       }),
   });
   try {
@@ -648,6 +689,19 @@ export async function checkNetwork(input: NetworkCheckInput): Promise<NamedCheck
     (ownHttp as { close?: () => void } | undefined)?.close?.();
   }
   return out;
+}
+
+/** Behind a proxy, the direct DNS and TCP checks, reported as skipped: the proxy resolves and connects itself. */
+function skippedForProxy(host: string, authority: string, proxy: string, source: string): NamedCheck[] {
+  const skipped = (what: string): CheckResult => ({
+    ok: true,
+    skipped: true,
+    detail: `${what} not checked from this box: requests go through proxy ${proxy} (${source}), which ${what === 'DNS' ? 'resolves' : 'connects to'} ${host} itself`,
+  });
+  return [
+    { name: 'dns', target: host, result: skipped('DNS') },
+    { name: 'tcp', target: authority, result: skipped('TCP') },
+  ];
 }
 
 function parseUrl(url: string): URL | undefined {

@@ -13,6 +13,7 @@ import {
   formatOffset,
   type CheckResult,
 } from '../../src/doctor/network.js';
+import { boxFacts } from '../../src/doctor/box.js';
 import { FakeClock, flushMicrotasks } from '../../src/lib/clock.js';
 import { startConnectProxy, type ConnectProxy } from '../support/proxy.js';
 import {
@@ -26,6 +27,12 @@ import {
 } from '../support/tls.js';
 
 const HOUR = 3_600_000;
+/** A box with the usual tools and files, so that the fixes name them wherever the tests run (doctor-fixes covers a bare one). */
+const BOX = boxFacts({}, {
+  uid: 0,
+  command: (name) => ['getent', 'timedatectl'].includes(name),
+  exists: (path) => ['/etc/resolv.conf', '/etc/systemd/timesyncd.conf'].includes(path),
+});
 // The skews below are an hour and 20 s: a Date header is good to a second and the request's own time blurs the
 // reading by a few hundred ms more, so a skew of exactly an hour may read "59 min 59 s" (a CI run did).
 const SKEW = HOUR + 20_000;
@@ -56,14 +63,14 @@ describe('checkDns', () => {
   });
 
   test('fails for a name under .invalid, pointing at resolv.conf', async () => {
-    const f = failed(await checkDns('id.eta.invalid'));
+    const f = failed(await checkDns('id.eta.invalid', { box: BOX }));
     assert.match(f.problem, /^the name id\.eta\.invalid does not resolve \((ENOTFOUND|EAI_AGAIN)\)$|^no answer from the DNS server/);
     assert.match(f.fix, /check the DNS server in \/etc\/resolv\.conf/);
   });
 
   test('is bounded in time: a resolver that never answers fails at the timeout', async () => {
     const clock = new FakeClock();
-    const p = checkDns('id.eta.gov.eg', { clock, timeoutMs: 3_000, lookup: () => new Promise(() => {}) });
+    const p = checkDns('id.eta.gov.eg', { clock, timeoutMs: 3_000, lookup: () => new Promise(() => {}), box: BOX });
     await flushMicrotasks();
     assert.equal(clock.pendingTimers, 1);
     await clock.advance(3_000);
@@ -146,7 +153,7 @@ describe('checkTls and checkClock against loopback HTTPS servers', () => {
   });
 
   test('checkTls: an expired certificate, with the box\'s time for comparison', async () => {
-    const f = failed(await checkTls(url(expired), { caFile: pki.caFile }, { now: () => Date.UTC(2026, 0, 1) }));
+    const f = failed(await checkTls(url(expired), { caFile: pki.caFile }, { now: () => Date.UTC(2026, 0, 1), box: BOX }));
     assert.equal(f.problem, 'the certificate of localhost expired on 2020-01-31T00:00:00.000Z; this box\'s clock says 2026-01-01T00:00:00.000Z');
     assert.match(f.fix, /timedatectl/);
   });
@@ -190,7 +197,7 @@ describe('checkTls and checkClock against loopback HTTPS servers', () => {
   });
 
   test('checkClock fails when the server\'s Date is an hour off, saying to fix NTP', async () => {
-    const r = await checkClock(url(skewed), client, Date.now, { tls: { caFile: pki.caFile } });
+    const r = await checkClock(url(skewed), client, Date.now, { tls: { caFile: pki.caFile }, box: BOX });
     const f = failed(r);
     assert.match(f.problem, /^this box's clock is 1 h 0 min ahead of the time at localhost:\d+ \(box: .*, server: .*\)$/);
     assert.match(f.fix, /timedatectl set-ntp true/);

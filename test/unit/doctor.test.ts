@@ -14,6 +14,7 @@ import {
   readFileSync,
   rmSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -26,7 +27,9 @@ import type { Credentials } from '../../src/authorities/index.js';
 import { doctorCommand } from '../../src/cli/commands/doctor.js';
 import type { Io } from '../../src/cli/common.js';
 import { loadConfig } from '../../src/authorities/index.js';
-import type { AccountStatusBody } from '../../src/api/index.js';
+import type { AccountStatusBody, ConfigStatusBody } from '../../src/api/index.js';
+import { configFileSha256 } from '../../src/config/index.js';
+import type { BoxFacts } from '../../src/doctor/box.js';
 import { runDoctor, type AgentView, type DoctorCheck, type DoctorOptions, type DoctorReport } from '../../src/doctor/index.js';
 import { createEmulator, DEMO_DEVICE, DEMO_PRINCIPALS, type Emulator } from '../../src/emulator/index.js';
 import { stateAccess, type StateDeps } from '../../src/state.js';
@@ -44,6 +47,23 @@ const IDENTITY = {
   pososversion: DEMO_DEVICE.pososversion!,
   posmodelframework: DEMO_DEVICE.posmodelframework!,
 };
+
+/**
+ * The box the hints are written for, the same wherever the tests run: doctor runs as root, the tools a Debian box
+ * with systemd has (and the set-up command) are there, and /etc/resolv.conf and timesyncd.conf exist; other files
+ * are this machine's.
+ */
+const HINT_FILES = new Set(['/etc/resolv.conf', '/etc/systemd/timesyncd.conf']);
+const BOX: Partial<BoxFacts> = {
+  uid: 0,
+  command: (name) => ['getent', 'timedatectl', 'systemd-machine-id-setup', 'usermod', 'sudo', 'pos-token-agent-provision'].includes(name),
+  exists: (path) => HINT_FILES.has(path) || existsSync(path),
+};
+
+/** What a current agent reports of the config at `path` as it is now (generation 1). */
+function runs(path: string): ConfigStatusBody {
+  return { path, sha256: configFileSha256(readFileSync(path, 'utf8')), generation: 1, loaded_at: '2026-01-01T00:00:00.000Z', reload_error: null };
+}
 
 const deps = (machineId = MACHINE_A): Required<StateDeps> => ({
   env: {},
@@ -92,8 +112,8 @@ function broken(report: DoctorReport, name: string, status: 'fail' | 'warn', det
   return c;
 }
 
-/** A fake of the running agent's socket client: what /v1/status says of ACCOUNT, and /v1/health. */
-function fakeAgent(account: Partial<AccountStatusBody>, health = 200) {
+/** A fake of the running agent's socket client: what /v1/status says of ACCOUNT (and `config`), and /v1/health. */
+function fakeAgent(account: Partial<AccountStatusBody>, health = 200, config?: ConfigStatusBody) {
   const asked: string[] = [];
   const body: AccountStatusBody = {
     authority: 'eta-ereceipt',
@@ -107,9 +127,9 @@ function fakeAgent(account: Partial<AccountStatusBody>, health = 200) {
     ...account,
   };
   const agent = (_socket: string): AgentView => ({
-    async accountStatus(name) {
+    async status() {
       asked.push('/v1/status');
-      return name === ACCOUNT ? body : undefined;
+      return { version: '0.5.0', uptime_s: 60, accounts: { [ACCOUNT]: body }, ...(config ? { config } : {}) };
     },
     async health() {
       asked.push('/v1/health');
@@ -179,7 +199,7 @@ describe('doctor', () => {
       stateDir,
       keyFile: join(stateDir, KEY_FILE),
       socket,
-      run: (extra = {}) => runDoctor({ configPath, ...deps(), ...extra }),
+      run: (extra = {}) => runDoctor({ configPath, ...deps(), box: BOX, ...extra }),
     };
   }
 
@@ -220,7 +240,7 @@ describe('doctor', () => {
   test('with a running agent (a real socket, mode 0660, and a fake client answering /v1/status and /v1/health) every check is ok and no login is made', async () => {
     const box = await makeBox();
     await listenOn(box.socket, 0o660);
-    const agent = fakeAgent({ state: 'fresh' });
+    const agent = fakeAgent({ state: 'fresh' }, 200, runs(box.configPath));
     const issued = emulator.stats().issued;
     const report = await box.run({ agent: agent.agent });
     assert.equal(report.ok, true);
@@ -247,7 +267,8 @@ describe('doctor', () => {
     const box = await makeBox({ credentials: null });
     const raw = JSON.parse(readFileSync(box.configPath, 'utf8')) as Record<string, unknown>;
     writeFileSync(box.configPath, JSON.stringify({ ...raw, accounts: {} }));
-    const report = await box.run();
+    // Installed: systemd runs the agent of this config, which is the set-up's.
+    const report = await box.run({ managedBySystemd: true });
     assert.equal(report.ok, false);
     broken(report, 'config', 'fail', /has no accounts yet/, /pos-token-agent-provision/);
   });
@@ -513,7 +534,11 @@ describe('doctor', () => {
   test('socket: a socket with mode 0666 fails (any user can take tokens), saying to set SocketMode=0660', async () => {
     const box = await makeBox();
     await listenOn(box.socket, 0o666);
-    const report = await box.run();
+    // Under systemd, whose socket unit makes the socket; by hand, the agent makes it with 0660 when it starts.
+    const byHand = await box.run({ managedBySystemd: false });
+    broken(byHand, 'socket', 'fail', /mode 0666: any user on the box can take tokens/, /^the agent makes its socket with mode 0660: stop the agent and start it again/);
+    assert.doesNotMatch(check(byHand, 'socket').fix!, /SocketMode|pos-token-agent\.socket/, 'no socket unit runs it');
+    const report = await box.run({ managedBySystemd: true });
     broken(report, 'socket', 'fail', /mode 0666: any user on the box can take tokens/, /SocketMode=0660/);
   });
 
@@ -523,7 +548,7 @@ describe('doctor', () => {
     const silent = async (): Promise<never> => {
       throw new Error('no answer from the agent within 5 s');
     };
-    const report = await box.run({ agent: () => ({ accountStatus: silent, health: silent }), managedBySystemd: true });
+    const report = await box.run({ agent: () => ({ status: silent, health: silent }), managedBySystemd: true });
     broken(report, 'socket', 'fail', /exists but does not answer: no answer from the agent/, /systemctl restart pos-token-agent; then journalctl/);
     assert.equal(check(report, `${ACCOUNT}.login`).status, 'ok', 'the login is checked by doctor itself instead');
   });
@@ -551,7 +576,7 @@ describe('doctor', () => {
     const silent = async (): Promise<never> => {
       throw new Error('no answer from the agent within 5 s');
     };
-    const hung = await box.run({ agent: () => ({ accountStatus: silent, health: silent }), managedBySystemd: false, noLogin: true });
+    const hung = await box.run({ agent: () => ({ status: silent, health: silent }), managedBySystemd: false, noLogin: true });
     const restart = broken(hung, 'socket', 'fail', /exists but does not answer/, /start it again with: pos-token-agent run --config /).fix!;
     assert.ok(restart.includes(`pos-token-agent run --config ${box.configPath}`), restart);
     assert.ok(!restart.includes('systemctl') && !fix.includes('systemctl'));
@@ -576,6 +601,91 @@ describe('doctor', () => {
     const down = fakeAgent({ state: 'expired', last_login_at: at, last_error: { reason: 'upstream_unavailable', message: 'HTTP 503', at } }, 503);
     const warned = await box.run({ agent: down.agent });
     broken(warned, `${ACCOUNT}.login`, 'warn', /no usable token \(expired\): upstream_unavailable: HTTP 503 \(no successful login yet\)/, /pos-token-agent status/);
+  });
+
+  describe('which config the running agent runs (agent.config)', () => {
+    /** A box with a running agent that reports `config` (a function of the box's config path). */
+    async function withAgent(config: (path: string) => ConfigStatusBody | undefined, extra: Partial<DoctorOptions> = {}) {
+      const box = await makeBox();
+      await listenOn(box.socket, 0o660);
+      const agent = fakeAgent({ state: 'fresh' }, 200, config(box.configPath));
+      return { box, report: await box.run({ agent: agent.agent, ...extra }), asked: agent.asked };
+    }
+
+    /** The box's config file edited (a comment-free change the agent has not read), written `ageMs` ago. */
+    function edit(path: string, ageMs = 0): void {
+      const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      writeFileSync(path, JSON.stringify({ ...raw, logLevel: 'debug' }));
+      const at = new Date(Date.now() - ageMs);
+      utimesSync(path, at, at);
+    }
+
+    test('the same text: ok, with its generation; after the socket check, from the one /v1/status doctor asked', async () => {
+      const { report, asked } = await withAgent((path) => ({ ...runs(path), generation: 3 }));
+      const c = check(report, 'agent.config');
+      assert.equal(c.status, 'ok');
+      assert.equal(c.detail, 'the agent runs this config (generation 3, loaded 2026-01-01T00:00:00.000Z)');
+      assert.deepEqual(report.checks.slice(-2).map((x) => x.name), ['socket', 'agent.config']);
+      assert.deepEqual(asked, ['/v1/status', '/v1/health']);
+    });
+
+    test('a file edited without a reload: a warning (the agent serves with what it has), saying to reload, and what needs a restart', async () => {
+      const box = await makeBox();
+      await listenOn(box.socket, 0o660);
+      const before = runs(box.configPath);
+      edit(box.configPath);
+      const agent = fakeAgent({ state: 'fresh' }, 200, before);
+      const managed = await box.run({ agent: agent.agent, managedBySystemd: true });
+      const c = broken(managed, 'agent.config', 'warn', /has changed since the agent loaded it: the running agent runs an earlier version of .*config\.json \(generation 1, loaded 2026-01-01T00:00:00\.000Z\)$/, /^reload the agent to apply it: systemctl reload pos-token-agent \(a change of socket, stateDir, .* takes effect only with a restart: systemctl restart pos-token-agent\)$/);
+      assert.ok(c);
+      assert.equal(managed.ok, true, 'a warning: doctor (and the set-up, which reloads after it) goes on');
+      const byHand = await box.run({ agent: agent.agent, managedBySystemd: false });
+      broken(byHand, 'agent.config', 'warn', /has changed since/, /^reload the agent to apply it: send the agent SIGHUP \(kill -HUP with its process id\)/);
+    });
+
+    test('a refused reload, and the file fixed after it: reload; the refusal\'s problems shown', async () => {
+      const box = await makeBox();
+      await listenOn(box.socket, 0o660);
+      const before = runs(box.configPath);
+      edit(box.configPath);
+      const refused = { ...before, reload_error: { at: new Date(Date.now() - 3_600_000).toISOString(), problems: ['accounts.shop1: unknown key "identityURL"'] } };
+      const report = await box.run({ agent: fakeAgent({ state: 'fresh' }, 200, refused).agent, managedBySystemd: true });
+      broken(report, 'agent.config', 'warn', /its last reload, at \S+, was refused \(accounts\.shop1: unknown key "identityURL"\), and .*config\.json has changed since$/, /^reload the agent to apply it: systemctl reload pos-token-agent/);
+    });
+
+    test('a refused reload of the file as it is: fix what it names, then reload; a permission denied: the set-up\'s owner and mode again', async () => {
+      const box = await makeBox();
+      await listenOn(box.socket, 0o660);
+      const before = runs(box.configPath);
+      edit(box.configPath, 3_600_000);
+      const at = new Date(Date.now() - 60_000).toISOString();
+      const missing = { ...before, reload_error: { at, problems: ['account shop1: device profile "till-9" not found in /etc/pos-token-agent/device-profiles'] } };
+      const report = await box.run({ agent: fakeAgent({ state: 'fresh' }, 200, missing).agent, managedBySystemd: true });
+      broken(report, 'agent.config', 'warn', /was refused: account shop1: device profile "till-9" not found/, /^fix what the refused reload names, then reload: systemctl reload pos-token-agent$/);
+      const denied = { ...before, reload_error: { at, problems: ['cannot read the file: permission denied'] } };
+      const group = (gid: number) => (gid === 990 ? 'pos-token-agent' : undefined);
+      const stat = (p: string) => (p === box.dir ? { mode: 0o40750, uid: 0, gid: 990, isDirectory: () => true } : undefined);
+      const perms = await box.run({ agent: fakeAgent({ state: 'fresh' }, 200, denied).agent, managedBySystemd: true, box: { ...BOX, groupName: group, stat } });
+      const fix = broken(perms, 'agent.config', 'warn', /was refused: cannot read the file: permission denied/, /^make \S+config\.json readable by the agent's user again/).fix!;
+      assert.match(fix, /\(chown root:pos-token-agent \S+config\.json and chmod 0640 \S+config\.json\), then reload: systemctl reload pos-token-agent$/);
+    });
+
+    test('an agent that does not report its config (older than this version): a warning that doctor cannot tell, saying to restart it', async () => {
+      const { report } = await withAgent(() => undefined, { managedBySystemd: true });
+      broken(report, 'agent.config', 'warn', /^the running agent \(version 0\.5\.0\) does not report which config it runs: doctor cannot tell whether it runs /, /^restart it, so that it runs .* and this version, which reports it: systemctl restart pos-token-agent; then journalctl/);
+    });
+
+    test('an agent on this socket running another file: named, with the doctor command for it', async () => {
+      const { report } = await withAgent((path) => ({ ...runs(path), path: '/srv/other.json', sha256: '0'.repeat(64) }));
+      broken(report, 'agent.config', 'warn', /runs \/srv\/other\.json \(generation 1, .*\), not \S+config\.json, and they differ$/, /^check the config you meant: pos-token-agent doctor --config \/srv\/other\.json; or start the agent with /);
+    });
+
+    test('no agent running: no agent.config check (the socket check says so)', async () => {
+      const box = await makeBox();
+      const report = await box.run({ agent: fakeAgent({ state: 'fresh' }).agent, noLogin: true });
+      assert.equal(check(report, 'socket').status, 'warn');
+      assert.ok(!report.checks.some((c) => c.name === 'agent.config'));
+    });
   });
 
   describe('doctor --json (the CLI command)', () => {

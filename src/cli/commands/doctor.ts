@@ -7,8 +7,11 @@ export const doctorHelp = `Usage: pos-token-agent doctor [--json] [--no-login] [
 
 Checks the config, the state directory and key, each account's device identity, stored
 credentials, DNS, TCP, TLS and clock against its token service (through the proxy when one
-is set), whether the credentials are accepted, and the agent's socket. Every failure says
-how to fix it. Exit 0 when nothing failed, 1 otherwise (warnings do not fail).
+is set), whether the credentials are accepted, the agent's socket, and whether the running
+agent runs the config file as it is now (a warning, saying to reload, when it does not).
+Every failure says how to fix it. Exit 0 when nothing failed, 1 otherwise (warnings do not
+fail). On an installed box run it as root (sudo pos-token-agent doctor): the config and
+the state directory are open to root and the agent only.
 
 Whether the credentials are accepted is taken from the running agent; when no agent
 answers, doctor logs in once (unless --no-login).`;
