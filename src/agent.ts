@@ -152,12 +152,16 @@ function createConfigTracker(initial: AgentConfig, clock: Clock): ConfigTracker 
   let generation = 1;
   let loadedAt = clock.now();
   let reloadError: ConfigStatusBody['reload_error'] = null;
+  // The settings read once at start, as they were then: a file that changes one runs only after a restart.
+  const started = Object.fromEntries(RESTART_SETTINGS.map((key) => [key, JSON.stringify(initial[key])]));
+  let pendingRestart: string[] = [];
   return {
     get current() {
       return current;
     },
     apply(next) {
       const kept = Object.fromEntries(RESTART_SETTINGS.map((key) => [key, current[key]]));
+      pendingRestart = RESTART_SETTINGS.filter((key) => JSON.stringify(next[key]) !== started[key]);
       current = { ...next, ...kept };
       generation += 1;
       loadedAt = clock.now();
@@ -172,6 +176,7 @@ function createConfigTracker(initial: AgentConfig, clock: Clock): ConfigTracker 
       generation,
       loaded_at: new Date(loadedAt).toISOString(),
       reload_error: reloadError,
+      pending_restart: [...pendingRestart],
     }),
   };
 }

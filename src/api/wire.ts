@@ -179,6 +179,12 @@ export interface ConfigStatusBody {
   /** ISO 8601 UTC: when this config was applied. */
   loaded_at: string;
   reload_error: { at: string; problems: string[] } | null;
+  /**
+   * Settings of the file that differ from those the agent started with and are read only at start (`socket`,
+   * `stateDir`, `deviceProfileDirs`, `identityRoot`, `proxy`, `server`, `outbox`): they apply after a restart.
+   * Absent from 0.5.0's agents.
+   */
+  pending_restart?: string[];
 }
 
 /** 200 of `GET /v1/status`. */

@@ -127,6 +127,15 @@ export function runningConfigCheck(input: RunningConfigInput): DoctorCheck {
   if (running.sha256 === input.sha256) {
     const from = running.path === input.path ? '' : `, read from ${running.path}`;
     const refused = running.reload_error ? `; a later reload, at ${running.reload_error.at}, was refused, and the file is back to what runs` : '';
+    const pending = running.pending_restart ?? [];
+    if (pending.length > 0) {
+      return {
+        name,
+        status: 'warn',
+        detail: `the agent runs this config (${loaded}${from}) except ${pending.join(', ')}, which it reads only at start: it still runs the values it started with`,
+        fix: `restart the agent to apply ${pending.join(', ')}: ${input.hints.restart}`,
+      };
+    }
     return { name, status: 'ok', detail: `the agent runs this config (${loaded}${from})${refused}` };
   }
   if (running.path !== input.path) {

@@ -98,7 +98,14 @@ describe('config errors through the real CLI', () => {
       await waitFor('the reload', () => f.agent.output.includes('config reloaded') || undefined);
       assert.equal((await ask(f.socket, '/v1/token')).status, 200);
       const taken = (await ask(f.socket, '/v1/status')).json.config as ConfigStatusBody;
-      assert.deepEqual([taken.sha256, taken.generation, taken.reload_error], [fileSha(), 2, null]);
+      assert.deepEqual([taken.sha256, taken.generation, taken.reload_error, taken.pending_restart], [fileSha(), 2, null, []]);
+
+      // A setting read only at start: the file runs, except that one, until a restart.
+      f.writeConfig({ deviceProfile: 'generic-x86' }, { outbox: { maxEntries: 50 } });
+      f.agent.child!.kill('SIGHUP');
+      await waitFor('the third generation', async () => ((await ask(f.socket, '/v1/status')).json.config as ConfigStatusBody).generation === 3 || undefined);
+      const pending = (await ask(f.socket, '/v1/status')).json.config as ConfigStatusBody;
+      assert.deepEqual([pending.sha256, pending.pending_restart], [fileSha(), ['outbox']]);
     } finally {
       assert.equal(await f.agent.stop(), 0);
     }

@@ -670,6 +670,17 @@ describe('doctor', () => {
       assert.match(fix, /\(chown root:pos-token-agent \S+config\.json and chmod 0640 \S+config\.json\), then reload: systemctl reload pos-token-agent$/);
     });
 
+    test('the file as the agent runs it, but a setting it reads only at start changed: a warning saying to restart', async () => {
+      const { report } = await withAgent((path) => ({ ...runs(path), generation: 2, pending_restart: ['outbox', 'server'] }), { managedBySystemd: true });
+      broken(
+        report,
+        'agent.config',
+        'warn',
+        /^the agent runs this config \(generation 2, .*\) except outbox, server, which it reads only at start: it still runs the values it started with$/,
+        /^restart the agent to apply outbox, server: systemctl restart pos-token-agent/,
+      );
+    });
+
     test('an agent that does not report its config (older than this version): a warning that doctor cannot tell, saying to restart it', async () => {
       const { report } = await withAgent(() => undefined, { managedBySystemd: true });
       broken(report, 'agent.config', 'warn', /^the running agent \(version 0\.5\.0\) does not report which config it runs: doctor cannot tell whether it runs /, /^restart it, so that it runs .* and this version, which reports it: systemctl restart pos-token-agent; then journalctl/);
