@@ -141,37 +141,43 @@ async function waitForToken(client: AgentClient, account: string, first: Account
 
 /**
  * The agent runs another config than the file's: `systemctl reload`, then what the agent reports decides. Taken
- * with the file's hash: done. Refused: the agent keeps serving the config it had, and a restart would stop it
- * (it refuses to start with this one too), so set-up fails saying why. Not taken at all (no reload happened, or
- * the reload did not finish): `systemctl restart`, and the file's config must run after it.
+ * with the file's hash: done. Otherwise (the reload did not run, as with procps's /bin/kill missing; it did not
+ * finish; or the agent refused the file, say for a setting it reads only at start) `systemctl restart`: the
+ * file, which set-up checked as a start would, is what the agent runs after any reboot, so it is better found
+ * out now whether it starts with it. Then the file's config must run, else set-up fails saying why.
  */
 async function applyFileConfig(client: AgentClient, before: ConfigStatusBody, fileSha: string, link: AgentLink, startMs: number): Promise<StatusBody> {
   link.say(`The agent runs an older ${link.configPath} (generation ${before.generation}); reloading it ...`);
   const reload = spawnSync('systemctl', ['reload', SERVICE], { stdio: ['ignore', 'inherit', 'inherit'], timeout: startMs + 15_000 });
   const outcome = await settle(client, before, reload.status === 0 ? 15_000 : 2_000);
-  if (outcome.kind === 'refused') {
-    throw new CliError(
-      `the agent refused ${link.configPath} and keeps running the config it had:\n  - ${outcome.problems.join('\n  - ')}\n` +
-        `Fix it, then run: systemctl reload ${NAME}`,
-    );
-  }
   if (outcome.kind === 'taken' && outcome.config.sha256 === fileSha) {
     return (await client.status().catch(() => undefined)) ?? throwNoAnswer(link);
   }
-  link.say(`The reload did not take (systemctl reload ${reload.status === 0 ? 'exited 0' : `failed: ${reload.error?.message ?? `exit ${reload.status}`}`}, ` +
-    `the agent still runs generation ${before.generation}); restarting the agent ...`);
-  return restartForConfig(fileSha, link, startMs);
+  const refused = outcome.kind === 'refused' ? outcome.problems : [];
+  const why =
+    outcome.kind === 'refused'
+      ? `the agent refused it:\n  - ${refused.join('\n  - ')}\n`
+      : outcome.kind === 'taken'
+        ? `the agent took ${outcome.config.path} (generation ${outcome.config.generation}), which is not ${link.configPath} as set-up left it`
+        : `systemctl reload ${reload.status === 0 ? 'exited 0' : `failed: ${reload.error?.message ?? `exit ${reload.status}`}`}, the agent still runs generation ${before.generation}`;
+  link.say(`The reload did not take (${why}); restarting the agent ...`);
+  return restartForConfig(fileSha, link, startMs, refused);
 }
 
-async function restartForConfig(fileSha: string, link: AgentLink, startMs: number): Promise<StatusBody> {
+async function restartForConfig(fileSha: string, link: AgentLink, startMs: number, refused: string[]): Promise<StatusBody> {
+  const said = refused.length ? `; on reload it said:\n  - ${refused.join('\n  - ')}` : '';
   spawnSync('systemctl', ['reset-failed', SERVICE], { stdio: 'ignore' });
   const restart = spawnSync('systemctl', ['restart', SERVICE], { stdio: ['ignore', 'inherit', 'inherit'], timeout: startMs + 30_000 });
-  if (restart.status !== 0) throw new CliError(`systemctl restart ${SERVICE} failed: the agent does not start with ${link.configPath}; see: ${JOURNAL_HINT}`);
+  if (restart.status !== 0) {
+    throw new CliError(`systemctl restart ${SERVICE} failed: the agent does not start with ${link.configPath}${said}\nSee: ${JOURNAL_HINT}`);
+  }
   const st = await waitForAgent(startMs, link);
   if (!st) return throwNoAnswer(link);
   if (st.config && st.config.sha256 !== fileSha) {
-    const said = st.config.reload_error ? `; it said:\n  - ${st.config.reload_error.problems.join('\n  - ')}` : '';
-    throw new CliError(`after a restart the agent still does not run ${link.configPath} (it runs generation ${st.config.generation}, sha256 ${st.config.sha256 ?? '-'})${said}`);
+    throw new CliError(
+      `after a restart the agent still does not run ${link.configPath}: it runs ${st.config.path} (sha256 ${st.config.sha256 ?? '-'}, ` +
+        `generation ${st.config.generation})${said}; see: systemctl cat ${SERVICE}`,
+    );
   }
   return st;
 }

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { CliError, type Io } from '../common.js';
 
 export const NAME = 'pos-token-agent';
+const SYSTEM_BUS = '/run/dbus/system_bus_socket';
 
 export interface Runner {
   /** The CLI as the invoking user. */
@@ -59,6 +60,13 @@ export function makeRunner(io: Io, options: { user: string; root: string; system
     }
   }
   const credProps = !options.root && options.systemctl && isRoot && systemdRunning() ? credentialProperties() : [];
+  if (credProps.length && !io.env.DBUS_SYSTEM_BUS_ADDRESS && !existsSync(SYSTEM_BUS)) {
+    // systemd-run --wait and --pipe talk to systemd through D-Bus (without them it would use systemd's own socket).
+    throw new CliError(
+      `the service takes its key from a systemd credential, so the steps that open the state run in its context with systemd-run --wait, ` +
+        `which needs the D-Bus system bus (${SYSTEM_BUS} is missing): install dbus (apt-get install dbus), then run this again`,
+    );
+  }
   const inService = [
     'systemd-run', '--quiet', '--pipe', '--wait', '--collect', '--service-type=exec',
     '-p', `User=${options.user}`, '-p', `Group=${options.user}`, '-p', 'SupplementaryGroups=dialout', '-p', 'UMask=0077',
