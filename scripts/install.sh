@@ -20,8 +20,10 @@ carries its own Node.js runtime in node/: then the box needs no Node.js at all.
 
 What it installs:
   PREFIX (/opt/pos-token-agent)        dist, node_modules (production only), package.json,
-                                       device-profiles, systemd, scripts, README.md, and the
-                                       release's own runtime (node/) when it has one
+                                       device-profiles, systemd, scripts, README.md, docs (the
+                                       guides; the units' Documentation= names
+                                       docs/technicians.md), and the release's own runtime
+                                       (node/) when it has one
   /etc/systemd/system/                 pos-token-agent.service, pos-token-agent.socket
   /etc/sysusers.d/, /etc/tmpfiles.d/   pos-token-agent.conf (user, groups, directories)
   /usr/local/bin/pos-token-agent       the command (a wrapper around node)
@@ -212,7 +214,7 @@ install_program() {
   old="$R$PREFIX.old.$$"
   rm -rf "${stage:?}"
   mkdir -p "$stage"
-  for item in dist package.json package-lock.json README.md device-profiles systemd scripts node; do
+  for item in dist package.json package-lock.json README.md docs device-profiles systemd scripts node; do
     if [ -e "$SOURCE/$item" ]; then cp -pR "$SOURCE/$item" "$stage/$item"; fi
   done
   if [ -d "$SOURCE/node_modules" ]; then

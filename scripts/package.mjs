@@ -10,6 +10,9 @@
 // serialport's shipped prebuilds. The same commit gives byte-identical packages: every timestamp is
 // SOURCE_DATE_EPOCH (the commit's time), entries are sorted, owners are root, compression is fixed.
 //
+// Progress goes to standard error, a line per step and arch with the time it took ("[arm64] better-sqlite3 built
+// (41 s)"); standard output gets the summary of each arch.
+//
 // Usage: node scripts/package.mjs [--arch amd64,arm64] [--out DIR] [--source DIR] [--version V] [--no-cache]
 //   --source DIR  package another checkout's built tree (its dist/ must exist), e.g. an older version
 //   --no-cache    build better-sqlite3 again instead of taking it from the build cache
@@ -88,14 +91,17 @@ function sha256(data) {
 
 // --- the runtime ----------------------------------------------------------------------------------------
 
-/** The pinned Node.js build for an arch, fetched once into the cache and checked against its integrity. */
+/**
+ * The pinned Node.js build for an arch, fetched once into the cache and checked against its integrity:
+ * `{ file, fetched }`, fetched false when the cache had it.
+ */
 function runtimeTarball(npmArch) {
   const pkg = `node-linux-${npmArch}`;
   const expected = RUNTIME.integrity[npmArch] ?? fail(`scripts/node-runtime.json has no integrity for ${npmArch}`);
   const dir = join(cacheDir(), 'runtime');
   const file = join(dir, `${pkg}-${RUNTIME.version}.tgz`);
   const integrity = (f) => `sha512-${createHash('sha512').update(readFileSync(f)).digest('base64')}`;
-  if (existsSync(file) && integrity(file) === expected) return file;
+  if (existsSync(file) && integrity(file) === expected) return { file, fetched: false };
   mkdirSync(dir, { recursive: true });
   rmSync(file, { force: true });
   run('npm', ['pack', '--silent', `${pkg}@${RUNTIME.version}`, '--pack-destination', dir], { timeout: 600_000 });
@@ -104,7 +110,7 @@ function runtimeTarball(npmArch) {
     rmSync(file, { force: true });
     fail(`${pkg}@${RUNTIME.version}: integrity ${got} is not the pinned ${expected}; refusing to package it`);
   }
-  return file;
+  return { file, fetched: true };
 }
 
 // --- native modules -----------------------------------------------------------------------------------
@@ -197,7 +203,7 @@ function walk(dir, visit) {
 }
 
 /** The production node_modules for one arch, from the lock file, with nothing built for another machine. */
-function productionModules(source, work, arch, runtimeDir, useCache) {
+function productionModules(source, work, arch, runtimeDir, useCache, progress) {
   const app = join(work, 'app');
   rmSync(app, { recursive: true, force: true });
   mkdirSync(app, { recursive: true });
@@ -208,9 +214,11 @@ function productionModules(source, work, arch, runtimeDir, useCache) {
     cwd: app,
     timeout: 600_000,
   });
+  progress.step('production dependencies installed from the lock file (npm ci --omit=dev)');
   const modules = join(app, 'node_modules');
   const sqlite = join(modules, 'better-sqlite3');
   const native = buildBetterSqlite(sqlite, arch, runtimeDir, useCache);
+  progress.step(native.fromCache ? 'better-sqlite3 from the build cache' : 'better-sqlite3 built');
   // What runs is lib/ and the one .node file; the sources, the SQLite amalgamation and the build tree stay here.
   for (const name of readdirSync(sqlite)) {
     if (!['lib', 'build', 'package.json', 'LICENSE', 'README.md'].includes(name)) rmSync(join(sqlite, name), { recursive: true, force: true });
@@ -249,6 +257,7 @@ function productionModules(source, work, arch, runtimeDir, useCache) {
     natives.push(relative(app, p));
   });
   if (!natives.some((n) => n.endsWith('better_sqlite3.node'))) fail('better_sqlite3.node is missing');
+  progress.step(`native modules checked: ${natives.length} file(s), all for ${arch}`);
   return { modules, native, natives };
 }
 
@@ -264,12 +273,26 @@ function writeFile(path, text, mode = 0o644) {
   chmodSync(path, mode);
 }
 
-/** The units as the package installs them: the bundled runtime and the program under PREFIX. */
+/**
+ * The units as the package installs them: the bundled runtime and the program under PREFIX, and Documentation=
+ * naming the guide in /usr/share/doc (docs/technicians.md; README.md for a source from before docs/).
+ */
 function renderUnit(text, prefix, node) {
   return text
     .replaceAll('/usr/bin/node ', `${node} `)
+    .replaceAll('/opt/pos-token-agent/docs/technicians.md', `/usr/share/doc/${NAME}/technicians.md.gz`)
     .replaceAll('/opt/pos-token-agent/README.md', `/usr/share/doc/${NAME}/README.md.gz`)
     .replaceAll('/opt/pos-token-agent', prefix);
+}
+
+/**
+ * The documentation of a source: README.md, then docs/*.md (sorted), as [name on the box, path]. The .deb
+ * installs each gzipped in /usr/share/doc/<package>/; the tarball keeps README.md and docs/ as they are.
+ */
+function documents(source) {
+  const docs = join(source, 'docs');
+  const guides = existsSync(docs) ? readdirSync(docs).filter((n) => n.endsWith('.md')).sort() : [];
+  return [['README.md', join(source, 'README.md')], ...guides.map((n) => [n, join(docs, n)])];
 }
 
 /** The program tree: what goes in PREFIX on the box, and what the tarball holds. */
@@ -285,6 +308,7 @@ function programTree(source, dest, modules, runtimeDir, arch, version) {
     chmodSync(join(dest, 'scripts', s), 0o755);
   }
   copyFileSync(join(source, 'README.md'), join(dest, 'README.md'));
+  if (existsSync(join(source, 'docs'))) copyTree(join(source, 'docs'), join(dest, 'docs'));
   const pkg = JSON.parse(readFileSync(join(source, 'package.json'), 'utf8'));
   const slim = {
     name: pkg.name, version, description: pkg.description, license: pkg.license, type: pkg.type, bin: pkg.bin,
@@ -328,7 +352,7 @@ function gz(text) {
   return gzipSync(Buffer.from(text), { level: 9 });
 }
 
-function manPage(name, section, summary, help, version, date) {
+function manPage(name, section, summary, help, version, date, docs) {
   const esc = (s) => s.replace(/\\/g, '\\e').replace(/^([.'])/gm, '\\&$1').replace(/-/g, '\\-');
   return `.TH ${name.toUpperCase()} ${section} "${date}" "${NAME} ${version}" "${NAME}"
 .SH NAME
@@ -348,7 +372,7 @@ the state: credentials and tokens, sealed
 /run/pos-token-agent/agent.sock
 the socket till software asks
 .SH SEE ALSO
-/usr/share/doc/${NAME}/README.md.gz
+${docs.map((d) => `/usr/share/doc/${NAME}/${d}.gz`).join('\n.br\n')}
 `;
 }
 
@@ -423,16 +447,21 @@ function debTree(deb, program, source, arch, version, epoch) {
   );
   const doc = join(deb, 'usr/share/doc', NAME);
   writeFile(join(doc, 'copyright'), readFileSync(join(REPO, 'scripts/deb/copyright'), 'utf8'));
-  writeFileSync(join(doc, 'README.md.gz'), gz(readFileSync(join(source, 'README.md'), 'utf8')));
+  // README.md and docs/*.md as Debian has documentation: gzipped in /usr/share/doc/<package>/, not beside the program.
+  const docs = documents(source);
+  for (const [name, path] of docs) writeFileSync(join(doc, `${name}.gz`), gz(readFileSync(path, 'utf8')));
   rmSync(join(p, 'README.md'));
-  const changelog = `${NAME} (${version}) stable; urgency=medium\n\n  * Release ${version}: see README.md.gz, section Changelog.\n\n -- ${MAINTAINER}  ${debianDate(epoch)}\n`;
+  rmSync(join(p, 'docs'), { recursive: true, force: true });
+  const names = docs.map(([name]) => name);
+  const where = names.includes('changelog.md') ? 'changelog.md.gz' : 'README.md.gz, section Changelog';
+  const changelog = `${NAME} (${version}) stable; urgency=medium\n\n  * Release ${version}: see ${where}.\n\n -- ${MAINTAINER}  ${debianDate(epoch)}\n`;
   writeFileSync(join(doc, 'changelog.gz'), gz(changelog));
   const date = new Date(epoch * 1000).toISOString().slice(0, 10);
   const help = (args) => run(process.execPath, [join(source, 'dist/cli/main.js'), ...args]).trimEnd();
   const provisionHelp = run('bash', [join(source, 'scripts/provision.sh'), '--help']).trimEnd();
   const man = (section, name, summary, text) => {
     mkdirSync(join(deb, `usr/share/man/man${section}`), { recursive: true });
-    writeFileSync(join(deb, `usr/share/man/man${section}`, `${name}.${section}.gz`), gz(manPage(name, section, summary, text, version, date)));
+    writeFileSync(join(deb, `usr/share/man/man${section}`, `${name}.${section}.gz`), gz(manPage(name, section, summary, text, version, date, names)));
   };
   man(1, NAME, 'keeps a tax-authority token for point-of-sale software', help(['--help']));
   man(8, `${NAME}-provision`, 'set up the token agent on this box', provisionHelp);
@@ -504,6 +533,28 @@ function sourceDateEpoch(source) {
 
 // --- main -----------------------------------------------------------------------------------------------
 
+/** Progress on standard error, one line per step: `[arch] what was done (the time it took)`. */
+function progressFor(arch, stream = process.stderr) {
+  const started = Date.now();
+  let last = started;
+  const seconds = (ms) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  const mib = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
+  return {
+    mib,
+    start(message) {
+      stream.write(`[${arch}] ${message}\n`);
+    },
+    step(message) {
+      const now = Date.now();
+      stream.write(`[${arch}] ${message} (${seconds(now - last)})\n`);
+      last = now;
+    },
+    done(message) {
+      stream.write(`[${arch}] ${message} in ${seconds(Date.now() - started)}\n`);
+    },
+  };
+}
+
 function packageArch(opts, arch) {
   const a = ARCHES[arch];
   const pkg = JSON.parse(readFileSync(join(opts.source, 'package.json'), 'utf8'));
@@ -511,29 +562,43 @@ function packageArch(opts, arch) {
   if (!existsSync(join(opts.source, 'dist/cli/main.js'))) fail(`${opts.source}/dist is not built (npm run build)`);
   const epoch = sourceDateEpoch(opts.source);
   const started = Date.now();
+  const progress = progressFor(arch);
+  const shown = (file) => relative(process.cwd(), file);
+  progress.start(`packaging ${NAME} ${version} from ${shown(opts.source) || '.'} (SOURCE_DATE_EPOCH ${epoch})`);
   // A place of its own (builds may run side by side); the native build maps its path away.
   const work = mkdtempSync(join(tmpdir(), `${NAME}-package-${arch}-`));
   try {
     const runtimeDir = join(work, 'runtime');
     mkdirSync(runtimeDir);
-    run('tar', ['xzf', runtimeTarball(a.npm), '-C', runtimeDir, '--strip-components=1']);
-    const { modules, native } = productionModules(opts.source, work, arch, runtimeDir, opts.cache);
+    const runtime = runtimeTarball(a.npm);
+    run('tar', ['xzf', runtime.file, '-C', runtimeDir, '--strip-components=1']);
+    progress.step(`runtime: node ${RUNTIME.version} ${runtime.fetched ? 'fetched from the npm registry' : 'from the cache'}, integrity checked`);
+    const { modules, native } = productionModules(opts.source, work, arch, runtimeDir, opts.cache, progress);
     const base = `${NAME}-${version}-linux-${arch}`;
     const program = join(work, base);
     programTree(opts.source, program, modules, runtimeDir, arch, version);
     normalize(program, epoch);
+    progress.step('program tree assembled (dist, node_modules, runtime, units, scripts, docs)');
     mkdirSync(opts.out, { recursive: true });
     const tarball = join(opts.out, `${base}.tar.gz`);
     buildTarball(work, base, tarball, epoch);
+    progress.step(`tarball written: ${shown(tarball)}, ${progress.mib(statSync(tarball).size)}`);
     const debRoot = join(work, 'deb');
     const needs = debTree(debRoot, program, opts.source, arch, version, epoch);
     normalize(debRoot, epoch);
+    progress.step(`.deb tree assembled: needs glibc ${needs.glibc}, GLIBCXX_${needs.glibcxx}`);
     const deb = join(opts.out, `${NAME}_${version}_${arch}.deb`);
     buildDeb(debRoot, deb, epoch);
+    const installedKiB = installedSizeKiB(debRoot);
+    progress.step(`.deb written: ${shown(deb)}, ${progress.mib(statSync(deb).size)}, installed ${progress.mib(installedKiB * 1024)}`);
+    progress.done('done');
     return {
       arch, version, deb, tarball, debBytes: statSync(deb).size, tarballBytes: statSync(tarball).size,
-      installedKiB: installedSizeKiB(debRoot), seconds: (Date.now() - started) / 1000, native, needs,
+      installedKiB, seconds: (Date.now() - started) / 1000, native, needs,
     };
+  } catch (err) {
+    progress.done(`failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}; stopped`);
+    throw err;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -544,12 +609,12 @@ function main() {
   for (const tool of ['dpkg-deb', 'tar', 'python3', 'make']) if (!have(tool)) fail(`${tool} not found`);
   const results = [];
   for (const arch of opts.arches) {
-    process.stdout.write(`packaging ${arch} ...\n`);
     const r = packageArch(opts, arch);
     results.push(r);
     const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
     process.stdout.write(
-      `  ${relative(process.cwd(), r.deb)}  ${mib(r.debBytes)} (installed ${mib(r.installedKiB * 1024)})\n` +
+      `${arch}:\n` +
+        `  ${relative(process.cwd(), r.deb)}  ${mib(r.debBytes)} (installed ${mib(r.installedKiB * 1024)})\n` +
         `  ${relative(process.cwd(), r.tarball)}  ${mib(r.tarballBytes)}\n` +
         `  ${r.seconds.toFixed(0)} s; better-sqlite3 ${r.native.fromCache ? 'from the build cache' : `built in ${r.native.seconds.toFixed(0)} s`}; ` +
         `needs glibc ${r.needs.glibc}, GLIBCXX_${r.needs.glibcxx}\n`,

@@ -123,10 +123,11 @@ function identityProvider(config: AgentConfig, registry: AuthorityRegistry, log:
 
 function serverOptions(config: AgentConfig, deps: AgentDeps, parts: Parts, configs: ConfigTracker): ServerOptions {
   const accounts = {
-    account: (name: string) => configs.current.accounts[name],
+    account: (name: string) => (Object.hasOwn(configs.current.accounts, name) ? configs.current.accounts[name] : undefined),
     accountNames: () => Object.keys(configs.current.accounts),
   };
   return {
+    accounts,
     proxy: { ...accounts, forward: (request) => parts.forwarder.forward(request) },
     outbox: { ...accounts, outbox: parts.outbox, view: parts.outbox },
     socketPath: config.socket,

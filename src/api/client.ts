@@ -129,23 +129,8 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
   const call = (method: Method, path: string, body?: unknown): Promise<RawAnswer> =>
     exchange({ socket, timeoutMs, method, path, body, ...(options.startCommand ? { startCommand: options.startCommand } : {}) });
 
-  const tokenResult = (a: RawAnswer): TokenResult => {
-    const json = jsonObject(a.text);
-    if (a.status === 200) {
-      if (!isTokenBody(json)) throw badAnswer(socket, a, 'a token answer without a token');
-      return { ok: true, token: json };
-    }
-    return { ok: false, status: a.status, error: errorBody(json, a.status) };
-  };
-
-  /** A 2xx whose body `read` accepts, or the agent's refusal; any other 2xx is not the agent's answer. */
-  const outboxResult = <T>(a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string): { ok: true; value: T } | Refusal => {
-    const json = jsonObject(a.text);
-    if (a.status < 200 || a.status > 299) return refusal(a.status, json);
-    const value = read(json);
-    if (value === undefined) throw badAnswer(socket, a, what);
-    return { ok: true, value };
-  };
+  const tokenResult = (a: RawAnswer): TokenResult => readToken(socket, a);
+  const outboxResult = <T>(a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string) => readOutbox(socket, a, read, what);
   const entryCall = async (method: Method, path: string): Promise<OutboxEntryResult> => {
     const r = outboxResult(await call(method, path), (j) => (isOutboxEntryBody(j) ? j : undefined), 'an outbox answer without an entry');
     return r.ok ? { ok: true, entry: r.value } : r;
@@ -162,10 +147,7 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
   return {
     socket,
     async token(query = {}) {
-      const q = new URLSearchParams();
-      if (query.account !== undefined) q.set('account', query.account);
-      if (query.minTtl !== undefined) q.set('min_ttl', String(query.minTtl));
-      return tokenResult(await call('GET', `/v1/token${q.size ? `?${q}` : ''}`));
+      return tokenResult(await call('GET', withQuery('/v1/token', { account: query.account, min_ttl: query.minTtl })));
     },
     async refresh(query) {
       const body: RefreshRequestBody = {
@@ -201,11 +183,7 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
       return r.ok ? { ok: true, created: false, entry: r.value } : r;
     },
     async outboxList(query = {}) {
-      const q = new URLSearchParams();
-      if (query.account !== undefined) q.set('account', query.account);
-      if (query.state !== undefined) q.set('state', query.state);
-      if (query.limit !== undefined) q.set('limit', String(query.limit));
-      const a = await call('GET', `/v1/outbox${q.size ? `?${q}` : ''}`);
+      const a = await call('GET', withQuery('/v1/outbox', { account: query.account, state: query.state, limit: query.limit }));
       const r = outboxResult(a, (j) => (isOutboxListBody(j) ? j.entries : undefined), 'a list answer without entries');
       return r.ok ? { ok: true, entries: r.value } : r;
     },
@@ -213,6 +191,32 @@ export function createAgentClient(options: AgentClientOptions): AgentClient {
     outboxCancel: (id) => entryCall('DELETE', entryPath(id)),
     outboxRetry: (id) => entryCall('POST', `${entryPath(id)}/retry`),
   };
+}
+
+/** `path` with the parameters given (undefined ones left out), in the order given. */
+function withQuery(path: string, params: Record<string, string | number | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) if (value !== undefined) q.set(key, String(value));
+  return `${path}${q.size ? `?${q}` : ''}`;
+}
+
+/** A token answer: the token, or the agent's refusal; a 200 without a token is not the agent's answer. */
+function readToken(socket: string, a: RawAnswer): TokenResult {
+  const json = jsonObject(a.text);
+  if (a.status === 200) {
+    if (!isTokenBody(json)) throw badAnswer(socket, a, 'a token answer without a token');
+    return { ok: true, token: json };
+  }
+  return { ok: false, status: a.status, error: errorBody(json, a.status) };
+}
+
+/** A 2xx whose body `read` accepts, or the agent's refusal; any other 2xx is not the agent's answer. */
+function readOutbox<T>(socket: string, a: RawAnswer, read: (json: Json | undefined) => T | undefined, what: string): { ok: true; value: T } | Refusal {
+  const json = jsonObject(a.text);
+  if (a.status < 200 || a.status > 299) return refusal(a.status, json);
+  const value = read(json);
+  if (value === undefined) throw badAnswer(socket, a, what);
+  return { ok: true, value };
 }
 
 /** An entry's path; the id is encoded, so that no id can name another route. */

@@ -1,6 +1,6 @@
 /**
  * The socket API's wire: every JSON body the agent writes and reads, typed once
- * (../shared/interface.md, and the extensions the README's changelog lists).
+ * ("The socket API" in docs/till-developers.md, and the extensions docs/changelog.md lists).
  *
  * The server builds its answers against these types, the client reads them with them. This file
  * imports nothing: server/, cli/, doctor/ and provisioning import it, never the other way.
@@ -9,6 +9,11 @@
 /** Every request carries `X-Pos-Agent: 1`; without it the answer is 412. */
 export const AGENT_HEADER = 'x-pos-agent';
 export const AGENT_HEADER_VALUE = '1';
+/**
+ * On every error answer the agent itself makes (never on one the API made and the proxy passed back), the
+ * answer's `error` code: a till tells the agent's 503 from the API's by it.
+ */
+export const AGENT_ERROR_HEADER = 'x-pos-agent-error';
 
 export const DEFAULT_ACCOUNT = 'default';
 /** An account name, as the config allows it. */
@@ -82,7 +87,7 @@ export type ProtocolErrorCode =
   | 'unsupported_media_type'
   | 'payload_too_large'
   | 'internal_error'
-  /** The proxy and the outbox (../shared/interface.md "Beyond the token"). */
+  /** The proxy and the outbox ("Sending receipts" in docs/till-developers.md). */
   | 'api_not_configured'
   | 'upstream_unavailable'
   | 'upstream_timeout'
@@ -96,15 +101,20 @@ export type ErrorBody =
   | { error: 'token_unavailable'; reason: UnavailableReason; message: string; retry_after: number }
   /** 429. */
   | { error: 'refresh_limited'; message: string; retry_after: number }
-  /** 404; `known_accounts` (an extension, see the README's changelog) names the accounts the agent has. */
+  /** 404; `known_accounts` (an extension, see docs/changelog.md) names the accounts the agent has. */
   | { error: 'unknown_account'; message: string; known_accounts?: string[] }
   /** 400; extensions: `min_ttl` (what was asked) and `lifetime_s` (how long the account's tokens live). */
   | { error: 'min_ttl_unsatisfiable'; message: string; min_ttl?: number; lifetime_s?: number }
-  /** 400, 403, 404, 405, 412, 413, 415, 500 (and 400/408/431 for a malformed request). */
+  /**
+   * 413: the one limit the request passed, in bytes, and the config key that raises it (null: a fixed limit).
+   * `limit_bytes` and `setting` are an extension (see the README's changelog).
+   */
+  | { error: 'payload_too_large'; message: string; limit_bytes: number; setting: string | null }
   /** 507: a limit of the outbox (entries, bytes) or the disk is full; nothing acknowledged is lost. */
   | { error: 'outbox_full'; reason: OutboxFullReason; message: string }
   /** 409 from DELETE or retry: the entry's state does not allow it. */
   | { error: 'not_cancellable' | 'not_retryable'; message: string; state: OutboxEntryState }
+  /** 400, 403, 404, 405, 409, 412, 415, 500, 502, 504 (and 400/408/431 for a malformed request). */
   | { error: ProtocolErrorCode; message: string };
 
 export interface LastErrorBody {

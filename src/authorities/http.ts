@@ -149,20 +149,7 @@ export function createHttpClient(options: HttpClientOptions = {}): NodeHttpClien
     const cached = agents.get(slot);
     if (cached && cached.version === version) return cached.agent;
     cached?.agent.destroy();
-    const proxyRequestOptions = proxy?.protocol === 'https:' && connect.ca ? { ca: connect.ca } : undefined;
-    let agent: HttpAgent;
-    if (https) {
-      const tlsOptions = {
-        ...AGENT_OPTIONS,
-        ...(connect.ca ? { ca: connect.ca } : {}),
-        ...(connect.secureOptions !== undefined ? { secureOptions: connect.secureOptions } : {}),
-      };
-      agent = proxy
-        ? new BoundedHttpsProxyAgent({ ...tlsOptions, proxy, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs)
-        : new HttpsAgent(tlsOptions);
-    } else {
-      agent = new BoundedHttpProxyAgent({ ...AGENT_OPTIONS, proxy: proxy!, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs);
-    }
+    const agent = newAgent(https, proxy, connect, connectMs);
     agents.set(slot, { version, agent });
     return agent;
   }
@@ -189,48 +176,73 @@ export function createHttpClient(options: HttpClientOptions = {}): NodeHttpClien
       }
       const agent = await agentFor(target, proxy, req.tls, req.timeouts.connectMs);
       const { default: got } = await loadGot();
-      const options = {
-        method: req.method,
-        headers: { 'user-agent': 'pos-token-agent', ...req.headers },
-        throwHttpErrors: false,
-        followRedirect: false,
-        retry: { limit: 0 },
-        decompress: true,
-        responseType: 'buffer' as const,
-        isStream: false as const,
-        timeout: {
-          lookup: req.timeouts.connectMs,
-          connect: req.timeouts.connectMs,
-          secureConnect: req.timeouts.connectMs,
-          send: req.timeouts.responseMs,
-          response: req.timeouts.responseMs,
-          socket: req.timeouts.responseMs,
-          request: req.timeouts.totalMs,
-        },
-        ...(agent ? { agent: target.protocol === 'https:' ? { https: agent as HttpsAgent } : { http: agent } } : {}),
-        ...(req.body !== undefined ? { body: req.body } : {}),
-        ...(req.signal ? { signal: req.signal } : {}),
-      };
-      let tooLarge = false;
-      try {
-        const promise = got(req.url, options);
-
-        promise.on('downloadProgress', (progress: { transferred: number }) => {
-          if (progress.transferred > req.maxResponseBytes && !tooLarge) {
-            tooLarge = true;
-            promise.cancel();
-          }
-        });
-        const res = await promise;
-        return { status: res.statusCode, headers: res.headers, body: res.rawBody };
-      } catch (err) {
-        if (tooLarge) {
-          throw new TransportError('too_large', `answer larger than ${req.maxResponseBytes} bytes`);
-        }
-        throw translate(err, req.url, proxy);
-      }
+      return send(got, req, gotOptions(req, target, agent), proxy);
     },
   };
+}
+
+/** A keep-alive agent for `https` or plain http targets, through `proxy` when given (http needs one to have an agent). */
+function newAgent(https: boolean, proxy: URL | undefined, connect: TlsConnectOptions, connectMs: number): HttpAgent {
+  const proxyRequestOptions = proxy?.protocol === 'https:' && connect.ca ? { ca: connect.ca } : undefined;
+  if (https) {
+    const tlsOptions = {
+      ...AGENT_OPTIONS,
+      ...(connect.ca ? { ca: connect.ca } : {}),
+      ...(connect.secureOptions !== undefined ? { secureOptions: connect.secureOptions } : {}),
+    };
+    return proxy
+      ? new BoundedHttpsProxyAgent({ ...tlsOptions, proxy, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs)
+      : new HttpsAgent(tlsOptions);
+  }
+  return new BoundedHttpProxyAgent({ ...AGENT_OPTIONS, proxy: proxy!, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs);
+}
+
+/** got's options for one request: every phase timed, no redirect, no retry, the body as a Buffer. */
+function gotOptions(req: HttpRequest, target: URL, agent: HttpAgent | undefined) {
+  return {
+    method: req.method,
+    headers: { 'user-agent': 'pos-token-agent', ...req.headers },
+    throwHttpErrors: false,
+    followRedirect: false,
+    retry: { limit: 0 },
+    decompress: true,
+    responseType: 'buffer' as const,
+    isStream: false as const,
+    timeout: {
+      lookup: req.timeouts.connectMs,
+      connect: req.timeouts.connectMs,
+      secureConnect: req.timeouts.connectMs,
+      send: req.timeouts.responseMs,
+      response: req.timeouts.responseMs,
+      socket: req.timeouts.responseMs,
+      request: req.timeouts.totalMs,
+    },
+    ...(agent ? { agent: target.protocol === 'https:' ? { https: agent as HttpsAgent } : { http: agent } } : {}),
+    ...(req.body !== undefined ? { body: req.body } : {}),
+    ...(req.signal ? { signal: req.signal } : {}),
+  };
+}
+
+/** Sends with got, cancelled past maxResponseBytes; got's errors translated to TransportError. */
+async function send(got: GotModule['default'], req: HttpRequest, options: ReturnType<typeof gotOptions>, proxy: URL | undefined): Promise<HttpResponse> {
+  let tooLarge = false;
+  try {
+    const promise = got(req.url, options);
+
+    promise.on('downloadProgress', (progress: { transferred: number }) => {
+      if (progress.transferred > req.maxResponseBytes && !tooLarge) {
+        tooLarge = true;
+        promise.cancel();
+      }
+    });
+    const res = await promise;
+    return { status: res.statusCode, headers: res.headers, body: res.rawBody };
+  } catch (err) {
+    if (tooLarge) {
+      throw new TransportError('too_large', `answer larger than ${req.maxResponseBytes} bytes`);
+    }
+    throw translate(err, req.url, proxy);
+  }
 }
 
 const DEFAULT_PROXY_CONNECT_MS = 5_000;

@@ -106,7 +106,7 @@ export interface EndpointSpec extends Readonly<AuthorityConfigSpec['endpoint']> 
 export interface ApiSpec {
   /** Shown to a technician: the authority's known API hosts. */
   readonly hint?: string;
-  /** The documented submission paths under apiUrl (shown by doctor and --help; the README's examples). */
+  /** The documented submission paths under apiUrl (shown by doctor and --help; the examples of docs/till-developers.md). */
   readonly paths: ReadonlyArray<string>;
 }
 

@@ -1,13 +1,49 @@
 /** Shared pieces of the commands: argument parsing, usage errors, output, the agent's socket client. */
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { createAgentClient, type AgentClient } from '../api/index.js';
-import { ConfigError, resolveConfigPath, type AgentConfig } from '../config/index.js';
+import { createAgentClient, isAccountName, type AgentClient, type ErrorBody } from '../api/index.js';
+import { closestKey, ConfigError, resolveConfigPath, type AccountConfig, type AgentConfig } from '../config/index.js';
 import { loadConfig } from '../authorities/index.js';
 import { managedBySystemd, serviceHints } from '../lib/service.js';
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
+}
+
+/**
+ * An account name the config or the running agent does not have, the same for every command that takes
+ * --account: a usage error (exit 2) naming the accounts there are, the nearest as a suggestion. `where` is
+ * who said so ("the agent", "the config FILE"); `known` undefined: an agent that did not say which it has.
+ */
+export class UnknownAccountError extends UsageError {
+  constructor(
+    readonly account: string,
+    readonly known: readonly string[] | undefined,
+    readonly where: string,
+  ) {
+    super(unknownAccountMessage(account, known, where));
+  }
+}
+
+function unknownAccountMessage(account: string, known: readonly string[] | undefined, where: string): string {
+  const name = isAccountName(account) ? account : JSON.stringify(account);
+  const meant = known === undefined ? undefined : closestKey(account, known);
+  const head = `unknown account ${name}${meant !== undefined ? ` (did you mean ${meant}?)` : ''}`;
+  if (known === undefined) return `${head}; ${where} has no such account; see pos-token-agent status`;
+  if (known.length === 0) return `${head}; ${where} has no accounts yet; add one with pos-token-agent setup`;
+  return `${head}; ${where} has: ${known.join(', ')}; see pos-token-agent status`;
+}
+
+/** The account `name` of the config, or an UnknownAccountError naming the config's accounts. */
+export function configAccount(config: AgentConfig, name: string): AccountConfig {
+  if (Object.hasOwn(config.accounts, name)) return config.accounts[name]!;
+  throw new UnknownAccountError(name, Object.keys(config.accounts), `the config ${config.source}`);
+}
+
+/** The agent's 404 unknown_account as an UnknownAccountError for `account`; undefined for any other answer. */
+export function agentUnknownAccount(account: string, body: ErrorBody): UnknownAccountError | undefined {
+  if (body.error !== 'unknown_account') return undefined;
+  return new UnknownAccountError(account, body.known_accounts, 'the agent');
 }
 
 /** A failure the user can act on: printed as it is, exit code 1. */
@@ -43,7 +79,7 @@ export function parse<T extends Options>(argv: string[], options: T) {
       continue;
     }
     const spec = Object.hasOwn(all, t.name) ? all[t.name] : undefined;
-    if (!spec) throw new UsageError(`unknown option ${t.rawName}`);
+    if (!spec) throw unknownOption(t.rawName, Object.keys(all));
     const long = `--${t.name}`;
     if (spec.type === 'boolean') {
       if (t.value !== undefined) throw new UsageError(`${long} takes no value`);
@@ -55,6 +91,18 @@ export function parse<T extends Options>(argv: string[], options: T) {
   }
   if (positionals) throw new UsageError(`this command takes options only (got ${positionals} other argument${positionals > 1 ? 's' : ''})`);
   return parseArgs({ args: normalized, options: all, strict: true, allowPositionals: false });
+}
+
+/**
+ * "unknown option --acount (did you mean --account?)": the nearest of the `known` long option names (without
+ * "--") as a suggestion. A value given with the option (`--acount=shop`) is not repeated; an option known by
+ * name but given in a form the parser does not take is named as it was given.
+ */
+export function unknownOption(raw: string, known: readonly string[]): UsageError {
+  const name = raw.startsWith('--') ? raw.slice(2).split('=', 1)[0]! : undefined;
+  if (name === undefined || known.includes(name)) return new UsageError(`unknown option ${raw}`);
+  const meant = closestKey(name, known);
+  return new UsageError(`unknown option --${name}${meant !== undefined ? ` (did you mean --${meant}?)` : ''}`);
 }
 
 /**
@@ -148,6 +196,17 @@ export function agentClient(
     socket: socketPath(values, io),
     startCommand: startCommand(resolveConfigPath(values.config, io.env)),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+}
+
+/**
+ * Output into a pipe whose reader has gone (`pos-token-agent status | head -2`): the rest of this stream's output
+ * is dropped, quietly, and the command goes on to end as it would have, with its own exit status; not Node's
+ * EPIPE stack trace. Any other error of the stream is thrown as before. Installed once, by main, on stdout and stderr.
+ */
+export function quietOnClosedPipe(stream: NodeJS.WritableStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
   });
 }
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-/** pos-token-agent <command> [options]: exit 0 success, 1 failure, 2 usage error. */
+/**
+ * pos-token-agent <command> [options]: exit 0 success, 1 failure, 2 usage error (an unknown account too). Output
+ * into a pipe closed early (`status | head -2`) is dropped quietly; the exit status stays the command's.
+ */
 import { ConfigError } from '../config/index.js';
 import { SecretKeyError, StoreError } from '../store/index.js';
 import { VERSION } from '../version.js';
-import { CliError, type Io, println, UsageError } from './common.js';
+import { CliError, type Io, println, quietOnClosedPipe, UnknownAccountError, UsageError } from './common.js';
 type Command = (argv: string[], io: Io) => Promise<number>;
 
 // Commands are loaded when used: `run` (the service, started at every boot) must not pay for the
@@ -71,6 +74,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
     return await (await command.load())(rest, io);
   } catch (err) {
+    if (err instanceof UnknownAccountError) {
+      // Its message says where the accounts are listed; the command's help would not.
+      println(io.stderr, `pos-token-agent: ${err.message}`);
+      return 2;
+    }
     if (err instanceof UsageError) {
       println(io.stderr, `pos-token-agent: ${err.message}\nSee: pos-token-agent ${command ? `${name} ` : ''}--help`);
       return 2;
@@ -84,6 +92,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 }
 
+quietOnClosedPipe(process.stdout);
+quietOnClosedPipe(process.stderr);
 const io: Io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
 main(process.argv.slice(2), io).then(
   (code) => {

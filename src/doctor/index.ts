@@ -106,7 +106,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       name: 'config',
       status: 'fail',
       detail: `${options.configPath}: ${problems}`,
-      fix: `edit ${options.configPath} (see the README's config table), then run doctor again`,
+      fix: `edit ${options.configPath} (every key: "Configuration" in docs/operations.md), then run doctor again`,
     });
     return finish(checks, options.configFlag);
   }

@@ -1,23 +1,24 @@
 /**
- * The emulator's own endpoints under /_emulator/ (the same for every authority):
+ * The emulator's own endpoints under /_emulator/ (the same for every authority), as a table of routes:
  *   GET  info                   authority, strict, token paths, principal kind
  *   GET  stats, POST stats/reset
  *   GET|POST|DELETE faults      read, merge (a key set to null removes it), clear
  *   GET|POST <kind>             devices (eta-ereceipt), clients (eta-einvoicing, myinvois, sepay, oauth2),
  *                               companies (impact-gr): list without secrets, add or replace one
  *   POST refresh-tokens/expire  impact-gr: every refresh token issued so far stops working
- *   GET|POST|DELETE api/faults  the submission API's faults: read, merge, clear
+ *   GET|POST|DELETE api/faults  the submission API's faults: read, merge, clear (admin-api.ts)
  *   GET|DELETE api/submissions  what reached the API (`?since=SEQ&limit=N`), or forget it
  *   POST api/revoke             every access token issued so far stops working at the API
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/log.js';
+import { apiAdminRoutes } from './admin-api.js';
 import type { ApiFaultState } from './api-faults.js';
 import type { ApiRecords } from './api-records.js';
 import type { FaultState } from './faults.js';
-import { BODY_CAP, cleanPath, jsonAnswer, readBody, send } from './http.js';
+import { type Answer, BODY_CAP, cleanPath, jsonAnswer, readBody, send } from './http.js';
 import type { EmulatorStats, PrincipalKind } from './types.js';
-import { validateApiFaults, validateFaults } from './validate.js';
+import { validateFaults } from './validate.js';
 import { oauthError } from './wire/oauth.js';
 import type { PrincipalRegistry } from './wire/types.js';
 
@@ -35,11 +36,62 @@ export interface AdminDeps {
   log: Logger;
 }
 
-const API_ROUTES: Record<string, string[]> = {
-  'api/faults': ['GET', 'POST', 'DELETE'],
-  'api/submissions': ['GET', 'DELETE'],
-  'api/revoke': ['POST'],
-};
+/** One admin endpoint: `method` on ADMIN_PREFIX + `path`. A `json` route is given the parsed body as `input`. */
+export interface AdminRoute {
+  method: string;
+  path: string;
+  json?: boolean;
+  answer(input: unknown, req: IncomingMessage): Answer;
+}
+
+export interface Admin {
+  /** Answers a request whose path starts with ADMIN_PREFIX. */
+  handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void>;
+}
+
+const SINGULAR: Record<PrincipalKind, string> = { devices: 'device', clients: 'client', companies: 'company' };
+const ID_FIELD: Record<PrincipalKind, string> = { devices: 'clientId', clients: 'clientId', companies: 'vat' };
+const PRINCIPAL_KINDS: readonly string[] = ['devices', 'clients', 'companies'];
+
+export function createAdmin(deps: AdminDeps): Admin {
+  const routes = [...emulatorRoutes(deps), ...apiAdminRoutes(deps)];
+  return { handle: (req, res, path) => dispatch(routes, deps.principals.kind, req, res, path) };
+}
+
+/** Finds the route (404 for an unknown path, 405 for a method it does not take), reads its body, answers. */
+async function dispatch(
+  routes: readonly AdminRoute[],
+  kind: PrincipalKind,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+): Promise<void> {
+  const name = path.slice(ADMIN_PREFIX.length);
+  const onPath = routes.filter((r) => r.path === name);
+  if (onPath.length === 0) return void send(res, notFound(name, path, kind));
+  const route = onPath.find((r) => r.method === (req.method ?? ''));
+  if (!route) return void send(res, methodNotAllowed(onPath.map((r) => r.method)));
+  let input: unknown;
+  if (route.json) {
+    const parsed = await readJson(req, res);
+    if (!parsed) return;
+    input = parsed.value;
+  }
+  send(res, route.answer(input, req));
+}
+
+function notFound(name: string, path: string, kind: PrincipalKind): Answer {
+  const description = PRINCIPAL_KINDS.includes(name)
+    ? `this emulator registers ${kind}: use ${ADMIN_PREFIX}${kind}`
+    : `no such path ${cleanPath(path)}`;
+  return jsonAnswer(404, { error: 'not_found', error_description: description });
+}
+
+function methodNotAllowed(methods: readonly string[]): Answer {
+  return jsonAnswer(405, { error: 'method_not_allowed', error_description: `use ${methods.join(' or ')}` }, {
+    allow: methods.join(', '),
+  });
+}
 
 /** Reads an admin JSON body; answers 413 or 400 itself and returns undefined then. */
 async function readJson(req: IncomingMessage, res: ServerResponse): Promise<{ value: unknown } | undefined> {
@@ -57,142 +109,58 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<{ va
   }
 }
 
-/** A non-negative integer query parameter, or the fallback when absent; undefined when malformed. */
-function queryInt(req: IncomingMessage, name: string, fallback: number): number | undefined {
-  const value = new URL(req.url ?? '/', 'http://emulator.invalid').searchParams.get(name);
-  if (value === null) return fallback;
-  return /^\d{1,15}$/.test(value) ? Number(value) : undefined;
+function invalidRequest(problems: string[]): Answer {
+  return oauthError(400, 'invalid_request', problems.join('; '));
 }
 
-/** The submission API's admin endpoints (api/...). */
-async function handleApiAdmin(req: IncomingMessage, res: ServerResponse, route: string, deps: AdminDeps): Promise<void> {
-  const { faults, records } = deps.api;
-  switch (`${req.method ?? ''} ${route}`) {
-    case 'GET api/faults':
-      send(res, jsonAnswer(200, { faults: faults.current() }));
-      return;
-    case 'POST api/faults': {
-      const input = await readJson(req, res);
-      if (!input) return;
-      const result = validateApiFaults(input.value, 'faults');
-      if (!result.ok) return void send(res, oauthError(400, 'invalid_request', result.problems.join('; ')));
-      faults.apply(result.value);
-      deps.log.info('API faults set', { faults: Object.keys(faults.current()) });
-      send(res, jsonAnswer(200, { faults: faults.current() }));
-      return;
-    }
-    case 'DELETE api/faults':
-      faults.clear();
-      send(res, jsonAnswer(200, { faults: faults.current() }));
-      return;
-    case 'GET api/submissions': {
-      const since = queryInt(req, 'since', 0);
-      const limit = queryInt(req, 'limit', Number.MAX_SAFE_INTEGER);
-      if (since === undefined || limit === undefined) {
-        return void send(res, oauthError(400, 'invalid_request', 'since and limit take non-negative integers'));
-      }
-      const submissions = records.list(since, limit);
-      send(res, jsonAnswer(200, { submissions, duplicates: records.duplicates, total: records.total }));
-      return;
-    }
-    case 'DELETE api/submissions':
-      records.clear();
-      send(res, jsonAnswer(200, { submissions: [], duplicates: 0, total: 0 }));
-      return;
-    case 'POST api/revoke': {
-      const revoked = deps.api.revoke();
-      deps.log.info('access tokens revoked', { revoked });
-      send(res, jsonAnswer(200, { revoked }));
-      return;
-    }
-  }
-}
-
-const SINGULAR: Record<PrincipalKind, string> = { devices: 'device', clients: 'client', companies: 'company' };
-const ID_FIELD: Record<PrincipalKind, string> = { devices: 'clientId', clients: 'clientId', companies: 'vat' };
-
-export async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, deps: AdminDeps): Promise<void> {
-  const method = req.method ?? '';
-  const route = path.slice(ADMIN_PREFIX.length);
+/** The token side's endpoints: info, stats, faults, principals, refresh tokens. */
+function emulatorRoutes(deps: AdminDeps): AdminRoute[] {
   const kind = deps.principals.kind;
-  const allowed: Record<string, string[]> = {
-    info: ['GET'],
-    stats: ['GET'],
-    'stats/reset': ['POST'],
-    faults: ['GET', 'POST', 'DELETE'],
-    [kind]: ['GET', 'POST'],
-  };
-  if (deps.expireRefreshTokens) allowed['refresh-tokens/expire'] = ['POST'];
-  Object.assign(allowed, API_ROUTES);
-  const methods = allowed[route];
-  if (!methods) {
-    const other = (['devices', 'clients', 'companies'] as const).includes(route as PrincipalKind);
-    const description = other
-      ? `this emulator registers ${kind}: use ${ADMIN_PREFIX}${kind}`
-      : `no such path ${cleanPath(path)}`;
-    send(res, jsonAnswer(404, { error: 'not_found', error_description: description }));
-    return;
+  const faults = (): Answer => jsonAnswer(200, { faults: deps.faults.current() });
+  const routes: AdminRoute[] = [
+    { method: 'GET', path: 'info', answer: () => jsonAnswer(200, deps.info()) },
+    { method: 'GET', path: 'stats', answer: () => jsonAnswer(200, deps.stats()) },
+    { method: 'POST', path: 'stats/reset', answer: () => resetStats(deps) },
+    { method: 'GET', path: 'faults', answer: faults },
+    { method: 'POST', path: 'faults', json: true, answer: (input) => setFaults(deps, input) },
+    { method: 'DELETE', path: 'faults', answer: () => clearFaults(deps) },
+    { method: 'GET', path: kind, answer: () => jsonAnswer(200, { [kind]: deps.principals.list() }) },
+    { method: 'POST', path: kind, json: true, answer: (input) => addPrincipal(deps, input) },
+  ];
+  if (deps.expireRefreshTokens) {
+    routes.push({ method: 'POST', path: 'refresh-tokens/expire', answer: () => expireRefreshTokens(deps) });
   }
-  if (!methods.includes(method)) {
-    send(
-      res,
-      jsonAnswer(405, { error: 'method_not_allowed', error_description: `use ${methods.join(' or ')}` }, {
-        allow: methods.join(', '),
-      }),
-    );
-    return;
-  }
-  if (route.startsWith('api/')) return handleApiAdmin(req, res, route, deps);
-  let input: unknown;
-  if (method === 'POST' && (route === 'faults' || route === kind)) {
-    const parsed = await readJson(req, res);
-    if (!parsed) return;
-    input = parsed.value;
-  }
-  const invalid = (problems: string[]): void => {
-    send(res, oauthError(400, 'invalid_request', problems.join('; ')));
-  };
-  switch (`${method} ${route}`) {
-    case 'GET info':
-      send(res, jsonAnswer(200, deps.info()));
-      return;
-    case 'GET stats':
-      send(res, jsonAnswer(200, deps.stats()));
-      return;
-    case 'POST stats/reset':
-      deps.resetStats();
-      send(res, jsonAnswer(200, { ok: true }));
-      return;
-    case 'GET faults':
-      send(res, jsonAnswer(200, { faults: deps.faults.current() }));
-      return;
-    case 'POST faults': {
-      const result = validateFaults(input, 'faults', { refresh: deps.expireRefreshTokens !== undefined });
-      if (!result.ok) return invalid(result.problems);
-      deps.faults.apply(result.value);
-      deps.log.info('faults set', { faults: Object.keys(deps.faults.current()) });
-      send(res, jsonAnswer(200, { faults: deps.faults.current() }));
-      return;
-    }
-    case 'DELETE faults':
-      deps.faults.clear();
-      send(res, jsonAnswer(200, { faults: deps.faults.current() }));
-      return;
-    case `GET ${kind}`:
-      send(res, jsonAnswer(200, { [kind]: deps.principals.list() }));
-      return;
-    case `POST ${kind}`: {
-      const result = deps.principals.add(input, SINGULAR[kind]);
-      if (!result.ok) return invalid(result.problems);
-      deps.log.info(`${SINGULAR[kind]} added`, { [ID_FIELD[kind]]: result.value });
-      send(res, jsonAnswer(201, { [ID_FIELD[kind]]: result.value }));
-      return;
-    }
-    case 'POST refresh-tokens/expire': {
-      const expired = deps.expireRefreshTokens?.() ?? 0;
-      deps.log.info('refresh tokens expired', { expired });
-      send(res, jsonAnswer(200, { expired }));
-      return;
-    }
-  }
+  return routes;
+}
+
+function resetStats(deps: AdminDeps): Answer {
+  deps.resetStats();
+  return jsonAnswer(200, { ok: true });
+}
+
+function clearFaults(deps: AdminDeps): Answer {
+  deps.faults.clear();
+  return jsonAnswer(200, { faults: deps.faults.current() });
+}
+
+function setFaults(deps: AdminDeps, input: unknown): Answer {
+  const result = validateFaults(input, 'faults', { refresh: deps.expireRefreshTokens !== undefined });
+  if (!result.ok) return invalidRequest(result.problems);
+  deps.faults.apply(result.value);
+  deps.log.info('faults set', { faults: Object.keys(deps.faults.current()) });
+  return jsonAnswer(200, { faults: deps.faults.current() });
+}
+
+function addPrincipal(deps: AdminDeps, input: unknown): Answer {
+  const kind = deps.principals.kind;
+  const result = deps.principals.add(input, SINGULAR[kind]);
+  if (!result.ok) return invalidRequest(result.problems);
+  deps.log.info(`${SINGULAR[kind]} added`, { [ID_FIELD[kind]]: result.value });
+  return jsonAnswer(201, { [ID_FIELD[kind]]: result.value });
+}
+
+function expireRefreshTokens(deps: AdminDeps): Answer {
+  const expired = deps.expireRefreshTokens?.() ?? 0;
+  deps.log.info('refresh tokens expired', { expired });
+  return jsonAnswer(200, { expired });
 }

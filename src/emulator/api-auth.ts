@@ -31,37 +31,45 @@ const CACHE_MAX = 1024;
 const IDS_MAX = 200_000;
 const BEARER = /^Bearer +(\S+) *$/i;
 
-export function createApiAuth(options: {
+interface ApiAuthOptions {
   key: Pick<SigningKey, 'verify'>;
   clock: Clock;
   /** The emulator's base URL: the `iss` of its tokens. */
   issuer: () => string;
-}): ApiAuth {
+}
+
+/** Signature and issuer checked once per token string; the verified claims kept in a bounded map. */
+function createVerifier(options: ApiAuthOptions): { verify(token: string): Verified | undefined; forget(token: string): void } {
   const cache = new Map<string, Verified>();
+  return {
+    verify(token) {
+      const hit = cache.get(token);
+      if (hit) return hit;
+      const claims = options.key.verify(token);
+      if (!claims || claims.iss !== options.issuer()) return undefined;
+      const { jti, exp, nbf } = claims;
+      if (typeof jti !== 'string' || typeof exp !== 'number') return undefined;
+      const verified: Verified = { jti, exp, nbf: typeof nbf === 'number' ? nbf : 0 };
+      if (cache.size >= CACHE_MAX) {
+        const nowS = options.clock.now() / 1000;
+        for (const [t, v] of cache) if (v.exp <= nowS) cache.delete(t);
+        // Still full: forget the oldest entry rather than grow.
+        if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+      }
+      cache.set(token, verified);
+      return verified;
+    },
+    forget: (token) => void cache.delete(token),
+  };
+}
+
+export function createApiAuth(options: ApiAuthOptions): ApiAuth {
+  const verifier = createVerifier(options);
   /** jti → its issue ordinal (1, 2, ...). */
   const issued = new Map<string, number>();
   const revoked = new Set<string>();
   let ordinal = 0;
   let revokedUpTo = 0;
-
-  /** Signature and issuer, once per token string. */
-  const verify = (token: string): Verified | undefined => {
-    const hit = cache.get(token);
-    if (hit) return hit;
-    const claims = options.key.verify(token);
-    if (!claims || claims.iss !== options.issuer()) return undefined;
-    const { jti, exp, nbf } = claims;
-    if (typeof jti !== 'string' || typeof exp !== 'number') return undefined;
-    const verified: Verified = { jti, exp, nbf: typeof nbf === 'number' ? nbf : 0 };
-    if (cache.size >= CACHE_MAX) {
-      const nowS = options.clock.now() / 1000;
-      for (const [t, v] of cache) if (v.exp <= nowS) cache.delete(t);
-      // Still full: forget the oldest entry rather than grow.
-      if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
-    }
-    cache.set(token, verified);
-    return verified;
-  };
 
   const isRevoked = (jti: string): boolean => {
     if (revoked.has(jti)) return true;
@@ -79,11 +87,11 @@ export function createApiAuth(options: {
       if (authorization === undefined) return { ok: false, description: 'missing Authorization: Bearer <access token>' };
       const token = BEARER.exec(authorization)?.[1];
       if (!token) return { ok: false, description: 'the Authorization header is not "Bearer <access token>"' };
-      const verified = verify(token);
+      const verified = verifier.verify(token);
       if (!verified) return { ok: false, description: 'the access token was not issued by this service' };
       const nowS = options.clock.now() / 1000;
       if (nowS >= verified.exp) {
-        cache.delete(token);
+        verifier.forget(token);
         return { ok: false, description: 'the access token has expired' };
       }
       if (nowS < verified.nbf) return { ok: false, description: 'the access token is not valid yet' };

@@ -29,7 +29,8 @@ import {
   receiptSubmission,
   type RouteDeps,
 } from './api-routes.js';
-import { type Answer, headerValue, jsonAnswer, readBody, send } from './http.js';
+import { type ApiStats, createApiStats } from './api-stats.js';
+import { type Answer, type BodyLimits, type BodyResult, headerValue, jsonAnswer, readBody, send } from './http.js';
 import type { ApiSubmission, EmulatorApiStats, EmulatorAuthority } from './types.js';
 import type { WireErrors } from './wire/types.js';
 
@@ -85,10 +86,6 @@ function wireRenderer(errors: WireErrors): ApiErrorRenderer {
 
 const ETA_STYLE: ReadonlySet<EmulatorAuthority> = new Set(['eta-ereceipt', 'eta-einvoicing']);
 
-function emptyStats(): EmulatorApiStats {
-  return { requests: 0, accepted: 0, rejected: 0, unauthorized: 0, duplicates: 0, byStatus: {} };
-}
-
 function parseBody(raw: Buffer): ParsedBody {
   if (raw.length === 0) return { kind: 'empty' };
   try {
@@ -134,113 +131,125 @@ function faultAnswer(fault: ApiFaultDecision, jti: string, auth: ApiAuth, error:
   }
 }
 
-/** The API's counters; undefined until the first request since the last reset. */
-function createApiStats(): {
-  count(status: number | 'dropped'): void;
-  request(): void;
-  duplicate(): void;
-  get(): EmulatorApiStats | undefined;
-  reset(): void;
-} {
-  let stats: EmulatorApiStats | undefined;
-  const live = (): EmulatorApiStats => (stats ??= emptyStats());
-  return {
-    count(status) {
-      const s = live();
-      s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;
-      if (status === 'dropped') return;
-      if (status >= 200 && status < 300) s.accepted += 1;
-      else if (status === 401) s.unauthorized += 1;
-      else if (status >= 400 && status < 500) s.rejected += 1;
-    },
-    request: () => void (live().requests += 1),
-    duplicate: () => void (live().duplicates += 1),
-    get: () => (stats ? { ...stats, byStatus: { ...stats.byStatus } } : undefined),
-    reset() {
-      stats = undefined;
-    },
-  };
+/** What the request handlers share. */
+interface ApiContext {
+  deps: ApiDeps;
+  error: ApiErrorRenderer;
+  routeDeps: RouteDeps;
+  limits: BodyLimits;
+  stats: ApiStats;
 }
 
 export function createApi(deps: ApiDeps): ApiServer {
-  const { authority, records, auth } = deps;
-  const eta = ETA_STYLE.has(authority);
+  const eta = ETA_STYLE.has(deps.authority);
   const error = eta ? etaRenderer() : wireRenderer(deps.errors);
-  const routeDeps: RouteDeps = {
-    records,
+  const ctx: ApiContext = {
+    deps,
     error,
-    okHeaders: eta ? () => ({ correlationId: randomUUID() }) : () => undefined,
+    routeDeps: {
+      records: deps.records,
+      error,
+      okHeaders: eta ? () => ({ correlationId: randomUUID() }) : () => undefined,
+    },
+    limits: { cap: deps.maxBodyBytes, drain: deps.maxBodyBytes + 1024 * 1024 },
+    stats: createApiStats(),
   };
-  const limits = { cap: deps.maxBodyBytes, drain: deps.maxBodyBytes + 1024 * 1024 };
-  const stats = createApiStats();
-
-  /** Answers a request that passed the bearer check and whose body was read: faults, route, record, send. */
-  function answer(call: ApiCall, fault: ApiFaultDecision, jti: string, tooLarge: { drained: boolean } | undefined, res: ServerResponse): void {
-    const injected = faultAnswer(fault, jti, auth, error);
-    let outcome: Outcome;
-    if (injected) outcome = { answer: injected, uuids: bodyUuids(call.path, call.parsed), duplicate: false };
-    else if (tooLarge) {
-      const a = error(413, 'tooLarge', `the body is larger than ${deps.maxBodyBytes} bytes`);
-      outcome = { answer: tooLarge.drained ? a : { ...a, close: true }, uuids: [], duplicate: false };
-    } else outcome = dispatch(call, authority, routeDeps);
-    const record: ApiSubmission = {
-      seq: records.nextSeq(),
-      at: new Date(deps.clock.now()).toISOString(),
-      method: call.method,
-      path: call.path,
-      status: outcome.answer.status,
-      tokenJti: jti,
-      body: call.parsed.kind === 'json' ? call.parsed.value : null,
-      uuids: outcome.uuids,
-      duplicate: outcome.duplicate,
-    };
-    if (fault.kind !== 'none') record.fault = fault.kind;
-    records.add(record, call.raw.length);
-    if (outcome.duplicate) stats.duplicate();
-    if (fault.kind === 'drop') {
-      stats.count('dropped');
-      deps.log.debug('API answer dropped (fault)', { path: call.path, seq: record.seq });
-      res.socket?.destroy();
-      return;
-    }
-    if (send(res, outcome.answer)) stats.count(outcome.answer.status);
-  }
-
-  async function handle(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
-    stats.request();
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const method = req.method ?? '';
-    const verdict = auth.check(headerValue(req.headers, 'authorization'));
-    if (!verdict.ok) {
-      if (send(res, unauthorizedAnswer(error, verdict.description))) stats.count(401);
-      return;
-    }
-    const body = await readBody(req, limits);
-    if (body.kind === 'aborted') return;
-    const fault = deps.faults.take();
-    if (fault.latencyMs > 0) {
-      try {
-        await sleep(deps.clock, fault.latencyMs, signal);
-      } catch {
-        return; // stopped meanwhile; the connection is gone
-      }
-    }
-    const raw = body.kind === 'ok' ? body.body : Buffer.alloc(0);
-    const call: ApiCall = {
-      method,
-      path: q < 0 ? url : url.slice(0, q),
-      query: q < 0 ? '' : url.slice(q + 1),
-      headers: req.headers,
-      raw,
-      parsed: body.kind === 'ok' ? parseBody(raw) : { kind: 'empty' },
-    };
-    answer(call, fault, verdict.jti, body.kind === 'too_large' ? { drained: body.drained } : undefined, res);
-  }
-
   return {
-    handle,
-    stats: () => stats.get(),
-    resetStats: () => stats.reset(),
+    handle: (req, res, signal) => handleApiRequest(ctx, req, res, signal),
+    stats: () => ctx.stats.get(),
+    resetStats: () => ctx.stats.reset(),
   };
+}
+
+/** The bearer check, the body, the faults' latency; then the answer. */
+async function handleApiRequest(ctx: ApiContext, req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  const { deps, stats } = ctx;
+  stats.request();
+  const verdict = deps.auth.check(headerValue(req.headers, 'authorization'));
+  if (!verdict.ok) {
+    if (send(res, unauthorizedAnswer(ctx.error, verdict.description))) stats.count(401);
+    return;
+  }
+  const body = await readBody(req, ctx.limits);
+  if (body.kind === 'aborted') return;
+  const fault = deps.faults.take();
+  if (fault.latencyMs > 0) {
+    try {
+      await sleep(deps.clock, fault.latencyMs, signal);
+    } catch {
+      return; // stopped meanwhile; the connection is gone
+    }
+  }
+  const tooLarge = body.kind === 'too_large' ? { drained: body.drained } : undefined;
+  answerCall(ctx, apiCall(req, body), fault, verdict.jti, tooLarge, res);
+}
+
+function apiCall(req: IncomingMessage, body: Exclude<BodyResult, { kind: 'aborted' }>): ApiCall {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const raw = body.kind === 'ok' ? body.body : Buffer.alloc(0);
+  return {
+    method: req.method ?? '',
+    path: q < 0 ? url : url.slice(0, q),
+    query: q < 0 ? '' : url.slice(q + 1),
+    headers: req.headers,
+    raw,
+    parsed: body.kind === 'ok' ? parseBody(raw) : { kind: 'empty' },
+  };
+}
+
+/** Answers a request that passed the bearer check and whose body was read: faults, route, record, send. */
+function answerCall(
+  ctx: ApiContext,
+  call: ApiCall,
+  fault: ApiFaultDecision,
+  jti: string,
+  tooLarge: { drained: boolean } | undefined,
+  res: ServerResponse,
+): void {
+  const { deps, stats } = ctx;
+  const outcome = callOutcome(ctx, call, fault, jti, tooLarge);
+  const record = submissionRecord(deps, call, outcome, fault, jti);
+  deps.records.add(record, call.raw.length);
+  if (outcome.duplicate) stats.duplicate();
+  if (fault.kind === 'drop') {
+    stats.count('dropped');
+    deps.log.debug('API answer dropped (fault)', { path: call.path, seq: record.seq });
+    res.socket?.destroy();
+    return;
+  }
+  if (send(res, outcome.answer)) stats.count(outcome.answer.status);
+}
+
+/** An injected fault, else the body cap, else the route. */
+function callOutcome(
+  ctx: ApiContext,
+  call: ApiCall,
+  fault: ApiFaultDecision,
+  jti: string,
+  tooLarge: { drained: boolean } | undefined,
+): Outcome {
+  const injected = faultAnswer(fault, jti, ctx.deps.auth, ctx.error);
+  if (injected) return { answer: injected, uuids: bodyUuids(call.path, call.parsed), duplicate: false };
+  if (tooLarge) {
+    const a = ctx.error(413, 'tooLarge', `the body is larger than ${ctx.deps.maxBodyBytes} bytes`);
+    return { answer: tooLarge.drained ? a : { ...a, close: true }, uuids: [], duplicate: false };
+  }
+  return dispatch(call, ctx.deps.authority, ctx.routeDeps);
+}
+
+function submissionRecord(deps: ApiDeps, call: ApiCall, outcome: Outcome, fault: ApiFaultDecision, jti: string): ApiSubmission {
+  const record: ApiSubmission = {
+    seq: deps.records.nextSeq(),
+    at: new Date(deps.clock.now()).toISOString(),
+    method: call.method,
+    path: call.path,
+    status: outcome.answer.status,
+    tokenJti: jti,
+    body: call.parsed.kind === 'json' ? call.parsed.value : null,
+    uuids: outcome.uuids,
+    duplicate: outcome.duplicate,
+  };
+  if (fault.kind !== 'none') record.fault = fault.kind;
+  return record;
 }

@@ -12,6 +12,12 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Never forwarded to the API: the agent sets them, or they belong to the socket API. */
 const AGENT_OWNED: ReadonlySet<string> = new Set(['host', 'authorization', 'content-length', 'x-pos-agent', 'expect']);
 
+/**
+ * Never passed back from the API: the headers the agent puts on its own answers. An API (or anything between) that
+ * sent `X-Pos-Agent-Error` would make its answer look like the agent's own refusal.
+ */
+const AGENT_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-pos-agent-error', 'x-pos-agent-attempts']);
+
 /** A till's headers that the proxy refuses (400): it would send them with someone else's authority. */
 export const REFUSED_REQUEST_HEADERS: ReadonlyArray<string> = ['authorization', 'cookie', 'proxy-authorization'];
 
@@ -36,12 +42,15 @@ export function requestHeadersOut(headers: IncomingHttpHeaders): OutgoingHttpHea
   return out;
 }
 
-/** The API's headers as they go back to the till (the length and framing are the agent's own connection's). */
+/**
+ * The API's headers as they go back to the till (the length and framing are the agent's own connection's; the
+ * agent's own answer headers are never the API's).
+ */
 export function responseHeadersBack(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const listed = connectionListed(headers);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || AGENT_ANSWER_HEADERS.has(name) || listed.has(name)) continue;
     out[name] = value;
   }
   return out;

@@ -146,66 +146,77 @@ export function createIdentityReader(options: IdentityReaderOptions): IdentityRe
         }
         const sources = profile?.values[field];
         if (!sources) continue;
-        const failures: string[] = [];
-        for (const source of sources) {
-          const where = describeSource(source, field, env);
-          if (readOptions.cheapOnly && isExpensive(source)) {
-            reading.skipped.push(field);
-            break;
-          }
-          const outcome = await readSource(source, field, account);
-          if (!outcome.ok) {
-            failures.push(`${where}: ${outcome.reason}`);
-            continue;
-          }
-          const check = checkValue(field, outcome.value);
-          if (check.ok) {
-            reading.values[field] = { value: check.value, source: where };
-            break;
-          }
-          if (check.empty) {
-            failures.push(`${where}: empty value`);
-            continue;
-          }
-          // A value that cannot be sent is an error, not a reason to try the next source:
-          // falling through would make the device report a different identity.
-          failures.push(`${where}: ${check.message}`);
-          break;
-        }
-        if (reading.values[field] === undefined && !reading.skipped.includes(field)) {
-          reading.errors[field] = failures.join('; ');
+        const outcome = await readField(field, sources, (source) => readSource(source, field, account), env, readOptions.cheapOnly === true);
+        if (outcome.value) reading.values[field] = outcome.value;
+        else if (outcome.skipped) reading.skipped.push(field);
+        else {
+          reading.errors[field] = outcome.failures.join('; ');
           log.debug('identity field unavailable', { account: account.name, profile: name, field, reason: reading.errors[field] });
         }
       }
       return reading;
     },
 
-    async detect() {
-      const files = await listProfileFiles(options.profileDirs);
-      const matches: DetectedProfile[] = [];
-      const invalid: ProfileError[] = [];
-      for (const file of files.values()) {
-        let profile: DeviceProfile;
-        try {
-          profile = await readProfileFile(file);
-        } catch (err) {
-          if (!(err instanceof ProfileError)) throw err;
-          log.warn('invalid device profile skipped', { file, problems: err.problems });
-          invalid.push(err);
-          continue;
-        }
-        if (!profile.match) continue;
-        let holds = true;
-        for (const condition of profile.match) {
-          if (!(await conditionHolds(condition, root))) {
-            holds = false;
-            break;
-          }
-        }
-        if (holds) matches.push({ profile: profile.name, description: profile.description, conditions: profile.match.length });
-      }
-      matches.sort((a, b) => b.conditions - a.conditions || a.profile.localeCompare(b.profile));
-      return { matches, invalid };
-    },
+    detect: () => detectProfiles(options.profileDirs, root, log),
   };
+}
+
+/** One field read from its sources in order: the first usable value, or skipped (cheapOnly), or why each failed. */
+async function readField(
+  field: IdentityField,
+  sources: readonly ValueSource[],
+  read: (source: ValueSource) => Promise<SourceOutcome>,
+  env: NodeJS.ProcessEnv,
+  cheapOnly: boolean,
+): Promise<{ value?: IdentityValue; skipped?: true; failures: string[] }> {
+  const failures: string[] = [];
+  for (const source of sources) {
+    const where = describeSource(source, field, env);
+    if (cheapOnly && isExpensive(source)) return { skipped: true, failures };
+    const outcome = await read(source);
+    if (!outcome.ok) {
+      failures.push(`${where}: ${outcome.reason}`);
+      continue;
+    }
+    const check = checkValue(field, outcome.value);
+    if (check.ok) return { value: { value: check.value, source: where }, failures };
+    if (check.empty) {
+      failures.push(`${where}: empty value`);
+      continue;
+    }
+    // A value that cannot be sent is an error, not a reason to try the next source:
+    // falling through would make the device report a different identity.
+    failures.push(`${where}: ${check.message}`);
+    break;
+  }
+  return { failures };
+}
+
+/** The profiles in `profileDirs` whose every match condition holds under `root`, most specific first. */
+async function detectProfiles(profileDirs: readonly string[], root: string, log: Logger): Promise<DetectResult> {
+  const files = await listProfileFiles(profileDirs);
+  const matches: DetectedProfile[] = [];
+  const invalid: ProfileError[] = [];
+  for (const file of files.values()) {
+    let profile: DeviceProfile;
+    try {
+      profile = await readProfileFile(file);
+    } catch (err) {
+      if (!(err instanceof ProfileError)) throw err;
+      log.warn('invalid device profile skipped', { file, problems: err.problems });
+      invalid.push(err);
+      continue;
+    }
+    if (!profile.match) continue;
+    let holds = true;
+    for (const condition of profile.match) {
+      if (!(await conditionHolds(condition, root))) {
+        holds = false;
+        break;
+      }
+    }
+    if (holds) matches.push({ profile: profile.name, description: profile.description, conditions: profile.match.length });
+  }
+  matches.sort((a, b) => b.conditions - a.conditions || a.profile.localeCompare(b.profile));
+  return { matches, invalid };
 }

@@ -160,56 +160,89 @@ export function createNotifier(deps: NotifierDeps): Notifier {
   const env = deps.env;
   const log = deps.log;
   const clock = deps.clock ?? systemClock;
-  const spawn: SpawnFn = deps.spawn ?? ((command, args, options) => nodeSpawn(command, args, options));
-  const command = deps.command ?? 'systemd-notify';
-  const timeoutMs = deps.timeoutMs ?? 5_000;
   const pid = deps.pid ?? process.pid;
   const enabled = typeof env.NOTIFY_SOCKET === 'string' && env.NOTIFY_SOCKET !== '';
   const interval = enabled ? watchdogInterval(env, pid) : undefined;
+  const channels = createChannels({
+    env,
+    log,
+    clock,
+    spawn: deps.spawn ?? ((command, args, options) => nodeSpawn(command, args, options)),
+    command: deps.command ?? 'systemd-notify',
+    timeoutMs: deps.timeoutMs ?? 5_000,
+  });
 
-  let missing = false;
   let closed = false;
   let watchdogTimer: Timer | undefined;
+  const send = (message: Message): void => {
+    if (enabled) channels.send(message);
+  };
+  const watchdog = (): void => {
+    if (enabled) channels.watchdog();
+  };
+  const tick = (): void => {
+    if (closed || interval === undefined) return;
+    watchdog();
+    watchdogTimer = clock.setTimer(tick, interval);
+  };
+
+  return {
+    enabled,
+    watchdogIntervalMs: interval,
+    ready: (status) => send({ state: 'READY', ...(status !== undefined ? { status } : {}) }),
+    reloading: (status) => send({ state: 'RELOADING', ...(status !== undefined ? { status } : {}) }),
+    stopping: (status) => send({ state: 'STOPPING', ...(status !== undefined ? { status } : {}) }),
+    status: (text) => send({ status: text }),
+    watchdog,
+    startWatchdog() {
+      if (interval === undefined || watchdogTimer || closed) return;
+      log.debug('systemd watchdog enabled', { interval_ms: interval });
+      watchdogTimer = clock.setTimer(tick, interval);
+    },
+    close() {
+      closed = true;
+      watchdogTimer?.cancel();
+      return channels.idle();
+    },
+  };
+}
+
+/** What running one systemd-notify child takes. */
+interface ChildRunner {
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  clock: Clock;
+  spawn: SpawnFn;
+  command: string;
+  timeoutMs: number;
+}
+
+/** The two channels to systemd-notify (state and status messages; watchdog pings) of one notifier. */
+interface Channels {
+  /** Queues a state or status message (coalesced) and sends it when the state channel is free. */
+  send(message: Message): void;
+  /** Sends a watchdog ping unless one is in flight. */
+  watchdog(): void;
+  /** Resolves when no child runs and no message waits. */
+  idle(): Promise<void>;
+}
+
+function createChannels(runner: ChildRunner): Channels {
+  const { env, log, command } = runner;
+  let missing = false;
   const idleWaiters: Array<() => void> = [];
   const stateChannel: Channel = { running: false, pending: [] };
   const watchdogChannel: Channel = { running: false, pending: [] };
 
-  const idle = (): boolean => !stateChannel.running && stateChannel.pending.length === 0 && !watchdogChannel.running;
+  const isIdle = (): boolean => !stateChannel.running && stateChannel.pending.length === 0 && !watchdogChannel.running;
   const settle = (): void => {
-    if (!idle()) return;
+    if (!isIdle()) return;
     for (const w of idleWaiters.splice(0)) w();
   };
 
   const run = (channel: Channel, args: string[], what: string): void => {
     channel.running = true;
-    let child: NotifyChild;
-    try {
-      child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...env } });
-    } catch (err) {
-      finish(channel, err as NodeJS.ErrnoException);
-      return;
-    }
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer | string) => {
-      if (stderr.length < 500) stderr += d.toString();
-    });
-    let done = false;
-    const timer = clock.setTimer(() => {
-      if (done) return;
-      log.warn('systemd-notify did not finish in time; killed it', { what, timeout_ms: timeoutMs });
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    const end = (err?: NodeJS.ErrnoException, code?: number | null, signal?: NodeJS.Signals | null): void => {
-      if (done) return;
-      done = true;
-      timer.cancel();
-      if (!err && code !== 0 && signal === null) {
-        log.warn('systemd-notify failed', { what, code, stderr: stderr.trim().slice(0, 300) });
-      }
-      finish(channel, err);
-    };
-    child.once('error', (err) => end(err));
-    child.once('close', (code, signal) => end(undefined, code, signal));
+    runNotifyChild(runner, args, what, (err) => finish(channel, err));
   };
 
   const finish = (channel: Channel, err?: NodeJS.ErrnoException): void => {
@@ -239,51 +272,72 @@ export function createNotifier(deps: NotifierDeps): Notifier {
     run(stateChannel, notifyArgs(message), message.state ?? 'STATUS');
   };
 
-  const send = (message: Message): void => {
-    if (!enabled || missing) return;
-    const queue = stateChannel.pending;
-    const last = queue[queue.length - 1];
-    if (last && (!message.state || !last.state || last.state === message.state)) {
-      if (message.state) last.state = message.state;
-      if (message.status !== undefined) last.status = message.status;
-    } else {
-      queue.push({ ...message });
-      if (queue.length > MAX_PENDING) queue.splice(0, queue.length - MAX_PENDING);
-    }
-    drainState();
-  };
-
-  const watchdog = (): void => {
-    if (!enabled || missing || watchdogChannel.running) return;
-    run(watchdogChannel, notifyArgs({ watchdog: true }), 'WATCHDOG');
-  };
-
-  const tick = (): void => {
-    if (closed || interval === undefined) return;
-    watchdog();
-    watchdogTimer = clock.setTimer(tick, interval);
-  };
-
   return {
-    enabled,
-    watchdogIntervalMs: interval,
-    ready: (status) => send({ state: 'READY', ...(status !== undefined ? { status } : {}) }),
-    reloading: (status) => send({ state: 'RELOADING', ...(status !== undefined ? { status } : {}) }),
-    stopping: (status) => send({ state: 'STOPPING', ...(status !== undefined ? { status } : {}) }),
-    status: (text) => send({ status: text }),
-    watchdog,
-    startWatchdog() {
-      if (interval === undefined || watchdogTimer || closed) return;
-      log.debug('systemd watchdog enabled', { interval_ms: interval });
-      watchdogTimer = clock.setTimer(tick, interval);
+    send(message) {
+      if (missing) return;
+      coalesce(stateChannel.pending, message);
+      drainState();
     },
-    close() {
-      closed = true;
-      watchdogTimer?.cancel();
-      if (idle()) return Promise.resolve();
+    watchdog() {
+      if (missing || watchdogChannel.running) return;
+      run(watchdogChannel, notifyArgs({ watchdog: true }), 'WATCHDOG');
+    },
+    idle() {
+      if (isIdle()) return Promise.resolve();
       return new Promise<void>((resolve) => {
         idleWaiters.push(resolve);
       });
     },
   };
+}
+
+/**
+ * Adds `message` to the waiting ones: a status joins the last message, a repeated state merges with the last
+ * one; a new state is queued (the oldest dropped beyond MAX_PENDING).
+ */
+function coalesce(queue: Message[], message: Message): void {
+  const last = queue[queue.length - 1];
+  if (last && (!message.state || !last.state || last.state === message.state)) {
+    if (message.state) last.state = message.state;
+    if (message.status !== undefined) last.status = message.status;
+  } else {
+    queue.push({ ...message });
+    if (queue.length > MAX_PENDING) queue.splice(0, queue.length - MAX_PENDING);
+  }
+}
+
+/**
+ * Runs one systemd-notify child, killed after timeoutMs; `done` is called once, with the error when it could not
+ * run. A non-zero exit is logged here.
+ */
+function runNotifyChild(runner: ChildRunner, args: string[], what: string, done: (err?: NodeJS.ErrnoException) => void): void {
+  const { log, timeoutMs } = runner;
+  let child: NotifyChild;
+  try {
+    child = runner.spawn(runner.command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...runner.env } });
+  } catch (err) {
+    done(err as NodeJS.ErrnoException);
+    return;
+  }
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer | string) => {
+    if (stderr.length < 500) stderr += d.toString();
+  });
+  let ended = false;
+  const timer = runner.clock.setTimer(() => {
+    if (ended) return;
+    log.warn('systemd-notify did not finish in time; killed it', { what, timeout_ms: timeoutMs });
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const end = (err?: NodeJS.ErrnoException, code?: number | null, signal?: NodeJS.Signals | null): void => {
+    if (ended) return;
+    ended = true;
+    timer.cancel();
+    if (!err && code !== 0 && signal === null) {
+      log.warn('systemd-notify failed', { what, code, stderr: stderr.trim().slice(0, 300) });
+    }
+    done(err);
+  };
+  child.once('error', (err) => end(err));
+  child.once('close', (code, signal) => end(undefined, code, signal));
 }

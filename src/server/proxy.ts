@@ -7,29 +7,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAccountName } from '../api/index.js';
 import type { AccountConfig } from '../config/index.js';
-import {
-  forwardAccountOf,
-  REFUSED_REQUEST_HEADERS,
-  requestHeadersOut,
-  resolveTarget,
-  responseHeadersBack,
-  type ForwardRequest,
-  type ForwardResult,
-} from '../forward/index.js';
-import type { Logger } from '../lib/log.js';
-import type { TokenError } from '../tokens/index.js';
-import { HttpError } from './http.js';
+import { forwardAccountOf, REFUSED_REQUEST_HEADERS, requestHeadersOut, resolveTarget, responseHeadersBack } from '../forward/index.js';
+import { knownAccount } from './accounts.js';
+import type { ProxySource, ServerContext } from './context.js';
+import { badRequest, HttpError, payloadTooLarge } from './http.js';
+import { tokenHttpError } from './token.js';
 
 export const PROXY_PREFIX = '/v1/proxy/';
 
-/** What the proxy route needs: the accounts as configured now, and a sender. */
-export interface ProxySource {
-  account(name: string): AccountConfig | undefined;
-  accountNames(): string[];
-  forward(request: ForwardRequest): Promise<ForwardResult>;
-}
-
-const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+/** The methods the proxy forwards. */
+export const PROXY_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 /**
  * Host names a till may have put in Host to reach the agent over its socket: loopback names, a bare name
@@ -48,21 +35,29 @@ export function splitProxyTarget(raw: string): { name: string; rest: string } {
   return end === -1 ? { name: after, rest: '' } : { name: after.slice(0, end), rest: after.slice(end) };
 }
 
-/** Checks the request and answers it; errors to answer are thrown as HttpError. */
-export async function handleProxy(
-  req: IncomingMessage,
-  res: ServerResponse,
-  source: ProxySource,
-  tokenError: (e: TokenError) => HttpError,
-  log: Logger,
-): Promise<void> {
-  const { account, url } = proxyTarget(req, source);
+/** The proxy the route forwards through (the route table answers 404 for these paths when the agent has none). */
+function proxyOf(ctx: ServerContext): ProxySource {
+  const source = ctx.options.proxy;
+  if (!source) throw new HttpError(404, { error: 'not_found', message: 'this agent has no API proxy' });
+  return source;
+}
+
+/**
+ * `ANY /v1/proxy/NAME/...`, by its raw target: checks the request and forwards it; the API's answer goes back as it
+ * came. Errors the agent answers itself are thrown as HttpError (and get X-Pos-Agent-Error); the API's never are.
+ */
+export async function proxyRequest(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const source = proxyOf(ctx);
+  const { account, url } = proxyTarget(req, source, ctx.configFile);
   const view = forwardAccountOf(account as AccountConfig & { apiUrl: string });
   const limits = view.api;
   // The socket's idle limit (server.idleTimeoutMs, 30 s) must not cut a till off while the API is still within
   // its own deadlines: the till gets the 504 instead of a reset.
   res.setTimeout(limits.totalMs + 5_000);
-  const sent = hasBody(req) ? await readCapped(req, limits.maxBodyBytes) : EMPTY;
+  const cap = limits.maxBodyBytes;
+  const tooLarge = (size: number | undefined) =>
+    payloadTooLarge('the body', size, cap, { setting: `accounts.${account.name}.api.maxBodyBytes`, file: ctx.configFile() });
+  const sent = hasBody(req) ? await readCapped(req, cap, tooLarge) : EMPTY;
   const result = await source.forward({
     account: view,
     method: req.method!,
@@ -71,7 +66,7 @@ export async function handleProxy(
     ...(sent.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(req.method!) ? { body: sent } : {}),
   });
   if (!result.ok) {
-    if (result.kind === 'token') throw tokenError(result.error);
+    if (result.kind === 'token') throw tokenHttpError(result.error);
     if (result.kind === 'timeout') throw new HttpError(504, { error: 'upstream_timeout', message: result.message });
     throw new HttpError(502, { error: 'upstream_unavailable', message: result.message });
   }
@@ -80,7 +75,7 @@ export async function handleProxy(
   // A failure either way ends both sides.
   const body = result.body;
   body.once('error', (err) => {
-    log.warn('proxy: the answer broke off', { account: account.name, error: String(err) });
+    ctx.options.log.warn('proxy: the answer broke off', { account: account.name, error: String(err) });
     res.destroy();
   });
   res.once('close', () => {
@@ -89,34 +84,24 @@ export async function handleProxy(
   body.pipe(res);
 }
 
-function proxyTarget(req: IncomingMessage, source: ProxySource): { account: AccountConfig; url: URL } {
+/** A `/v1/proxy/...` target in absolute form (http://host/v1/proxy/...): the proxy takes only origin-relative paths. */
+export function absoluteFormRefused(): never {
+  throw badRequest('the proxy takes an origin-relative path (/v1/proxy/ACCOUNT/...)');
+}
+
+function proxyTarget(req: IncomingMessage, source: ProxySource, configFile: () => string): { account: AccountConfig; url: URL } {
   const { name, rest } = splitProxyTarget(req.url ?? '');
-  if (!isAccountName(name)) {
-    throw new HttpError(400, { error: 'bad_request', message: 'the proxy path is /v1/proxy/ACCOUNT/<path under its apiUrl>' });
-  }
-  if (!METHODS.has(req.method ?? '')) {
-    throw new HttpError(405, { error: 'method_not_allowed', message: `the proxy forwards ${[...METHODS].join(', ')}` });
-  }
+  if (!isAccountName(name)) throw badRequest('the proxy path is /v1/proxy/ACCOUNT/<path under its apiUrl>');
   for (const h of REFUSED_REQUEST_HEADERS) {
-    if (req.headers[h] !== undefined) {
-      throw new HttpError(400, { error: 'bad_request', message: `the ${h} header is refused: the agent sends the account's own credentials` });
-    }
+    if (req.headers[h] !== undefined) throw badRequest(`the ${h} header is refused: the agent sends the account's own credentials`);
   }
-  if (!isLocalHost(req.headers.host)) {
-    throw new HttpError(400, { error: 'bad_request', message: 'the Host header names another server; the proxy sends only to the account\'s apiUrl' });
-  }
-  const account = source.account(name);
-  if (!account) {
-    throw new HttpError(404, { error: 'unknown_account', message: `no account named ${name}`, known_accounts: source.accountNames() });
-  }
+  if (!isLocalHost(req.headers.host)) throw badRequest("the Host header names another server; the proxy sends only to the account's apiUrl");
+  const account = knownAccount(source, name, configFile);
   if (!account.apiUrl) {
-    throw new HttpError(409, {
-      error: 'api_not_configured',
-      message: `account ${name} has no apiUrl; set accounts.${name}.apiUrl in the config`,
-    });
+    throw new HttpError(409, { error: 'api_not_configured', message: `account ${name} has no apiUrl; set accounts.${name}.apiUrl in the config` });
   }
   const target = resolveTarget(account.apiUrl, rest);
-  if (!target.ok) throw new HttpError(400, { error: 'bad_request', message: target.message });
+  if (!target.ok) throw badRequest(target.message);
   return { account, url: target.url };
 }
 
@@ -127,11 +112,10 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
-/** The request body, refused with 413 past `cap` (by Content-Length at once, else as it arrives). */
-export async function readCapped(req: IncomingMessage, cap: number): Promise<Buffer> {
-  const tooLarge = () => new HttpError(413, { error: 'payload_too_large', message: `the body must be at most ${cap} bytes` });
+/** The request body, refused with `tooLarge` past `cap` (by Content-Length at once, else as it arrives). */
+export async function readCapped(req: IncomingMessage, cap: number, tooLarge: (size: number | undefined) => HttpError): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > cap) throw tooLarge();
+  if (Number.isFinite(declared) && declared > cap) throw tooLarge(declared);
   // Listeners, not `for await`: an async iterator costs a promise per chunk on the proxy's hot path.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -141,7 +125,7 @@ export async function readCapped(req: IncomingMessage, cap: number): Promise<Buf
       if (size > cap) {
         req.off('data', onData);
         req.resume(); // the rest is read and dropped, so the 413 can be answered on this connection
-        reject(tooLarge());
+        reject(tooLarge(undefined));
         return;
       }
       chunks.push(chunk);

@@ -34,8 +34,13 @@ export interface LastError {
 export interface AccountState {
   readonly token?: HeldToken;
   readonly refresh?: HeldRefresh;
-  /** Failed logins in a row (the backoff's attempt number). */
+  /** Failed logins in a row, whatever the reason (the backoff's attempt number for outages). */
   readonly failures: number;
+  /**
+   * Refusals of the credentials in a row (the rejected wait's attempt number): another kind of failure between
+   * two refusals starts the count again, so two 5xx answers before a refusal do not make its wait 4x longer.
+   */
+  readonly rejections?: number;
   /** No login before this (backoff, a login limit, a not-provisioned recheck); 0: none pending. */
   readonly nextAttemptAt: number;
   readonly lastError?: LastError;
@@ -98,11 +103,17 @@ export function failed(
   return {
     ...s,
     failures: s.failures + 1,
+    rejections: e.reason === 'credentials_rejected' ? rejectionsInARow(s) + 1 : 0,
     nextAttemptAt: e.retryAt,
     lastError: { reason: e.reason, message: e.message, atWall: e.atWall, ...(e.failure ? { failure: e.failure } : {}) },
     ...(e.reason === 'credentials_rejected' && e.version !== undefined ? { rejectedVersion: e.version } : {}),
     ...(e.answered ? { lastLoginAtWall: e.atWall } : {}),
   };
+}
+
+/** Refusals of the credentials in a row up to now: 0 unless the last failure was one. */
+export function rejectionsInARow(s: AccountState): number {
+  return s.lastError?.reason === 'credentials_rejected' ? (s.rejections ?? 0) : 0;
 }
 
 /** No usable credentials: looked at again at recheckAt, or as soon as a new version is stored. */
@@ -114,6 +125,7 @@ export function notProvisioned(
   return {
     ...rest,
     failures: s.failures + 1,
+    rejections: 0,
     nextAttemptAt: e.recheckAt,
     lastError: { reason: 'not_provisioned', message: e.message, atWall: e.atWall },
     ...(e.version !== undefined ? { rejectedVersion: e.version } : {}),
@@ -139,7 +151,7 @@ export function tokenDropped(s: AccountState, now: number): AccountState {
 
 /** New credentials were stored: the wait for them is over. */
 export function credentialsChanged(s: AccountState): AccountState {
-  return { ...s, failures: 0, nextAttemptAt: 0 };
+  return { ...s, failures: 0, rejections: 0, nextAttemptAt: 0 };
 }
 
 /** The account's config changed in a way that makes its token another's: start again, keeping history. */

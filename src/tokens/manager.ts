@@ -436,7 +436,8 @@ class Manager implements TokenManager {
 
   #applyFailure(a: Account, outcome: Extract<LoginOutcome, { kind: 'failed' }>, now: number): void {
     const delay = retryDelayMs({
-      attempt: a.state.failures + 1,
+      // A refusal's wait grows with refusals in a row only; an outage's with failures in a row.
+      attempt: outcome.reason === 'credentials_rejected' ? transition.rejectionsInARow(a.state) + 1 : a.state.failures + 1,
       reason: outcome.reason,
       ...(outcome.failure?.retryAfterMs !== undefined ? { retryAfterMs: outcome.failure.retryAfterMs } : {}),
       policy: a.config.backoff,

@@ -76,7 +76,7 @@ describe('cli: token and status with a running agent', () => {
 
   it('an account the agent does not have: exit 2, naming the accounts it has', async () => {
     const r = await runCli(['token', '--account', 'nobody', '--config', f.configPath]);
-    assertUsage(r, /^pos-token-agent: the agent has no account nobody; its accounts: default\n/, 'unknown account');
+    assertUsage(r, /^pos-token-agent: unknown account nobody; the agent has: default; see pos-token-agent status\n$/, 'unknown account');
   });
 
   it('a min_ttl longer than the tokens live: exit 1, saying the lifetime and what was asked', async () => {

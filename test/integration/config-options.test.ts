@@ -46,7 +46,7 @@ describe('provision: an account the config does not have is a usage error', () =
     writeFileSync(config, JSON.stringify({ socket: join(dir, 'agent.sock'), stateDir: join(dir, 'state'), accounts: { default: { authority: 'sepay', identityUrl: 'https://einvoice-api-sandbox.sepay.vn' } } }));
     const r = await runCli(['provision', '--config', config, '--account', 'tilll', '--stdin'], { stdin: '{}' });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /no account "tilll" in .*config\.json \(accounts: default\)/);
+    assert.match(r.stderr, /^pos-token-agent: unknown account tilll; the config .*config\.json has: default; see pos-token-agent status\n$/);
     assert.ok(!existsSync(join(dir, 'state')), 'nothing was created');
   });
 });

@@ -99,6 +99,12 @@ describe('systemd units', { skip: !has('systemd-analyze') && 'systemd-analyze is
     assert.match(sysusers, /^g pos-token-clients /m);
     assert.match(sysusers, /^m pos-token-agent dialout$/m);
     assert.match(tmpfiles, /^d \/run\/pos-token-agent 0750 pos-token-agent pos-token-clients -$/m);
+    // Documentation= names the technicians' guide where install.sh puts it (the package rewrites it to /usr/share/doc).
+    for (const unit of [service, socket]) {
+      const docs = key(unit, 'Documentation');
+      assert.deepEqual(docs, ['file:/opt/pos-token-agent/docs/technicians.md']);
+      assert.ok(existsSync(join(REPO, docs[0]!.slice('file:/opt/pos-token-agent/'.length))), `${docs[0]} is in the repository`);
+    }
   });
 });
 
@@ -124,7 +130,7 @@ describe('install.sh', () => {
   it('installs the release, units, snippets, wrapper and a config skeleton', () => {
     assert.equal(first.code, 0, first.stderr + first.stdout);
     const prefix = join(root, 'opt/pos-token-agent');
-    for (const p of ['dist/cli/main.js', 'package.json', 'systemd/pos-token-agent.service', 'scripts/provision.sh', 'node_modules/better-sqlite3/package.json', 'node_modules/zod/package.json']) {
+    for (const p of ['dist/cli/main.js', 'package.json', 'systemd/pos-token-agent.service', 'scripts/provision.sh', 'README.md', 'docs/technicians.md', 'node_modules/better-sqlite3/package.json', 'node_modules/zod/package.json']) {
       assert.ok(existsSync(join(prefix, p)), p);
     }
     for (const dev of ['typescript', 'tsx', 'esbuild', '@types/node']) {
@@ -136,6 +142,7 @@ describe('install.sh', () => {
     const unit = readFileSync(join(root, 'etc/systemd/system/pos-token-agent.service'), 'utf8');
     assert.match(unit, new RegExp(`^ExecStart=${process.execPath === '/usr/bin/node' ? '/usr/bin/node' : '.*node'} /opt/pos-token-agent/dist/cli/main.js run$`, 'm'));
     assert.equal(mode(join(root, 'etc/systemd/system/pos-token-agent.service')), 0o644);
+    assert.match(unit, /^Documentation=file:\/opt\/pos-token-agent\/docs\/technicians\.md$/m, 'the guide, where install.sh put it');
     assert.equal(mode(join(root, 'etc/systemd/system/pos-token-agent.socket')), 0o644);
     assert.ok(existsSync(join(root, 'etc/sysusers.d/pos-token-agent.conf')));
     assert.ok(existsSync(join(root, 'etc/tmpfiles.d/pos-token-agent.conf')));

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -136,9 +136,32 @@ describe('the API proxy', () => {
     assert.deepEqual(seen, [], 'nothing outside /api/ reached the emulator');
   });
 
+  it("the API's 503 comes back without X-Pos-Agent-Error; the agent's own token 503 carries it", async () => {
+    f.emulator.setApiFaults({ fail5xx: 1 });
+    const api = await ask(f.socket, '/v1/proxy/default/api/_echo/x');
+    f.emulator.clearApiFaults();
+    assert.equal(api.status, 503, api.text);
+    assert.equal(api.headers['x-pos-agent-error'], undefined, "the API's answer");
+    assert.equal(api.headers['x-pos-agent-attempts'], '1');
+    // A second account on the same API, never provisioned: the agent has no token for it.
+    const config = JSON.parse(readFileSync(f.configPath, 'utf8')) as { accounts: Record<string, unknown> };
+    config.accounts.unprovisioned = config.accounts.default;
+    writeFileSync(f.configPath, JSON.stringify(config));
+    await reload(f);
+    const agent = await ask(f.socket, '/v1/proxy/unprovisioned/api/_echo/x');
+    assert.equal(agent.status, 503, agent.text);
+    assert.equal(agent.json.error, 'token_unavailable');
+    assert.equal(agent.headers['x-pos-agent-error'], 'token_unavailable', "the agent's own answer");
+  });
+
   it('413 past the account\'s body cap; 404, 409, 502 and 504 as the contract says; the 403 and 412 rules apply', async () => {
     const big = await ask(f.socket, '/v1/proxy/default/api/_echo/x', { method: 'POST', headers: JSON_TYPE, body: 'x'.repeat(70 * 1024) });
     assert.equal(big.status, 413);
+    assert.equal(big.headers['x-pos-agent-error'], 'payload_too_large');
+    assert.equal(
+      big.json.message,
+      `the body is 71,680 bytes; accounts.default.api.maxBodyBytes allows 65,536 bytes: raise it in ${f.configPath} (then systemctl reload pos-token-agent)`,
+    );
     assert.equal((await ask(f.socket, '/v1/proxy/nobody/api/x')).status, 404);
     f.writeConfig({}, {}); // no apiUrl: 409
     await reload(f);
@@ -274,12 +297,16 @@ describe('the outbox', () => {
       [{ path: '/x', body: {}, key: '' }, 400, /key/],
       [{ path: '/x', body: {}, extra: 1 }, 400, /unknown field "extra"/],
       [{ account: 'nobody', path: '/x', body: {} }, 404, /nobody/],
+      [{ path: '/x', body: '{"receipts":[]}' }, 400, /body is a JSON string holding a JSON document/],
     ];
     for (const [body, status, message] of cases) {
       const r = await enqueue(f, body);
       assert.equal(r.status, status, JSON.stringify(body));
       assert.match(String(r.json.message), message, JSON.stringify(body));
     }
+    const list = await ask(f.socket, '/v1/outbox?account=nobody');
+    assert.equal(list.status, 404, list.text);
+    assert.deepEqual(list.json.known_accounts, ['default']);
   });
 });
 

@@ -1,10 +1,10 @@
 /**
- * The README's examples for till developers, run as they are written:
+ * The examples of docs/till-developers.md (once the README's), run as they are written:
  * - the walkthrough block ("Try it on your machine"): two bundled emulators, one agent with two accounts,
  *   `provision --stdin` and `token --account`, run with bash from the repository's folder (dist/ built), in a
  *   temporary TMPDIR. Its process group is ended afterwards whatever happened, so no emulator or agent is left.
  * - the Python client: its get_token against a real agent, with an account name that must be URL-encoded.
- * - the emulator's `--devices FILE` example: the README's devices.json registered, each device answered as said.
+ * - the emulator's `--devices FILE` example: the guide's devices.json registered, each device answered as said.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -15,20 +15,21 @@ import { after, before, describe, it } from 'node:test';
 import { ask, CLI, fixture, runCli, waitFor, type Fixture } from '../support/harness.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
-const README = readFileSync(join(REPO, 'README.md'), 'utf8');
+const GUIDE_FILE = 'docs/till-developers.md';
+const GUIDE = readFileSync(join(REPO, GUIDE_FILE), 'utf8');
 const WALKTHROUGH_MARKER = '<!-- test/integration/readme-walkthrough.test.ts runs the next block as it is -->';
 const LIMIT_MS = 90_000;
 
-/** The fenced block of `language` that follows `after` in the README. */
+/** The fenced block of `language` that follows `after` in the till developers' guide. */
 function blockAfter(after: string, language: string): string {
-  const at = README.indexOf(after);
-  assert.ok(at >= 0, `README.md has no ${JSON.stringify(after)}`);
-  const open = README.indexOf(`\n\`\`\`${language}\n`, at);
+  const at = GUIDE.indexOf(after);
+  assert.ok(at >= 0, `${GUIDE_FILE} has no ${JSON.stringify(after)}`);
+  const open = GUIDE.indexOf(`\n\`\`\`${language}\n`, at);
   assert.ok(open >= 0, `no \`\`\`${language} block after ${JSON.stringify(after)}`);
   const start = open + `\n\`\`\`${language}\n`.length;
-  const end = README.indexOf('\n```\n', start - 1);
+  const end = GUIDE.indexOf('\n```\n', start - 1);
   assert.ok(end > start, 'the block is not closed');
-  return README.slice(start, end + 1);
+  return GUIDE.slice(start, end + 1);
 }
 
 const shellQuote = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
@@ -84,7 +85,7 @@ async function runScript(script: string, cwd: string, env: NodeJS.ProcessEnv): P
   }
 }
 
-describe('README: the walkthrough for till developers', () => {
+describe('till developers\' guide: the walkthrough', () => {
   let tmp: string;
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'pta-readme-'));
@@ -129,7 +130,7 @@ describe('README: the walkthrough for till developers', () => {
   });
 });
 
-describe('README: the Python client', { skip: spawnSync('python3', ['--version']).status === 0 ? false : 'python3 is not installed' }, () => {
+describe('till developers\' guide: the Python client', { skip: spawnSync('python3', ['--version']).status === 0 ? false : 'python3 is not installed' }, () => {
   let f: Fixture;
   before(async () => {
     f = await fixture();
@@ -163,7 +164,7 @@ describe('README: the Python client', { skip: spawnSync('python3', ['--version']
   });
 });
 
-describe('README: sending a receipt through the outbox and the proxy (Python and TypeScript, as written)', () => {
+describe('till developers\' guide: sending a receipt through the outbox and the proxy (Python and TypeScript, as written)', () => {
   let f: Fixture;
   let tmp: string;
   before(async () => {
@@ -207,7 +208,7 @@ describe('README: sending a receipt through the outbox and the proxy (Python and
   it('TypeScript: submitReceipt queues it and it is delivered; submissionDetails reaches the API through the proxy', async () => {
     const client = blockAfter('**TypeScript / Node** (no dependencies)', 'ts').replace(/^const SOCKET = .*$/m, `const SOCKET = ${JSON.stringify(f.socket)};`);
     const outbox = blockAfter('**TypeScript / Node** (with `ask`', 'ts');
-    const file = join(tmp, 'till.mts'); // an ES module, as the README's code is
+    const file = join(tmp, 'till.mts'); // an ES module, as the guide's code is
     writeFileSync(
       file,
       [client, outbox, 'const id = await submitReceipt({ header: { uuid: "readme-ts-1" } });', 'console.log(id);', 'console.log(JSON.stringify(await submissionDetails("S-1")));', ''].join('\n'),
@@ -222,7 +223,7 @@ describe('README: sending a receipt through the outbox and the proxy (Python and
   });
 });
 
-describe('README: the emulator\'s --devices example', () => {
+describe('till developers\' guide: the emulator\'s --devices example', () => {
   let tmp: string;
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'pta-devices-'));

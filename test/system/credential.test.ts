@@ -1,5 +1,5 @@
 /**
- * The sealing key as an encrypted systemd credential, the README's recipe, in a booted Debian 12: provisioning
+ * The sealing key as an encrypted systemd credential, docs/technicians.md's recipe, in a booted Debian 12: provisioning
  * run by pos-token-agent-provision in the service's context seals with the credential; running it again (a
  * rotation) keeps that database (it used to set it aside and make a key-file one, so that tills got 503
  * not_provisioned after the next restart while doctor said all passed); the agent restarted serves; a command
@@ -80,7 +80,7 @@ describe('the key as a systemd credential, under a booted systemd', { skip: SKIP
     { timeout: 3 * 60_000 },
   );
 
-  it('the README recipe: the credential, a drop-in, then pos-token-agent-provision seals with it', { timeout: 5 * 60_000 }, async () => {
+  it('the technicians\' recipe: the credential, a drop-in, then pos-token-agent-provision seals with it', { timeout: 5 * 60_000 }, async () => {
     must(
       'systemd-creds encrypt',
       await m.sh(

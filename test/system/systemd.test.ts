@@ -270,7 +270,7 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
         `systemctl restart median ${round(median(restartMs))} ms; VmRSS ${round(rssKiB / 1024, 1)} MiB (peak ${round(hwmKiB / 1024, 1)}); ` +
         `MemoryCurrent ${p.MemoryCurrent}`,
     );
-    // Bounds with a wide margin, to catch a hang or a regression of several times, not jitter: the README's
+    // Bounds with a wide margin, to catch a hang or a regression of several times, not jitter: docs/development.md's
     // targets are 400 ms to ready and 70 MiB idle (Node 20, outside systemd); this box's VM moves them 10-30%,
     // the bundled runtime is Node 24, and the first start after an install reads everything from disk.
     assert.ok(median(readyMs) < 3_000, `start to ready median ${median(readyMs)} ms`);

@@ -99,3 +99,9 @@ describe('architecture: the token manager in parts', () => {
     assert.deepEqual(hits.map((f) => relative(SRC, f)), []);
   });
 });
+
+describe('architecture: the socket API in parts', () => {
+  test('no function in src/server is longer than 80 lines (the routes are a table, routes.ts)', () => {
+    assert.deepEqual(files(join(SRC, 'server')).flatMap((f) => longFunctions(f, 80)), []);
+  });
+});

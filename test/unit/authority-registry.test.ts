@@ -56,7 +56,7 @@ const COMMON: Record<string, unknown> = {
   forcedRefreshMinIntervalS: 30,
 };
 
-/** Which options each authority uses, as the README and authorities.md describe them (its URL first). */
+/** Which options each authority uses, as docs/authorities.md describes them (its URL first). */
 const USES: Record<string, ReadonlyArray<string>> = {
   'eta-ereceipt': ['identityUrl', 'deviceProfile', 'identity'],
   'eta-einvoicing': ['identityUrl', 'scope', 'onbehalfof', 'clientAuth', 'basicAuthEncoding'],

@@ -8,7 +8,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { configOption, parse, socketPath, UsageError } from '../../src/cli/common.js';
+import { Writable } from 'node:stream';
+import {
+  agentUnknownAccount,
+  configAccount,
+  configOption,
+  parse,
+  quietOnClosedPipe,
+  socketPath,
+  UnknownAccountError,
+  unknownOption,
+  UsageError,
+} from '../../src/cli/common.js';
+import type { AgentConfig } from '../../src/config/index.js';
 import { managedBySystemd, serviceHints, shellQuote, UNIT_CONFIG_PATH } from '../../src/lib/service.js';
 
 const OPTIONS = {
@@ -66,9 +78,106 @@ describe('parse: usage errors in our words', () => {
     assert.deepEqual({ ...parse([], OPTIONS).values }, {});
   });
 
+  for (const [argv, message] of [
+    [['--acount', 'x'], 'unknown option --acount (did you mean --account?)'],
+    [['--acount=secret-value'], 'unknown option --acount (did you mean --account?)'],
+    [['--jsn'], 'unknown option --jsn (did you mean --json?)'],
+    [['--JSON'], 'unknown option --JSON (did you mean --json?)'],
+    [['--min_ttl=5'], 'unknown option --min_ttl (did you mean --min-ttl?)'],
+    [['--noverify'], 'unknown option --noverify (did you mean --no-verify?)'],
+    [['--hepl'], 'unknown option --hepl (did you mean --help?)'],
+    [['--conifg', '/x.json'], 'unknown option --conifg (did you mean --config?)'],
+    [['--js'], 'unknown option --js'],
+    [['-J'], 'unknown option -J'],
+  ] as Array<[string[], string]>) {
+    test(`${JSON.stringify(argv)}: ${message}`, () => {
+      const m = usage(argv);
+      assert.equal(m, message);
+      assert.doesNotMatch(m, /secret/);
+    });
+  }
+
   test('a dash value that is not an option is passed on, for the command to check (--min-ttl -5)', () => {
     assert.deepEqual({ ...parse(['--min-ttl', '-5'], OPTIONS).values }, { 'min-ttl': '-5' });
     assert.deepEqual({ ...parse(['--min-ttl=-5'], OPTIONS).values }, { 'min-ttl': '-5' });
+  });
+});
+
+describe('unknownOption: the option meant, for a parser of its own (setup)', () => {
+  const known = ['account', 'identity-url', 'non-interactive', 'no-verify', 'from'];
+  for (const [raw, message] of [
+    ['--identiy-url', 'unknown option --identiy-url (did you mean --identity-url?)'],
+    ['--acount=shop', 'unknown option --acount (did you mean --account?)'],
+    ['--non-interactiv', 'unknown option --non-interactiv (did you mean --non-interactive?)'],
+    ['--frm', 'unknown option --frm (did you mean --from?)'],
+    ['--zzzz', 'unknown option --zzzz'],
+    ['--account=shop', 'unknown option --account=shop'],
+    ['extra', 'unknown option extra'],
+    ['-x', 'unknown option -x'],
+  ]) {
+    test(`${raw}: ${message}`, () => {
+      const err = unknownOption(raw!, known);
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.message, message);
+    });
+  }
+});
+
+describe('unknown accounts: one usage error (exit 2) for every command, from the config or the agent', () => {
+  const config = (names: string[]): AgentConfig =>
+    ({ source: '/etc/pta/config.json', accounts: Object.fromEntries(names.map((n) => [n, { name: n }])) }) as unknown as AgentConfig;
+
+  test('configAccount: the account, or the accounts the config has, the nearest suggested', () => {
+    assert.equal(configAccount(config(['default', 'shop2']), 'shop2').name, 'shop2');
+    const cases: Array<[string[], string, string]> = [
+      [['default', 'shop2'], 'nope', 'unknown account nope; the config /etc/pta/config.json has: default, shop2; see pos-token-agent status'],
+      [['default', 'shop2'], 'shop3', 'unknown account shop3 (did you mean shop2?); the config /etc/pta/config.json has: default, shop2; see pos-token-agent status'],
+      [[], 'default', 'unknown account default; the config /etc/pta/config.json has no accounts yet; add one with pos-token-agent setup'],
+      [['default'], 'constructor', 'unknown account constructor; the config /etc/pta/config.json has: default; see pos-token-agent status'],
+      [['default'], 'two words', 'unknown account "two words"; the config /etc/pta/config.json has: default; see pos-token-agent status'],
+    ];
+    for (const [names, name, message] of cases) {
+      assert.throws(
+        () => configAccount(config(names), name),
+        (e: unknown) => e instanceof UnknownAccountError && e instanceof UsageError && e.message === message,
+        name,
+      );
+    }
+  });
+
+  test('agentUnknownAccount: the agent\'s 404 unknown_account, with or without the accounts it has; nothing for other answers', () => {
+    const known = agentUnknownAccount('defualt', { error: 'unknown_account', message: 'no account named defualt', known_accounts: ['default'] });
+    assert.ok(known instanceof UnknownAccountError);
+    assert.equal(known.message, 'unknown account defualt (did you mean default?); the agent has: default; see pos-token-agent status');
+    const old = agentUnknownAccount('x', { error: 'unknown_account', message: 'no account named x' });
+    assert.equal(old?.message, 'unknown account x; the agent has no such account; see pos-token-agent status');
+    assert.equal(agentUnknownAccount('x', { error: 'not_found', message: 'no entry' }), undefined);
+  });
+});
+
+describe('quietOnClosedPipe', () => {
+  const failing = (code: string): Writable =>
+    new Writable({
+      write(_chunk, _enc, cb) {
+        cb(Object.assign(new Error(`write ${code}`), { code }));
+      },
+    });
+
+  test('EPIPE: later writes are dropped, nothing is thrown', async () => {
+    const stream = failing('EPIPE');
+    quietOnClosedPipe(stream);
+    stream.write('first\n');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(stream.destroyed, true);
+    stream.write('after\n');
+    await new Promise((r) => setImmediate(r));
+  });
+
+  test('any other error is thrown as before (as an error event without a listener is)', () => {
+    const stream = new Writable({ write: (_c, _e, cb) => cb() });
+    quietOnClosedPipe(stream);
+    assert.doesNotThrow(() => stream.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })));
+    assert.throws(() => stream.emit('error', Object.assign(new Error('write EIO'), { code: 'EIO' })), /write EIO/);
   });
 });
 

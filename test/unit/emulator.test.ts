@@ -650,4 +650,12 @@ describe('admin endpoints', () => {
     assert.equal(wrong.status, 405);
     await wrong.arrayBuffer();
   });
+
+  test('admin paths named like members of Object.prototype are unknown paths (404), not a 500', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const res = await admin(emu, 'GET', name);
+      assert.equal(res.status, 404, name);
+      assert.equal(((await res.json()) as { error: string }).error, 'not_found', name);
+    }
+  });
 });

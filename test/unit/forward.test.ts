@@ -97,6 +97,10 @@ describe('headers across the proxy', () => {
     });
     assert.deepEqual(back, { 'content-type': 'application/json', 'content-length': '10', correlationid: 'c-1' });
   });
+  test("the API's answer never carries the agent's own answer headers back (X-Pos-Agent-Error would pass it off as the agent's)", () => {
+    const back = responseHeadersBack({ 'x-pos-agent-error': 'token_unavailable', 'x-pos-agent-attempts': '9', 'retry-after': '30' });
+    assert.deepEqual(back, { 'retry-after': '30' });
+  });
   test('an outbox entry may not set what the agent sets or what carries credentials', () => {
     for (const h of ['Authorization', 'cookie', 'Host', 'content-length', 'Connection', 'proxy-authorization', 'content-type', 'X-Pos-Agent']) {
       assert.equal(isForwardableHeader(h), false, h);

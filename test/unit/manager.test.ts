@@ -306,6 +306,36 @@ describe('token manager', () => {
     assert.equal(authority.calls[2]!.credentials.clientSecret, 'new');
   });
 
+  it('the rejected wait counts only refusals in a row: two 5xx answers before a refusal do not lengthen it', async () => {
+    // As reported from the field: 5xx, 5xx, invalid_presharedkey waited 1,259 s where the README says 300 s first.
+    randomValue = 0; // no jitter: the waits are the policy's bases
+    authority.next = [
+      fail('upstream_unavailable'),
+      fail('upstream_unavailable'),
+      fail('credentials_rejected', { error: 'invalid_presharedkey' }),
+      fail('credentials_rejected'),
+      fail('upstream_unavailable'),
+      fail('credentials_rejected'),
+    ];
+    await token();
+    assert.equal(authority.calls.length, 1);
+    await clock.advance(1_000); // backoff 1 s (initialMs at random 0: 0.8 s, floored at initialMs/2)
+    assert.equal(authority.calls.length, 2);
+    await clock.advance(2_000);
+    assert.equal(authority.calls.length, 3, 'the refusal');
+    const after = manager.status().default!;
+    assert.equal(after.lastError?.reason, 'credentials_rejected');
+    assert.equal(after.nextAttemptInS, 300, 'the first refusal waits rejectedRetryS (300 s), not 4x it');
+    await clock.advance(300_000);
+    assert.equal(authority.calls.length, 4, 'the second refusal in a row');
+    assert.equal(manager.status().default!.nextAttemptInS, 600, 'the second refusal in a row waits twice as long');
+    await clock.advance(600_000);
+    assert.equal(authority.calls.length, 5, 'an outage between refusals');
+    await clock.advance(12_800); // the outage's backoff: its 5th failure in a row, 16 s less 20%
+    assert.equal(authority.calls.length, 6, 'a refusal after an outage');
+    assert.equal(manager.status().default!.nextAttemptInS, 300, 'a refusal after another failure starts the count again');
+  });
+
   it('answers not_provisioned without calling the authority', async () => {
     store.putCredentials('other', 'eta-ereceipt', { clientId: 'x', clientSecret: 'y' });
     const dir2 = mkdtempSync(join(tmpdir(), 'pta-mgr-'));

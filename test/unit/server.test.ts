@@ -360,7 +360,7 @@ describe('socket server', () => {
     test('413 for a body over 16 KiB', async () => {
       const a = await post(socketPath, JSON.stringify({ rejected_token: 'x'.repeat(17 * 1024) }));
       assertError(a, 413, 'payload_too_large');
-      assert.equal(a.json.message, 'the body must be at most 16384 bytes');
+      assert.equal(a.json.message, 'the body is 17,429 bytes; POST /v1/token/refresh takes at most 16,384 bytes (a fixed limit)');
       assert.equal(source.calls.length, 0);
     });
 

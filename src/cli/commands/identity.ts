@@ -13,8 +13,9 @@ import {
   type IdentityField,
   type IdentityReader,
   type IdentityReading,
+  type ReadOptions,
 } from '../../identity/index.js';
-import { CliError, configOption, type Io, parse, println, UsageError } from '../common.js';
+import { CliError, configAccount, configOption, type Io, parse, println, UsageError } from '../common.js';
 
 export const identityHelp = `Usage: pos-token-agent identity [--account NAME] [--profile NAME] [--json] [--config FILE]
        pos-token-agent identity --detect [--json] [--config FILE]
@@ -35,7 +36,7 @@ the profile's. Nothing is sent anywhere; identity values are not secrets.
 Exits 1 when what was read is not usable for a login on its own (a required value missing,
 or a value the profile gives sources for unreadable or unsendable; the running agent would
 then log in with its last good identity, if it has one), and with --detect when no profile
-matches.`;
+matches; 2 for a usage error, an account the config does not have included.`;
 
 const options = {
   ...configOption,
@@ -65,72 +66,95 @@ export async function identityCommand(argv: string[], io: Io): Promise<number> {
   // A preview before any account exists (no config file, or a fresh install's config without accounts).
   const withoutAccount = preview && values.account === undefined && (config === undefined || Object.keys(config.accounts).length === 0);
   const account = withoutAccount ? previewAccount() : pickAccount(config!, values.account);
-  const reader = readerFor(config, io.env);
-  let reading: IdentityReading;
+  const reading = await readIdentity(readerFor(config, io.env), account, preview ? { profile: values.profile!, profileOnly: true } : {});
+  const required = requiredFields(deviceHeadersOf(account));
+  const shown: Shown = {
+    account,
+    reading,
+    required,
+    // In a preview, the account's fixed values that a login would send instead of what the profile read.
+    overrides: preview && !withoutAccount ? configOverrides(account, reading) : {},
+    problem: sendsDeviceHeaders(deviceHeadersOf(account)) ? identityProblem(account, reading, required) : undefined,
+    preview,
+    withoutAccount,
+  };
+  if (values.json) {
+    println(io.stdout, JSON.stringify(jsonReport(shown), null, 2));
+    return shown.problem === undefined ? 0 : 1;
+  }
+  const where = config ? `no account in ${config.source}` : `no config file (${path} not found): default profile directories, identity root /`;
+  for (const line of report(shown, where)) println(io.stdout, line);
+  if (shown.problem !== undefined) {
+    println(io.stderr, `pos-token-agent: the agent cannot log in with this identity: ${shown.problem}`);
+    return 1;
+  }
+  return 0;
+}
+
+/** What `identity` shows of one account's reading. */
+interface Shown {
+  account: AccountConfig;
+  reading: IdentityReading;
+  required: IdentityField[];
+  overrides: Partial<Record<IdentityField, string>>;
+  /** Why a login could not use this identity; undefined when it can (or the authority sends no device headers). */
+  problem: string | undefined;
+  preview: boolean;
+  /** A preview with no account: `account` stands for any account of its authority. */
+  withoutAccount: boolean;
+}
+
+/** The reader's answer; a profile that cannot be found or read is the user's to fix (exit 1), said as it is. */
+async function readIdentity(reader: IdentityReader, account: AccountConfig, readOptions: ReadOptions): Promise<IdentityReading> {
   try {
-    reading = await reader.read(account, preview ? { profile: values.profile!, profileOnly: true } : {});
+    return await reader.read(account, readOptions);
   } catch (err) {
     if (err instanceof ProfileError || err instanceof ProfileNotFoundError) throw new CliError(err.message);
     throw err;
   }
-  // In a preview, the account's fixed values that a login would send instead of what the profile read.
-  const overrides = preview && !withoutAccount ? configOverrides(account, reading) : {};
-  const usable = !sendsDeviceHeaders(deviceHeadersOf(account)) || identityProblem(account, reading, requiredFields(deviceHeadersOf(account))) === undefined;
-  const required = requiredFields(deviceHeadersOf(account));
-  if (values.json) {
-    println(
-      io.stdout,
-      JSON.stringify(
-        {
-          account: withoutAccount ? null : account.name,
-          authority: account.authority,
-          profile: reading.profile,
-          values: reading.values,
-          errors: reading.errors,
-          ...(preview ? { config_overrides: overrides } : {}),
-          required,
-          ok: usable,
-        },
-        null,
-        2,
-      ),
-    );
-    return usable ? 0 : 1;
-  }
-  if (withoutAccount) {
-    const where = config ? `no account in ${config.source}` : `no config file (${path} not found): default profile directories, identity root /`;
-    println(io.stdout, `device profile ${reading.profile} as an ${account.authority} account reads it; ${where}`);
-  } else {
-    println(io.stdout, `account ${account.name} (${account.authority}), ${reading.profile ? `device profile ${reading.profile}` : 'no device profile (config values only)'}${preview ? ' (preview)' : ''}`);
-  }
+}
+
+function jsonReport(s: Shown): Record<string, unknown> {
+  return {
+    account: s.withoutAccount ? null : s.account.name,
+    authority: s.account.authority,
+    profile: s.reading.profile,
+    values: s.reading.values,
+    errors: s.reading.errors,
+    ...(s.preview ? { config_overrides: s.overrides } : {}),
+    required: s.required,
+    ok: s.problem === undefined,
+  };
+}
+
+/** The report as lines: what was read with which profile, a table of the fields, their errors, the overrides. */
+function report(s: Shown, whereWithoutAccount: string): string[] {
+  const { account, reading } = s;
+  const lines = [
+    s.withoutAccount
+      ? `device profile ${reading.profile} as an ${account.authority} account reads it; ${whereWithoutAccount}`
+      : `account ${account.name} (${account.authority}), ${reading.profile ? `device profile ${reading.profile}` : 'no device profile (config values only)'}${s.preview ? ' (preview)' : ''}`,
+  ];
   if (!sendsDeviceHeaders(deviceHeadersOf(account))) {
-    println(io.stdout, `(${account.authority} sends no device headers: these values are not used)`);
+    lines.push(`(${account.authority} sends no device headers: these values are not used)`);
   }
   const rows = IDENTITY_FIELDS.map((field) => {
     const v = reading.values[field];
     if (v) return [field, v.value, v.source];
     const what = reading.errors[field] !== undefined ? 'unreadable (see below)' : 'no source: not sent';
-    return [field, '-', required.includes(field) ? `${what}; required` : what];
+    return [field, '-', s.required.includes(field) ? `${what}; required` : what];
   });
-  println(io.stdout);
-  for (const line of table([['FIELD', 'VALUE', 'SOURCE'], ...rows])) println(io.stdout, `  ${line}`);
+  lines.push('', ...table([['FIELD', 'VALUE', 'SOURCE'], ...rows]).map((line) => `  ${line}`));
   const errors = IDENTITY_FIELDS.filter((f) => reading.errors[f] !== undefined);
-  if (errors.length) {
-    println(io.stdout);
-    for (const field of errors) println(io.stdout, `${field}: ${reading.errors[field]}`);
-  }
-  const overridden = Object.entries(overrides);
+  if (errors.length) lines.push('', ...errors.map((field) => `${field}: ${reading.errors[field]}`));
+  const overridden = Object.entries(s.overrides);
   if (overridden.length) {
-    println(io.stdout);
+    lines.push('');
     for (const [field, value] of overridden) {
-      println(io.stdout, `note: the config sets accounts.${account.name}.identity.${field} (${JSON.stringify(value)}); the agent sends that instead of the profile's value`);
+      lines.push(`note: the config sets accounts.${account.name}.identity.${field} (${JSON.stringify(value)}); the agent sends that instead of the profile's value`);
     }
   }
-  if (!usable) {
-    println(io.stderr, `pos-token-agent: the agent cannot log in with this identity: ${identityProblem(account, reading, requiredFields(deviceHeadersOf(account)))}`);
-    return 1;
-  }
-  return 0;
+  return lines;
 }
 
 function readerFor(config: AgentConfig | undefined, env: NodeJS.ProcessEnv): IdentityReader {
@@ -172,9 +196,7 @@ function pickAccount(config: AgentConfig, name: string | undefined): AccountConf
     if (config.accounts.default) return config.accounts.default;
     throw new UsageError(`the config has several accounts (${names.join(', ')}); choose one with --account`);
   }
-  const account = config.accounts[name];
-  if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source} (accounts: ${names.join(', ')})`);
-  return account;
+  return configAccount(config, name);
 }
 
 async function detect(reader: IdentityReader, json: boolean, io: Io): Promise<number> {
@@ -196,7 +218,7 @@ async function detect(reader: IdentityReader, json: boolean, io: Io): Promise<nu
   for (const e of result.invalid) println(io.stderr, `warning: ${e.message}`);
   if (!result.matches.length) {
     println(io.stdout, 'No device profile matches this hardware. Use the "manual" profile and set the values in the config,');
-    println(io.stdout, 'or write a profile for it (see "Device profiles" in the README).');
+    println(io.stdout, 'or write a profile for it (see "Writing a profile" in docs/authorities.md).');
     return 1;
   }
   println(io.stdout, 'Device profiles matching this hardware, most specific first:');

@@ -15,7 +15,7 @@ import { createIdentityResolver } from '../../identity/index.js';
 import { type BootTime, readBootTime } from '../../lib/clock.js';
 import { stateAccess } from '../../state.js';
 import { openStore } from '../../store/index.js';
-import { CliError, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
+import { CliError, configAccount, configOption, type Io, parse, println, readConfig, UsageError } from '../common.js';
 import { ask, readAll } from '../prompt.js';
 
 /** One line per authority: its credential fields, optional ones in brackets. */
@@ -60,8 +60,7 @@ export async function provisionAccount(
 ): Promise<ProvisionResult> {
   const env = options.env ?? process.env;
   const registry = options.authorities ?? authorities;
-  const account = config.accounts[name];
-  if (!account) throw new CliError(`no account ${JSON.stringify(name)} in ${config.source}`);
+  const account = configAccount(config, name);
   const http = options.http ?? createHttpClient({ proxy: config.proxy, env });
   const authority = registry.create(account.authority, { http, now: Date.now });
   let verified:
@@ -186,14 +185,8 @@ export async function provisionCommand(argv: string[], io: Io): Promise<number> 
   if (values.help) return println(io.stdout, provisionHelp()), 0;
   if (!values.account) throw new UsageError('--account NAME is required');
   const config = readConfig(values.config, io.env);
-  const account = config.accounts[values.account];
-  if (!account) {
-    const names = Object.keys(config.accounts);
-    // A usage error (exit 2), like an unknown account for `token`: the name given is not one of the config's.
-    throw new UsageError(
-      `no account ${JSON.stringify(values.account)} in ${config.source} (${names.length ? `accounts: ${names.join(', ')}` : 'it has no accounts yet'})`,
-    );
-  }
+  // A usage error (exit 2), like an unknown account for `token`: the name given is not one of the config's.
+  const account = configAccount(config, values.account);
   const credentials = await gatherCredentials(io, authorities.module(account.authority), { stdin: Boolean(values.stdin) });
   const result = await provisionAccount(config, values.account, credentials, { verify: !values['no-verify'], env: io.env });
   if (result.setAside) {

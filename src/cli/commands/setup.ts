@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { authorities, type AuthorityModule, type AuthorityRegistry } from '../../authorities/index.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/index.js';
-import { CliError, type Io, println, UsageError } from '../common.js';
+import { CliError, type Io, println, unknownOption, UsageError } from '../common.js';
 import { lookAtAgent, settleAgent, startTimeoutMs, startUnits, type AgentReport } from './setup-agent.js';
 import { ConfigFile, type RawAccount } from './setup-config.js';
 import { chooseDevice, givenIdentity, setIdentity, storeCredentials } from './setup-device.js';
@@ -169,7 +169,7 @@ export function parseSetupArgs(argv: string[]): SetupOptions | 'help' {
       else opts[name as 'from' | 'config' | 'root'] = value;
       continue;
     }
-    throw new UsageError(`unknown option ${arg}`);
+    throw unknownOption(arg, [...Object.keys(FLAG_VARS), ...PATH_FLAGS, ...BOOLEAN_FLAGS, 'help']);
   }
   return opts;
 }

@@ -9,7 +9,7 @@ import {
   type ErrorBody,
   type OutboxStatusBody,
 } from '../../api/index.js';
-import { agentClient, CliError, configOption, duration, type Io, parse, println, UsageError } from '../common.js';
+import { agentClient, agentUnknownAccount, CliError, configOption, duration, type Io, parse, println, UsageError } from '../common.js';
 
 export const tokenHelp = `Usage: pos-token-agent token [--account NAME] [--min-ttl S] [--json] [--socket PATH | --config FILE]
 
@@ -60,13 +60,8 @@ export async function tokenCommand(argv: string[], io: Io): Promise<number> {
 /** The agent's "no" as the user's mistake (exit 2) or as the reason there is no token (exit 1). */
 function tokenFailure(status: number, e: ErrorBody, account: string): Error {
   switch (e.error) {
-    case 'unknown_account': {
-      const known = e.known_accounts;
-      return new UsageError(
-        `the agent has no account ${account}` +
-          (known === undefined ? '' : known.length ? `; its accounts: ${known.join(', ')}` : '; it has no accounts'),
-      );
-    }
+    case 'unknown_account':
+      return agentUnknownAccount(account, e)!;
     case 'min_ttl_unsatisfiable':
       return new CliError(
         e.lifetime_s !== undefined && e.min_ttl !== undefined

@@ -41,16 +41,29 @@ export interface DeviceRequest {
   devices: Pick<Registry<EmulatorDevice>, 'get' | 'secrets'>;
 }
 
-function reject(error: string, description: string): DeviceCheck {
+type Refusal = Extract<DeviceCheck, { ok: false }>;
+type Step<T> = { ok: true; value: T } | Refusal;
+
+function reject(error: string, description: string): Refusal {
   return { ok: false, error, description };
 }
 
+type Form = Partial<Record<Field, string>>;
+
 /** Which device a token request authenticates, or which documented error it earns. */
 export function checkDeviceRequest(req: DeviceRequest): DeviceCheck {
-  const { headers, strict, devices } = req;
-  const secrets = devices.secrets();
+  const form = readDeviceForm(req);
+  if (!form.ok) return form;
+  const device = checkCredentials(form.value, req.devices);
+  if (!device.ok) return device;
+  const refused = checkDeviceHeaders(req.headers, device.value);
+  return refused ?? { ok: true, device: device.value };
+}
 
-  // --- the wire ---
+/** The wire: Content-Type and no Authorization header (strict), the form, every field present and short enough. */
+function readDeviceForm(req: DeviceRequest): Step<Form> {
+  const { headers, strict } = req;
+  const secrets = req.devices.secrets();
   if (strict) {
     const deviation = checkContentType(headerValue(headers, 'content-type'), FORM_TYPE, secrets);
     if (deviation) return reject('invalid_request', deviation);
@@ -87,8 +100,11 @@ export function checkDeviceRequest(req: DeviceRequest): DeviceCheck {
   if (values.grant_type !== 'client_credentials') {
     return reject('unsupported_grant_type', 'grant_type must be client_credentials');
   }
+  return { ok: true, value: values };
+}
 
-  // --- the credentials ---
+/** The credentials: a known client, one of its secrets, a device neither blocked nor deactivated. */
+function checkCredentials(values: Form, devices: DeviceRequest['devices']): Step<EmulatorDevice> {
   const device = devices.get(values.client_id as string);
   if (!device) return reject('invalid_client', 'unknown client_id');
   if (!matchesAny(values.client_secret as string, device.clientSecrets)) {
@@ -96,8 +112,11 @@ export function checkDeviceRequest(req: DeviceRequest): DeviceCheck {
   }
   if (device.status === 'blocked') return reject('unauthorized_client', 'User blocked');
   if (device.status === 'deactivated') return reject('unauthorized_client', 'POS deactivated');
+  return { ok: true, value: device };
+}
 
-  // --- the device headers ---
+/** The device headers: posserial, pososversion, posmodelframework, presharedkey as registered; undefined when they pass. */
+function checkDeviceHeaders(headers: IncomingHttpHeaders, device: EmulatorDevice): Refusal | undefined {
   const posserial = headerValue(headers, 'posserial');
   if (posserial === undefined || posserial === '') return reject('invalid_posserial', 'missing header posserial');
   if (posserial.length > HEADER_MAX.posserial) {
@@ -119,17 +138,19 @@ export function checkDeviceRequest(req: DeviceRequest): DeviceCheck {
       );
     }
   }
-  const psk = headerValue(headers, 'presharedkey');
+  return checkPresharedKey(headerValue(headers, 'presharedkey'), device);
+}
+
+function checkPresharedKey(psk: string | undefined, device: EmulatorDevice): Refusal | undefined {
   if (psk !== undefined && psk.length > HEADER_MAX.presharedkey) {
     return reject('invalid_presharedkey', `header presharedkey is longer than ${HEADER_MAX.presharedkey} characters`);
   }
-  if (device.presharedKey !== undefined) {
-    if (psk === undefined) return reject('invalid_presharedkey', 'missing header presharedkey');
-    if (!sameSecret(psk, device.presharedKey)) {
-      return reject('invalid_presharedkey', 'header presharedkey does not match the key registered for this POS');
-    }
+  if (device.presharedKey === undefined) return undefined;
+  if (psk === undefined) return reject('invalid_presharedkey', 'missing header presharedkey');
+  if (!sameSecret(psk, device.presharedKey)) {
+    return reject('invalid_presharedkey', 'header presharedkey does not match the key registered for this POS');
   }
-  return { ok: true, device };
+  return undefined;
 }
 
 function create(ctx: WireContext): Wire {

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { identityCommand } from '../../../src/cli/commands/identity.js';
-import { CliError, type Io, UsageError } from '../../../src/cli/common.js';
+import { CliError, type Io, UnknownAccountError, UsageError } from '../../../src/cli/common.js';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../../../src/config/index.js';
 import { openPtyPair, ptySkipReason } from '../../support/pty.js';
 import { startFakeModule } from './fake-module.js';
@@ -173,7 +173,11 @@ describe('pos-token-agent identity', () => {
 
   test('an unknown account or profile is a clear failure', async () => {
     const path = config({ main: ETA });
-    await assert.rejects(run(['--account', 'nope', '--config', path]), (e: unknown) => e instanceof CliError && /no account "nope" in .* \(accounts: main\)/.test(e.message));
+    await assert.rejects(
+      run(['--account', 'nope', '--config', path]),
+      (e: unknown) => e instanceof UnknownAccountError && /^unknown account nope; the config .* has: main; see pos-token-agent status$/.test(e.message),
+    );
+    await assert.rejects(run(['--account', 'constructor', '--config', path]), UnknownAccountError, 'not an inherited property');
     await assert.rejects(run(['--profile', 'nope', '--config', path]), (e: unknown) => e instanceof CliError && /^no device profile named "nope" in /.test(e.message));
   });
 
