@@ -19,6 +19,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   },
   token: { load: async () => (await import('./commands/token.js')).tokenCommand, summary: 'ask the running agent for a token' },
   status: { load: async () => (await import('./commands/token.js')).statusCommand, summary: 'what the running agent reports' },
+  reload: {
+    load: async () => (await import('./commands/reload.js')).reloadCommand,
+    summary: 'make the running agent read its config again, and wait for its answer (systemd ExecReload)',
+  },
   outbox: {
     load: async () => (await import('./commands/outbox.js')).outboxCommand,
     summary: "list, show, retry or cancel what the agent delivers to the authority's API",

@@ -18,6 +18,7 @@ const REPO = resolve(import.meta.dirname, '../..');
 const GUIDE_FILE = 'docs/till-developers.md';
 const GUIDE = readFileSync(join(REPO, GUIDE_FILE), 'utf8');
 const WALKTHROUGH_MARKER = '<!-- test/integration/readme-walkthrough.test.ts runs the next block as it is -->';
+const OUTAGE_MARKER = '<!-- test/integration/readme-walkthrough.test.ts runs the next block as it is: queue, break the API, recover -->';
 const LIMIT_MS = 90_000;
 
 /** The fenced block of `language` that follows `after` in the till developers' guide. */
@@ -96,6 +97,9 @@ describe('till developers\' guide: the walkthrough', () => {
     const script = blockAfter(WALKTHROUGH_MARKER, 'sh');
     assert.match(script, /provision --account default --stdin/);
     assert.match(script, /token --account my/);
+    // Each account has its API (the emulator's own port), so the outbox and the proxy work from it too.
+    assert.match(script, /"identityUrl": "http:\/\/127\.0\.0\.1:18085",\n\s*"apiUrl": "http:\/\/127\.0\.0\.1:18085"/);
+    assert.match(script, /"identityUrl": "http:\/\/127\.0\.0\.1:18086", "apiUrl": "http:\/\/127\.0\.0\.1:18086"/);
     const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
     for (const inherited of ['POS_TOKEN_AGENT_CONFIG', 'NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'WATCHDOG_USEC']) delete env[inherited];
     const r = await runScript(script, REPO, env);
@@ -127,6 +131,53 @@ describe('till developers\' guide: the walkthrough', () => {
     // The last step stopped what it started, and removed its folder.
     assert.equal(r.leftover, false, 'an emulator or the agent outlived the walkthrough');
     assert.deepEqual(readdirSync(tmp), []);
+  });
+});
+
+describe('till developers\' guide: queue receipts, break the API, recover', () => {
+  let tmp: string;
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'pta-outage-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('runs as written: three receipts acknowledged while the API answers 503, waiting in order, delivered once it is back', async () => {
+    const script = blockAfter(OUTAGE_MARKER, 'sh');
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+    for (const inherited of ['POS_TOKEN_AGENT_CONFIG', 'NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'WATCHDOG_USEC']) delete env[inherited];
+    const r = await runScript(script, REPO, env);
+    assert.equal(r.code, 0, `exit ${r.code} (${r.signal ?? 'no signal'})\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+    const lines = r.stdout.split('\n');
+    assert.match(r.stdout, /^Stored credentials for account default \(eta-ereceipt\)\. Verified with a login/m);
+    // Acknowledged while the API is down: queued, one behind the other.
+    const acks = lines.filter((l) => l.startsWith('{"id"')).map((l) => JSON.parse(l) as { id: string; state: string; position: number });
+    assert.deepEqual(acks.map((a) => [a.state, a.position]), [['queued', 1], ['queued', 2], ['queued', 3]], r.stdout);
+    // While it is down: all three still queued (the first tried, with the API's 503), and status says so.
+    const listed = (id: string): string[] => lines.filter((l) => l.startsWith(`${id}  default  `));
+    for (const a of acks) assert.equal(listed(a.id).length, 2, `listed before and after the recovery:\n${r.stdout}`);
+    assert.match(listed(acks[0]!.id)[0]!, /queued/);
+    assert.match(listed(acks[0]!.id)[0]!, /503/);
+    assert.match(listed(acks[2]!.id)[0]!, /queued/);
+    assert.match(r.stdout, /outbox: +3 queued, oldest \d+ s, last error: 503 from the API/);
+    // `outbox retry` of the first: sent now, not after its backoff.
+    assert.match(r.stdout, new RegExp(`^${acks[0]!.id}: queued for account default; it is sent in its turn, now if it is next`, 'm'));
+    // Once it is back: delivered, and the API saw the 503s, then the three receipts once each, in order.
+    for (const a of acks) assert.match(listed(a.id)[1]!, /delivered/);
+    const submissions = JSON.parse(lines.find((l) => l.startsWith('{"submissions"'))!) as { submissions: Array<{ status: number; uuids: string[] }> };
+    const accepted = submissions.submissions.filter((x) => x.status === 202);
+    assert.deepEqual(accepted.map((x) => x.uuids), [['receipt-1'], ['receipt-2'], ['receipt-3']]);
+    assert.ok(submissions.submissions.some((x) => x.status === 503), 'the API answered 503 first');
+    assert.ok(submissions.submissions.findIndex((x) => x.status === 202) > submissions.submissions.findLastIndex((x) => x.status === 503));
+    assert.equal(r.leftover, false, 'the emulator or the agent outlived the block');
+    assert.deepEqual(readdirSync(tmp), []);
+  });
+
+  it('the emulator\'s fault examples use the port of its emulator', () => {
+    const script = blockAfter(OUTAGE_MARKER, 'sh');
+    assert.match(script, /emulator --authority eta-ereceipt --port 18087 /);
+    const faults = [...GUIDE.matchAll(/curl [^\n]*?(?:localhost|127\.0\.0\.1):(\d+)\/_emulator/g)].map((m) => m[1]);
+    assert.ok(faults.length >= 10, `the fault examples: ${faults.length}`);
+    assert.deepEqual([...new Set(faults)], ['18087']);
   });
 });
 

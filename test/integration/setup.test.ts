@@ -29,6 +29,38 @@ function makeRoot(): { root: string; config: string } {
   return { root, config: join(root, 'etc/pos-token-agent/config.json') };
 }
 
+/** set-up on a pseudo-terminal (socat, no echo: whatever is shown is what set-up writes), answered prompt by prompt. */
+function wizard(root: string, extra: string[] = []) {
+  const command = [process.execPath, MAIN, 'setup', '--root', root, '--skip-doctor', ...extra].join(' ');
+  const child: ChildProcess = spawn('socat', ['-', `EXEC:${command},pty,setsid,ctty,stderr,echo=0`], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let screen = '';
+  child.stdout!.on('data', (d: Buffer) => (screen += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  let seen = 0;
+  return {
+    screen: () => screen,
+    /** What was shown since the last answer (the prompt it waits for included). */
+    since: () => screen.slice(seen),
+    /** Waits (at most 20 s) for `prompt` after what was answered so far, then types `text` and Enter. */
+    async answer(prompt: RegExp, text: string): Promise<string> {
+      const deadline = Date.now() + 20_000;
+      while (!prompt.test(screen.slice(seen))) {
+        if (Date.now() > deadline) assert.fail(`no prompt ${prompt} in:\n${screen}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const shown = screen.slice(seen);
+      seen = screen.length;
+      child.stdin!.write(`${text}\r`);
+      return shown;
+    },
+    exit: () => Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 45_000))]),
+    kill: () => child.kill('SIGTERM'),
+  };
+}
+
 describe('pos-token-agent-provision: set-up in TypeScript', () => {
   let emulator: Emulator;
   const roots: string[] = [];
@@ -45,42 +77,24 @@ describe('pos-token-agent-provision: set-up in TypeScript', () => {
   it('interactively on a real terminal: asks what is missing, and a secret typed shows nothing', { skip: ptySkipReason, timeout: 90_000 }, async () => {
     const { root, config } = makeRoot();
     roots.push(root);
-    // socat gives the command a pseudo-terminal without echo: whatever is shown is what set-up writes.
-    const command = `${process.execPath} ${MAIN} setup --root ${root} --skip-doctor`;
-    const child: ChildProcess = spawn('socat', ['-', `EXEC:${command},pty,setsid,ctty,stderr,echo=0`], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let screen = '';
-    child.stdout!.on('data', (d: Buffer) => (screen += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    let seen = 0;
-    /** Waits (at most 20 s) for `prompt` after what was answered so far, then types `answer` and Enter. */
-    const answer = async (prompt: RegExp, text: string): Promise<void> => {
-      const deadline = Date.now() + 20_000;
-      while (!prompt.test(screen.slice(seen))) {
-        if (Date.now() > deadline) assert.fail(`no prompt ${prompt} in:\n${screen}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      seen = screen.length;
-      child.stdin!.write(`${text}\r`);
-    };
+    const w = wizard(root);
     try {
-      await answer(/Account name \(tills ask for "default"\) \[default\]: $/, '');
-      await answer(/Authority \[eta-ereceipt\]: $/, '');
-      await answer(/Identity service URL: $/, emulator.url);
-      await answer(/Device profile \[[a-z0-9.-]+\]: $/, 'manual');
-      await answer(/POS serial number \(posserial\): $/, DEMO_DEVICE.posserial);
-      await answer(/POS OS version \(pososversion\): $/, DEMO_DEVICE.pososversion!);
-      await answer(/POS model\/framework \(posmodelframework\) \[1\]: $/, DEMO_DEVICE.posmodelframework!);
-      await answer(/Client ID: $/, DEMO_DEVICE.clientId);
-      await answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
-      await answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
-      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 45_000))]);
-      assert.equal(code, 0, screen);
+      await w.answer(/Account name \(tills ask for "default"\) \[default\]: $/, '');
+      await w.answer(/Authority \[eta-ereceipt\]: $/, '');
+      await w.answer(/Identity service URL: $/, emulator.url);
+      await w.answer(/API URL: $/, '');
+      await w.answer(/Device profile \[[a-z0-9.-]+\]: $/, 'manual');
+      await w.answer(/POS serial number \(posserial\): $/, DEMO_DEVICE.posserial);
+      await w.answer(/POS OS version \(pososversion\): $/, DEMO_DEVICE.pososversion!);
+      await w.answer(/POS model\/framework \(posmodelframework\) \[1\]: $/, DEMO_DEVICE.posmodelframework!);
+      await w.answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      await w.answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
+      await w.answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      assert.equal(await w.exit(), 0, w.screen());
     } finally {
-      child.kill('SIGTERM');
+      w.kill();
     }
+    const screen = w.screen();
     // What the secret prompts showed: the prompt, then only the line end.
     assert.match(screen, /Client secret: \r?\n/);
     assert.match(screen, /POS preshared key \(Enter to leave out\): \r?\n/);
@@ -95,6 +109,102 @@ describe('pos-token-agent-provision: set-up in TypeScript', () => {
       deviceProfile: 'manual',
       identity: { posserial: DEMO_DEVICE.posserial, pososversion: DEMO_DEVICE.pososversion, posmodelframework: DEMO_DEVICE.posmodelframework },
     });
+  });
+
+  it('interactively, a wrong answer is asked again with the reason; the API URL prompt shows the known hosts', { skip: ptySkipReason, timeout: 120_000 }, async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    const w = wizard(root);
+    let shown = '';
+    try {
+      await w.answer(/Account name \(tills ask for "default"\) \[default\]: $/, 'two words');
+      shown = await w.answer(/Account name \(tills ask for "default"\) \[default\]: $/, '');
+      assert.match(shown, /account name "two words": .*; try again/);
+      await w.answer(/Authority \[eta-ereceipt\]: $/, 'eta-receipt');
+      shown = await w.answer(/Authority \[eta-ereceipt\]: $/, '');
+      assert.match(shown, /unknown authority eta-receipt \(known: eta-ereceipt, /);
+      await w.answer(/Identity service URL: $/, 'http://id.example.com');
+      shown = await w.answer(/Identity service URL: $/, emulator.url);
+      assert.match(shown, /accounts\.default\.identityUrl: .*https:\/\/.*; try again/);
+      // The API URL, asked after the identity URL, with the hosts the authority is known to have.
+      shown = await w.answer(/API URL: $/, 'http://api.example.com');
+      assert.match(shown, /ETA API: pre-production https:\/\/api\.preprod\.invoicing\.eta\.gov\.eg, production https:\/\/api\.invoicing\.eta\.gov\.eg/);
+      assert.match(shown, /Enter to skip it \(no outbox, no proxy\)/);
+      shown = await w.answer(/API URL: $/, emulator.url);
+      assert.match(shown, /accounts\.default\.apiUrl: .*https:\/\/.*; try again/);
+      await w.answer(/Device profile \[[a-z0-9.-]+\]: $/, 'no-such-profile');
+      shown = await w.answer(/Device profile \[[a-z0-9.-]+\]: $/, 'manual');
+      assert.match(shown, /device profile "no-such-profile" not found in .*available: .*manual.*; try again/);
+      await w.answer(/POS serial number \(posserial\): $/, DEMO_DEVICE.posserial);
+      await w.answer(/POS OS version \(pososversion\): $/, DEMO_DEVICE.pososversion!);
+      await w.answer(/POS model\/framework \(posmodelframework\) \[1\]: $/, DEMO_DEVICE.posmodelframework!);
+      // Credentials the check login refuses: asked again, the config kept meanwhile.
+      await w.answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      await w.answer(/Client secret: $/, 'not-the-secret');
+      await w.answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      shown = await w.answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      assert.match(shown, /The credentials were not stored \(above\)\. Enter them again/);
+      await w.answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
+      await w.answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      assert.equal(await w.exit(), 0, w.screen());
+    } finally {
+      w.kill();
+    }
+    assert.match(w.screen(), new RegExp(`API: +${emulator.url.replace(/[.]/g, '\\.')}`));
+    const cfg = JSON.parse(readFileSync(config, 'utf8'));
+    assert.deepEqual(cfg.accounts.default, {
+      authority: 'eta-ereceipt',
+      identityUrl: emulator.url,
+      apiUrl: emulator.url,
+      deviceProfile: 'manual',
+      identity: { posserial: DEMO_DEVICE.posserial, pososversion: DEMO_DEVICE.pososversion, posmodelframework: DEMO_DEVICE.posmodelframework },
+    });
+  });
+
+  it('run again (rotation), it offers the stored URL, API URL and profile as defaults; Enter keeps them', { skip: ptySkipReason, timeout: 90_000 }, async () => {
+    const { root, config } = makeRoot();
+    roots.push(root);
+    const account = {
+      authority: 'eta-ereceipt',
+      identityUrl: emulator.url,
+      apiUrl: `${emulator.url}/api`,
+      deviceProfile: 'manual',
+      identity: { posserial: DEMO_DEVICE.posserial, pososversion: DEMO_DEVICE.pososversion, posmodelframework: DEMO_DEVICE.posmodelframework },
+    };
+    const before = `${JSON.stringify({ socket: `${root}/run/pos-token-agent/agent.sock`, stateDir: `${root}/var/lib/pos-token-agent`, accounts: { default: account } }, null, 2)}\n`;
+    writeFileSync(config, before, { mode: 0o640 });
+    const url = emulator.url.replace(/[.]/g, '\\.');
+    const w = wizard(root);
+    try {
+      await w.answer(new RegExp(`Identity service URL \\[${url}\\]: $`), '');
+      const shown = await w.answer(new RegExp(`API URL \\[${url}/api\\]: $`), '');
+      assert.match(shown, /Enter keeps it, "none" removes it/);
+      await w.answer(/Device profile \[manual\]: $/, '');
+      await w.answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      await w.answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
+      await w.answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      assert.equal(await w.exit(), 0, w.screen());
+    } finally {
+      w.kill();
+    }
+    assert.doesNotMatch(w.screen(), /Account name|Authority \[/, 'the only account and its authority are not asked again');
+    assert.equal(readFileSync(config, 'utf8'), before, 'Enter kept every stored value');
+    // "none" removes the API URL.
+    const again = wizard(root);
+    try {
+      await again.answer(/Identity service URL \[[^\]]+\]: $/, '');
+      await again.answer(/API URL \[[^\]]+\]: $/, 'none');
+      await again.answer(/Device profile \[manual\]: $/, '');
+      await again.answer(/Client ID: $/, DEMO_DEVICE.clientId);
+      await again.answer(/Client secret: $/, DEMO_DEVICE.clientSecrets[0]!);
+      await again.answer(/POS preshared key \(Enter to leave out\): $/, DEMO_DEVICE.presharedKey!);
+      assert.equal(await again.exit(), 0, again.screen());
+    } finally {
+      again.kill();
+    }
+    const { apiUrl, ...rest } = account;
+    assert.ok(apiUrl);
+    assert.deepEqual(JSON.parse(readFileSync(config, 'utf8')).accounts.default, rest);
   });
 
   it('writes the config only through the schema: a value the agent would refuse changes nothing', async () => {

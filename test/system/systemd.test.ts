@@ -20,6 +20,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import { configFileSha256 } from '../../src/config/index.js';
 import { createEmulator, DEMO_DEVICE, type Emulator } from '../../src/emulator/index.js';
 import { ask, forceRefresh } from '../support/harness.js';
 import {
@@ -157,6 +158,9 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
   it('boots a root without Node.js and installs the .deb with dpkg -i', { timeout: 10 * 60_000 }, async (t: TestContext) => {
     const node = await m.sh('command -v node; command -v nodejs; ls /usr/bin/node* /usr/local/bin/node* 2>/dev/null; true');
     assert.equal(node.stdout.trim(), '', 'no Node.js on the box before the install');
+    // Nothing beyond minbase and the package's Depends: no procps (whose /bin/kill the unit once needed), no dbus.
+    const extra = await m.sh('for p in procps dbus systemd-sysv ca-certificates; do dpkg-query -W -f \'${Status} ${Package}\\n\' "$p" 2>/dev/null | grep "^install ok installed" || true; done; ls /bin/kill /usr/bin/kill 2>/dev/null; true');
+    assert.equal(extra.stdout.trim(), '', 'a root with only what minbase and the Depends bring');
     const inside = copyIn(deb);
     const r = must('dpkg -i', await dpkg(['-i', inside]));
     figures.install_ms = Math.round(r.ms);
@@ -329,7 +333,8 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       const cursor = await m.journalCursor();
       const before = logins();
       await resetStartLimit();
-      must('kill -STOP', await m.exec(['kill', '-STOP', p0.MainPID!]));
+      // The shell's own kill: the root has no procps (/bin/kill).
+      must('kill -STOP', await m.exec(['sh', '-c', 'kill -STOP "$1"', 'sh', p0.MainPID!]));
       const t0 = Date.now();
       // 6 s watchdog, SIGABRT (systemd sends SIGCONT after it), RestartSec=2s, a start: well under 40 s.
       const p1 = await waitActive('the service restarted after the watchdog', 40_000, p0.MainPID);
@@ -391,7 +396,10 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       // A bad config: an unknown key.
       writeFileSync(file, JSON.stringify({ ...config, notAKey: true }, null, 2));
       cursor = await m.journalCursor();
-      must('systemctl reload (bad config)', await m.exec(['systemctl', 'reload', SERVICE]));
+      // ExecReload (the agent's reload command) waits for the agent's answer: a refused config fails the reload.
+      const refused = await m.exec(['systemctl', 'reload', SERVICE]);
+      assert.notEqual(refused.code, 0, describeRun('systemctl reload (bad config)', refused));
+      assert.match(refused.stderr, /failed/);
       const journal = await waitUntil(
         '"config reload refused" in the journal',
         async () => {
@@ -401,6 +409,7 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
         15_000,
       );
       assert.match(journal, /notAKey/);
+      assert.match(journal, /reload: the agent refused the config and keeps running the one it had/);
       // The agent logs the refusal, then sends READY=1 through systemd-notify, a child process: until systemd
       // has that message the unit reads 'reloading' (a CI run saw it). Bounded: it is there within milliseconds.
       const p2 = await waitUntil(
@@ -422,6 +431,162 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       await waitUntil('the original config reloaded', async () => /config reloaded/.test(await m.journalSince(cursor, SERVICE)), 15_000);
     }
     assert.equal(await accountState('second'), undefined);
+  });
+
+  describe('set-up on a running agent, on a root with only the package and its Depends', () => {
+    const DROP_INS = '/etc/systemd/system/pos-token-agent.service.d';
+    let original = '';
+    const fileSha = (): string => configFileSha256(readFileSync(m.hostPath(CONFIG), 'utf8'));
+    const runningConfig = async (): Promise<{ path: string; sha256: string; generation: number }> =>
+      (await agentStatus()).config as { path: string; sha256: string; generation: number };
+    /** pos-token-agent-provision --non-interactive from the emulator's values plus `extra` lines, and `args`. */
+    const setup = async (extra: string[], args: string[] = []): Promise<RunResult> => {
+      writeFileSync(m.hostPath('/root/pos.env'), `${provisionEnv}${extra.join('\n')}\n`, { mode: 0o600 });
+      try {
+        return await m.exec(['pos-token-agent-provision', '--non-interactive', '--from', '/root/pos.env', ...args], { timeoutMs: 4 * 60_000 });
+      } finally {
+        rmSync(m.hostPath('/root/pos.env'), { force: true });
+      }
+    };
+    const dropIn = async (name: string, text: string | undefined): Promise<void> => {
+      const file = m.hostPath(`${DROP_INS}/${name}`);
+      if (text === undefined) rmSync(file, { force: true });
+      else {
+        mkdirSync(m.hostPath(DROP_INS), { recursive: true });
+        writeFileSync(file, text);
+      }
+      must('daemon-reload', await m.exec(['systemctl', 'daemon-reload']));
+    };
+    const enqueue = (uuid: string) =>
+      ask(m.livePath(SOCKET_PATH), '/v1/outbox', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ account: 'default', path: '/api/v1/receiptsubmissions', key: uuid, body: { receipts: [{ header: { uuid, receiptNumber: uuid } }] } }),
+      });
+
+    before(() => {
+      original = readFileSync(m.hostPath(CONFIG), 'utf8');
+    });
+    after(
+      async () => {
+        // The config as provisioning left it, run by a restarted agent; the token the next tests compare is its.
+        writeFileSync(m.hostPath(CONFIG), original);
+        await resetStartLimit();
+        const cursor = await m.journalCursor();
+        must('systemctl restart', await m.exec(['systemctl', 'restart', SERVICE]));
+        await waitUntil('the restored token, confirmed by a login when restored by the wall clock', async () => {
+          const j = await m.journalSince(cursor, SERVICE);
+          const how = /"msg":"restored the stored token".*"measured_by":"([^"]+)"/.exec(j)?.[1];
+          if (how === undefined) return /"msg":"login succeeded"/.test(j) || undefined;
+          return !how.startsWith('wall clock') || /"msg":"login succeeded"/.test(j) || undefined;
+        }, 30_000);
+        const tok = await ask(m.livePath(SOCKET_PATH), '/v1/token');
+        assert.equal(tok.status, 200, tok.text);
+        token = String(tok.json.access_token);
+      },
+      { timeout: 2 * 60_000 },
+    );
+
+    it('takes a new API URL with systemctl reload, checked: the outbox delivers, /v1/status runs the file', { timeout: 5 * 60_000 }, async (t) => {
+      const p0 = await show(['MainPID']);
+      const no = await enqueue('sys-setup-0');
+      assert.equal(no.status, 409, `no apiUrl yet: ${no.text}`);
+      const cursor = await m.journalCursor();
+      const r = must('set-up with an API URL', await setup([`POS_API_URL=${emulator.url}`]));
+      t.diagnostic(r.stdout.trim());
+      assert.match(r.stderr, /The agent runs an older \/etc\/pos-token-agent\/config\.json \(generation \d+\); reloading it \.\.\./);
+      assert.doesNotMatch(r.stderr, /restarting/);
+      assert.match(r.stdout, new RegExp(`API: +${emulator.url.replace(/[.]/g, '\\.')}`));
+      assert.match(r.stdout, /Agent: +running; account default is fresh/);
+      assert.match(r.stdout, /Doctor: +ok/);
+      assert.equal((await show(['MainPID'])).MainPID, p0.MainPID, 'reloaded in place');
+      assert.equal((await runningConfig()).sha256, fileSha(), '/v1/status runs the file as set-up left it');
+      assert.match(await m.journalSince(cursor, SERVICE), /reload: config generation \d+ taken/);
+      const queued = await enqueue('sys-setup-1');
+      assert.equal(queued.status, 202, queued.text);
+      await waitUntil('the receipt delivered to the API', () => emulator.apiSubmissions().some((x) => x.uuids.includes('sys-setup-1') && x.status === 202), 30_000);
+    });
+
+    it('restarts the agent when the reload does not run (the old ExecReload=/bin/kill on a box without procps)', { timeout: 5 * 60_000 }, async () => {
+      await dropIn('50-old-reload.conf', '[Service]\nExecReload=\nExecReload=/bin/kill -HUP $MAINPID\n');
+      try {
+        // The issue as a technician met it: on a minimal Debian the old unit's reload cannot run at all.
+        const old = await m.exec(['systemctl', 'reload', SERVICE]);
+        assert.notEqual(old.code, 0, describeRun('systemctl reload with /bin/kill', old));
+        await resetStartLimit();
+        const p0 = await show(['MainPID']);
+        const api = emulator.url.replace('127.0.0.1', 'localhost');
+        const r = must('set-up with another API URL', await setup([`POS_API_URL=${api}`], ['--skip-doctor']));
+        assert.match(r.stderr, /The reload did not take \(systemctl reload failed: exit \d+, the agent still runs generation \d+\); restarting the agent \.\.\./);
+        assert.match(r.stdout, /Agent: +running; account default is/);
+        const p1 = await show(['MainPID']);
+        assert.notEqual(p1.MainPID, p0.MainPID, 'restarted');
+        assert.equal((await runningConfig()).sha256, fileSha());
+      } finally {
+        await dropIn('50-old-reload.conf', undefined);
+      }
+    });
+
+    it('restarts the agent when it refuses the file on reload (a setting it reads only at start), and the file runs', { timeout: 5 * 60_000 }, async () => {
+      // A profile in a folder the running agent does not look in yet: deviceProfileDirs is read at start only.
+      mkdirSync(m.hostPath('/etc/pos-token-agent/extra-profiles'), { recursive: true });
+      const manual = JSON.parse(readFileSync(m.hostPath('/usr/lib/pos-token-agent/device-profiles/manual.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(m.hostPath('/etc/pos-token-agent/extra-profiles/box-x.json'), JSON.stringify({ ...manual, $schema: undefined, name: 'box-x' }));
+      const cfg = JSON.parse(readFileSync(m.hostPath(CONFIG), 'utf8')) as Record<string, unknown>;
+      cfg.deviceProfileDirs = ['/usr/lib/pos-token-agent/device-profiles', '/etc/pos-token-agent/device-profiles', '/etc/pos-token-agent/extra-profiles'];
+      writeFileSync(m.hostPath(CONFIG), JSON.stringify(cfg, null, 2));
+      try {
+        await resetStartLimit();
+        const p0 = await show(['MainPID']);
+        const r = must('set-up with the profile box-x', await setup(['POS_PROFILE=box-x'], ['--skip-doctor']));
+        assert.match(r.stderr, /The reload did not take \(the agent refused it:\n {2}- account default: device profile "box-x" not found in /);
+        assert.match(r.stderr, /restarting the agent \.\.\./);
+        assert.match(r.stdout, /Profile: +box-x/);
+        assert.match(r.stdout, /Agent: +running; account default is/);
+        assert.notEqual((await show(['MainPID'])).MainPID, p0.MainPID, 'restarted');
+        assert.equal((await runningConfig()).sha256, fileSha());
+      } finally {
+        writeFileSync(m.hostPath(CONFIG), original);
+        await resetStartLimit();
+        must('restart', await m.exec(['systemctl', 'restart', SERVICE]));
+        rmSync(m.hostPath('/etc/pos-token-agent/extra-profiles'), { recursive: true, force: true });
+      }
+    });
+
+    it('fails, saying what runs, when even a restart does not run the file (a drop-in points the agent elsewhere)', { timeout: 5 * 60_000 }, async () => {
+      writeFileSync(m.hostPath('/etc/pos-token-agent/other.json'), original, { mode: 0o640 });
+      must('chgrp', await m.exec(['chgrp', 'pos-token-agent', '/etc/pos-token-agent/other.json']));
+      await dropIn('50-other-config.conf', '[Service]\nEnvironment=POS_TOKEN_AGENT_CONFIG=/etc/pos-token-agent/other.json\n');
+      try {
+        await resetStartLimit();
+        must('restart', await m.exec(['systemctl', 'restart', SERVICE]));
+        const r = await setup([`POS_API_URL=${emulator.url}`], ['--skip-doctor']);
+        assert.equal(r.code, 1, describeRun('set-up', r));
+        assert.match(
+          r.stderr,
+          /after a restart the agent still does not run \/etc\/pos-token-agent\/config\.json: it runs \/etc\/pos-token-agent\/other\.json \(sha256 [0-9a-f]{64}, generation 1\); see: systemctl cat pos-token-agent\.service/,
+        );
+        assert.doesNotMatch(r.stdout, /Agent: +running/);
+      } finally {
+        await dropIn('50-other-config.conf', undefined);
+        rmSync(m.hostPath('/etc/pos-token-agent/other.json'), { force: true });
+        await resetStartLimit();
+        must('restart', await m.exec(['systemctl', 'restart', SERVICE]));
+      }
+    });
+
+    it('says that the credential recipe needs D-Bus, and changes nothing, on a box without it', { timeout: 2 * 60_000 }, async () => {
+      await dropIn('50-credential.conf', '[Service]\nLoadCredentialEncrypted=pos-token-agent.key:/etc/credstore.encrypted/pos-token-agent.key\n');
+      try {
+        const before = readFileSync(m.hostPath(CONFIG), 'utf8');
+        const r = await setup([`POS_API_URL=${emulator.url}/other`], ['--skip-doctor']);
+        assert.equal(r.code, 1, describeRun('set-up', r));
+        assert.match(r.stderr, /needs the D-Bus system bus \(\/run\/dbus\/system_bus_socket is missing\): install dbus/);
+        assert.equal(readFileSync(m.hostPath(CONFIG), 'utf8'), before);
+      } finally {
+        await dropIn('50-credential.conf', undefined);
+      }
+    });
   });
 
   it('serves the stored token after a poweroff and a fresh boot with the emulator down', { timeout: 5 * 60_000 }, async (t) => {
@@ -463,7 +628,8 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       const a = (await m.exec(['systemctl', 'is-active', unit])).stdout.trim();
       assert.ok(a === 'inactive' || a === 'unknown', `${unit} is ${a}`);
     }
-    const procs = await m.exec(['pgrep', '-u', 'pos-token-agent']);
+    // No pgrep (procps) on the root: the processes of the agent's user, from /proc.
+    const procs = await m.sh('for d in /proc/[0-9]*; do [ "$(stat -c %U "$d" 2>/dev/null)" = pos-token-agent ] && echo "${d#/proc/}"; done; true');
     assert.equal(procs.stdout.trim(), '', 'no process of the agent left');
     assert.equal((await m.exec(['sh', '-c', 'test -S /run/pos-token-agent/agent.sock'])).code, 1, 'the socket is gone');
     assert.ok(existsSync(m.hostPath(STATE_DB)), 'state.db kept');
@@ -574,6 +740,9 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
       /Failed with result '(signal|watchdog|core-dump)'/,
       /Watchdog timeout \(limit 6s\)!/,
       /Killing process \d+ \(\S+\) with signal SIGABRT/,
+      // The refused reloads (the reload test, and the set-up tests' old ExecReload=/bin/kill on a root without it).
+      /Reload failed for /,
+      /Control process exited, code=exited, status=(1\/FAILURE|203\/EXEC)/,
     ];
     const fromSystemd = entries.filter(
       (e) => e._PID === '1' && ((e.UNIT ?? '').startsWith('pos-token-agent') || e.text.includes('pos-token-agent')),

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import { describeAgentStatus } from '../../src/cli/commands/run.js';
@@ -13,7 +15,8 @@ import {
   type NotifyChild,
   type SpawnFn,
 } from '../../src/lib/systemd.js';
-import type { AccountStatusBody } from '../../src/api/index.js';
+import type { AccountStatusBody, ConfigStatusBody } from '../../src/api/index.js';
+import { reloadOutcome } from '../../src/cli/commands/reload.js';
 
 describe('listenFds', () => {
   const PID = 4242;
@@ -367,5 +370,68 @@ describe('STATUS line', () => {
       ),
       'serving: default fresh, expires in 41 min, outbox 3 queued (oldest 2 min); b none (not_provisioned), outbox 1 queued (oldest 30 s); c fresh',
     );
+  });
+});
+
+const REPO = resolve(import.meta.dirname, '../..');
+
+/** The Exec*= lines of a unit file: [key, the command line less systemd's prefixes (-, @, +, !, :)]. */
+function execLines(unit: string): Array<[string, string]> {
+  return [...unit.matchAll(/^(Exec[A-Za-z]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim().replace(/^[-@+!:]+/, '')]);
+}
+
+describe('the unit files need nothing beyond the package and its Depends', () => {
+  const service = readFileSync(join(REPO, 'systemd/pos-token-agent.service'), 'utf8');
+  const socket = readFileSync(join(REPO, 'systemd/pos-token-agent.socket'), 'utf8');
+  const packaging = readFileSync(join(REPO, 'scripts/package.mjs'), 'utf8');
+  /** The package's own: the runtime (package.mjs and install.sh point it at the bundled or chosen node) and the program. */
+  const OWN_RUNTIME = '/usr/bin/node';
+  const OWN_PROGRAM = '/opt/pos-token-agent/dist/cli/main.js';
+  /**
+   * Files of the packages the .deb depends on that a unit may run, with their package. Empty: the units run only
+   * the package's own program. Add a file here only with the package that ships it on Debian 12 and Ubuntu 22.04.
+   */
+  const FROM_DEPENDS: Record<string, string> = {};
+  const depends = (/`Depends: ([^`]*)`/.exec(packaging)?.[1] ?? '').split(',').map((d) => d.trim().split(/[\s(]/)[0]!);
+
+  test('package.mjs declares the Depends this check knows', () => {
+    assert.deepEqual(depends, ['libc6', 'libgcc-s1', 'libstdc++6', 'systemd']);
+    for (const [file, pkg] of Object.entries(FROM_DEPENDS)) assert.ok(depends.includes(pkg), `${file}: ${pkg} is not in Depends`);
+  });
+
+  test("every Exec*= runs the package's own program, or a file of a package in Depends", () => {
+    const lines = [...execLines(service), ...execLines(socket)];
+    assert.ok(lines.some(([k]) => k === 'ExecStart') && lines.some(([k]) => k === 'ExecReload'), 'ExecStart= and ExecReload= are checked');
+    for (const [key, command] of lines) {
+      const [exe, arg] = command.split(/\s+/);
+      if (exe === OWN_RUNTIME) assert.equal(arg, OWN_PROGRAM, `${key}: the runtime runs the program only`);
+      else assert.ok(exe! in FROM_DEPENDS, `${key}=${command}: ${exe} is neither the package's own nor in FROM_DEPENDS (procps's /bin/kill is not on a minimal Debian)`);
+    }
+  });
+
+  test("ExecReload asks the agent's own CLI, which waits for the agent's answer (a refused config fails the reload)", () => {
+    const reload = execLines(service).find(([k]) => k === 'ExecReload')![1];
+    assert.equal(reload, `${OWN_RUNTIME} ${OWN_PROGRAM} reload --pid $MAINPID --socket /run/pos-token-agent/agent.sock`);
+    assert.match(readFileSync(join(REPO, 'src/cli/main.ts'), 'utf8'), /^ {2}reload: \{$/m, 'main.ts has the reload command');
+    assert.match(socket, /^ListenStream=\/run\/pos-token-agent\/agent\.sock$/m, 'the socket the reload asks is the one systemd holds');
+    // The reload waits less than systemd gives it (TimeoutStartSec= bounds ExecReload=), so its own message is the one seen.
+    assert.match(service, /^TimeoutStartSec=90s$/m);
+  });
+});
+
+describe('reloadOutcome', () => {
+  const before: ConfigStatusBody = { path: '/etc/c.json', sha256: 'a', generation: 3, loaded_at: '2026-01-01T00:00:00.000Z', reload_error: null };
+
+  test('a new generation is taken; the same generation is pending', () => {
+    assert.deepEqual(reloadOutcome(before, { ...before, generation: 4, sha256: 'b' }), { kind: 'taken', config: { ...before, generation: 4, sha256: 'b' } });
+    assert.deepEqual(reloadOutcome(before, before), { kind: 'pending' });
+  });
+
+  test('a reload error newer than the one before is a refusal; the same old one is not', () => {
+    const old = { at: '2026-01-01T00:00:01.000Z', problems: ['old'] };
+    const refused = { ...before, reload_error: { at: '2026-01-01T00:00:02.000Z', problems: ['accounts.x: bad'] } };
+    assert.deepEqual(reloadOutcome(before, refused), { kind: 'refused', problems: ['accounts.x: bad'] });
+    assert.deepEqual(reloadOutcome({ ...before, reload_error: old }, { ...before, reload_error: old }), { kind: 'pending' });
+    assert.deepEqual(reloadOutcome({ ...before, reload_error: old }, refused), { kind: 'refused', problems: ['accounts.x: bad'] });
   });
 });

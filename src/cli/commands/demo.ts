@@ -13,7 +13,27 @@ export const demoHelp = `Usage: pos-token-agent demo [--keep] [--verbose]
 
 Starts the bundled emulator and the agent in a temporary directory, provisions the demo
 device, and prints a token fetched through the agent's Unix socket, then the agent's status.
-With --keep both keep running until Ctrl-C, so you can try the socket yourself.`;
+The demo account's API (apiUrl) is the emulator's, on the same port, so the outbox and the
+proxy work too. With --keep both keep running until Ctrl-C, so you can try the socket
+yourself: it prints curl lines for a token, a receipt queued to the outbox, its state, and
+the proxy.`;
+
+/** The curl lines --keep prints: a token, a receipt through the outbox and its state, the proxy. */
+export function demoTryLines(socket: string): string[] {
+  const curl = `curl -s --unix-socket ${socket} -H 'X-Pos-Agent: 1'`;
+  const json = `${curl} -H 'Content-Type: application/json'`;
+  const receipt = (uuid: string, n: string): string => `{"header": {"uuid": "${uuid}", "receiptNumber": "${n}"}}`;
+  return [
+    `${curl} http://agent/v1/token; echo`,
+    '# a receipt queued to the outbox (202 once it is on disk), then its state: "delivered", with the API\'s answer',
+    `${json} http://agent/v1/outbox -d '{"account": "default", "path": "${RECEIPTS_PATH}", "key": "demo-receipt-1", "body": {"receipts": [${receipt('demo-receipt-1', 'R-1')}]}}'; echo`,
+    `${curl} http://agent/v1/outbox/ID; echo      # ID: the "id" the line above answered`,
+    '# the same API through the proxy, answered at once',
+    `${json} http://agent/v1/proxy/default${RECEIPTS_PATH} -d '{"receipts": [${receipt('demo-receipt-2', 'R-2')}]}'; echo`,
+  ];
+}
+
+const RECEIPTS_PATH = '/api/v1/receiptsubmissions';
 
 export async function demoCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { keep: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' } });
@@ -36,6 +56,8 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
             default: {
               authority: 'eta-ereceipt',
               identityUrl: emulator.url,
+              // The emulator serves the authority's API on the same port: the outbox and the proxy work.
+              apiUrl: emulator.url,
               identity: {
                 posserial: DEMO_DEVICE.posserial,
                 pososversion: DEMO_DEVICE.pososversion,
@@ -49,7 +71,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
       ),
     );
     const config = loadConfig(configPath, {});
-    println(io.stdout, `1. Emulator of the eReceipt identity service at ${emulator.url}`);
+    println(io.stdout, `1. Emulator of the eReceipt identity service and API at ${emulator.url}`);
     println(io.stdout, `2. Config written to ${configPath}`);
     await provisionAccount(
       config,
@@ -69,7 +91,7 @@ export async function demoCommand(argv: string[], io: Io): Promise<number> {
     println(io.stdout, JSON.stringify(status, null, 2));
     println(io.stdout, `\nLogins the emulator saw: ${emulator.stats().issued}`);
     if (values.keep) {
-      println(io.stdout, `\nTry: curl --unix-socket ${socket} -H 'X-Pos-Agent: 1' http://agent/v1/token`);
+      println(io.stdout, `\nTry:\n${demoTryLines(socket).join('\n')}`);
       println(io.stdout, 'Ctrl-C stops the demo.');
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
