@@ -4,12 +4,12 @@
  * (LoadCredentialEncrypted=pos-token-agent.key:...) or else `secret.key` in the state directory,
  * bound to this machine's id.
  */
-import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { AgentConfig } from './config/index.js';
 import { checkMachineId, defaultMachineId } from './identity/index.js';
 import { KEY_CREDENTIAL_NAME, KEY_FILE, type KeySource, type OpenStoreOptions } from './store/index.js';
+const { existsSync } = process.getBuiltinModule('node:fs');
+const { hostname } = process.getBuiltinModule('node:os');
+const { join } = process.getBuiltinModule('node:path');
 
 export interface StateAccess {
   options: OpenStoreOptions;

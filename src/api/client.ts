@@ -6,7 +6,7 @@
  * (nothing listening, permission denied, too slow, not the agent's API) throws an AgentClientError whose
  * message says so in words a person can act on. Nothing secret is in a message: no token, no body.
  */
-import { request, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import {
   AGENT_HEADER,
   AGENT_HEADER_VALUE,
@@ -21,6 +21,7 @@ import {
   type StatusBody,
   type TokenBody,
 } from './wire.js';
+const { request } = process.getBuiltinModule('node:http');
 
 /** A token may wait for a login, which the agent bounds at 30 s. */
 export const DEFAULT_TIMEOUT_MS = 35_000;

@@ -8,16 +8,13 @@
  * - per-account TLS (`tlsConnectOptions`: extra CAs added to Node's store, SSL_OP_LEGACY_SERVER_CONNECT),
  * - TLS failure classification (`classifyTlsError`), shared with the doctor's checks.
  */
-import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import type { Agent as HttpAgent, ClientRequestArgs } from 'node:http';
-import { Agent as HttpsAgent, type RequestOptions as HttpsRequestOptions } from 'node:https';
-import { BlockList, isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpsAgentType } from 'node:https';
 import type { RequestError } from 'got';
-import type { Duplex } from 'node:stream';
-import { HttpProxyAgent, HttpsProxyAgent, type HttpProxyAgentOptions, type HttpsProxyAgentOptions } from 'hpagent';
 import type { ProxyConfig } from '../config/index.js';
+const { constants: cryptoConstants, X509Certificate } = process.getBuiltinModule('node:crypto');
+const { readFile, stat } = process.getBuiltinModule('node:fs/promises');
+const { BlockList, isIP } = process.getBuiltinModule('node:net');
 
 type GotModule = typeof import('got');
 let gotModule: Promise<GotModule> | undefined;
@@ -149,7 +146,7 @@ export function createHttpClient(options: HttpClientOptions = {}): NodeHttpClien
     const cached = agents.get(slot);
     if (cached && cached.version === version) return cached.agent;
     cached?.agent.destroy();
-    const agent = newAgent(https, proxy, connect, connectMs);
+    const agent = await newAgent(https, proxy, connect, connectMs);
     agents.set(slot, { version, agent });
     return agent;
   }
@@ -181,9 +178,14 @@ export function createHttpClient(options: HttpClientOptions = {}): NodeHttpClien
   };
 }
 
-/** A keep-alive agent for `https` or plain http targets, through `proxy` when given (http needs one to have an agent). */
-function newAgent(https: boolean, proxy: URL | undefined, connect: TlsConnectOptions, connectMs: number): HttpAgent {
+/**
+ * A keep-alive agent for `https` or plain http targets, through `proxy` when given (http needs one to have an agent).
+ * node:https (with node:tls) and the proxy agents load here, when an account first needs them: an idle agent whose
+ * token is stored carries neither (about 10 MiB).
+ */
+async function newAgent(https: boolean, proxy: URL | undefined, connect: TlsConnectOptions, connectMs: number): Promise<HttpAgent> {
   const proxyRequestOptions = proxy?.protocol === 'https:' && connect.ca ? { ca: connect.ca } : undefined;
+  const agents = proxy ? await import('./proxy-agents.js') : undefined;
   if (https) {
     const tlsOptions = {
       ...AGENT_OPTIONS,
@@ -191,10 +193,10 @@ function newAgent(https: boolean, proxy: URL | undefined, connect: TlsConnectOpt
       ...(connect.secureOptions !== undefined ? { secureOptions: connect.secureOptions } : {}),
     };
     return proxy
-      ? new BoundedHttpsProxyAgent({ ...tlsOptions, proxy, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs)
-      : new HttpsAgent(tlsOptions);
+      ? new agents!.BoundedHttpsProxyAgent({ ...tlsOptions, proxy, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs)
+      : new (process.getBuiltinModule('node:https').Agent)(tlsOptions);
   }
-  return new BoundedHttpProxyAgent({ ...AGENT_OPTIONS, proxy: proxy!, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs);
+  return new agents!.BoundedHttpProxyAgent({ ...AGENT_OPTIONS, proxy: proxy!, ...(proxyRequestOptions ? { proxyRequestOptions } : {}) }, connectMs);
 }
 
 /** got's options for one request: every phase timed, no redirect, no retry, the body as a Buffer. */
@@ -217,7 +219,7 @@ function gotOptions(req: HttpRequest, target: URL, agent: HttpAgent | undefined)
       socket: req.timeouts.responseMs,
       request: req.timeouts.totalMs,
     },
-    ...(agent ? { agent: target.protocol === 'https:' ? { https: agent as HttpsAgent } : { http: agent } } : {}),
+    ...(agent ? { agent: target.protocol === 'https:' ? { https: agent as HttpsAgentType } : { http: agent } } : {}),
     ...(req.body !== undefined ? { body: req.body } : {}),
     ...(req.signal ? { signal: req.signal } : {}),
   };
@@ -246,60 +248,6 @@ async function send(got: GotModule['default'], req: HttpRequest, options: Return
 }
 
 const DEFAULT_PROXY_CONNECT_MS = 5_000;
-
-type ConnectCallback = (err: Error | null, stream: Duplex) => void;
-
-/**
- * hpagent waits for the proxy's answer to CONNECT as long as the proxy keeps its socket busy, and Node holds
- * a destroyed request's error until the agent hands over a socket: got's timeouts alone cannot end a CONNECT
- * the proxy never answers. This ends it after connectMs with "Proxy timeout".
- */
-function boundedConnect(ms: number, callback: ConnectCallback | undefined, open: (cb: ConnectCallback) => void): void {
-  let settled = false;
-  const timer = setTimeout(() => {
-    if (settled) return;
-    settled = true;
-    callback?.(new Error('Proxy timeout'), undefined as unknown as Duplex);
-  }, ms);
-  timer.unref();
-  open((err, stream) => {
-    clearTimeout(timer);
-    if (settled) {
-      stream?.destroy();
-      return;
-    }
-    settled = true;
-    callback?.(err, stream);
-  });
-}
-
-class BoundedHttpsProxyAgent extends HttpsProxyAgent {
-  constructor(
-    options: HttpsProxyAgentOptions,
-    private readonly connectMs: number,
-  ) {
-    super(options);
-  }
-
-  override createConnection(options: HttpsRequestOptions, callback?: ConnectCallback): Duplex | null | undefined {
-    boundedConnect(this.connectMs, callback, (cb) => super.createConnection(options, cb));
-    return undefined;
-  }
-}
-
-class BoundedHttpProxyAgent extends HttpProxyAgent {
-  constructor(
-    options: HttpProxyAgentOptions,
-    private readonly connectMs: number,
-  ) {
-    super(options);
-  }
-
-  override createConnection(options: ClientRequestArgs, callback?: ConnectCallback): Duplex | null | undefined {
-    boundedConnect(this.connectMs, callback, (cb) => super.createConnection(options, cb));
-    return undefined;
-  }
-}
 
 function parseTarget(url: string): URL {
   let target: URL;
@@ -545,7 +493,7 @@ export async function tlsConnectOptions(tls: RequestTls | undefined, caStore: Ca
   if (tls?.caFile !== undefined) {
     const loaded = await caStore.load(tls.caFile);
     // `ca` replaces Node's trust store, so the store comes first: the file adds to it.
-    out.ca = [...rootCertificates, ...loaded.certs];
+    out.ca = [...process.getBuiltinModule('node:tls').rootCertificates, ...loaded.certs];
     out.caVersion = loaded.version;
   }
   if (tls?.legacyServerConnect) out.secureOptions = cryptoConstants.SSL_OP_LEGACY_SERVER_CONNECT;

@@ -1,10 +1,11 @@
 /** Shared pieces of the commands: argument parsing, usage errors, output, the agent's socket client. */
-import { join } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { createAgentClient, isAccountName, type AgentClient, type ErrorBody } from '../api/index.js';
 import { closestKey, ConfigError, resolveConfigPath, type AccountConfig, type AgentConfig } from '../config/index.js';
 import { loadConfig } from '../authorities/index.js';
 import { managedBySystemd, serviceHints } from '../lib/service.js';
+const { join } = process.getBuiltinModule('node:path');
+const { parseArgs } = process.getBuiltinModule('node:util');
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';

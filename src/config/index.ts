@@ -2,15 +2,15 @@
  * Config loading and validation. Parsed once at the edge (cli/) and passed inward typed.
  * Every problem is reported with the file, the key path and what was expected.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 // One rule for account names: the socket API's (a leaf that imports nothing).
 import { isAccountName } from '../api/wire.js';
 import { suggestKey } from './suggest.js';
 
 export { closestKey, editDistance, knownKeysAt, suggestKey } from './suggest.js';
+const { createHash } = process.getBuiltinModule('node:crypto');
+const { existsSync, readFileSync } = process.getBuiltinModule('node:fs');
+const { isAbsolute, join } = process.getBuiltinModule('node:path');
 
 export const DEFAULT_CONFIG_PATH = '/etc/pos-token-agent/config.json';
 

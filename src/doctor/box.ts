@@ -1,11 +1,11 @@
+const { accessSync, constants, existsSync, readFileSync, statSync } = process.getBuiltinModule('node:fs');
+const { delimiter, dirname, join } = process.getBuiltinModule('node:path');
 /**
  * What doctor's hints may name: facts of this box, read when a hint is written. A fix names a command or a file
  * only when this box has it (the set-up command, timedatectl, /etc/resolv.conf, ...), says `sudo` only when doctor
  * is not root, and explains a permission denied from the owner, group and mode of what denied it. Each fact can be
  * replaced in tests (`DoctorOptions.box`).
  */
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
 
 /** What doctor needs of a file's stat. */
 export interface FileStat {

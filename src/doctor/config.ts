@@ -2,8 +2,6 @@
  * The config checks: the file doctor was given (readable, valid, with accounts), and whether the running agent
  * runs it (`/v1/status` `config`: the SHA-256 of the text it read, its generation, a refused reload).
  */
-import { dirname, join } from 'node:path';
-import { constants } from 'node:fs';
 import type { ConfigStatusBody, StatusBody } from '../api/index.js';
 import type { AuthorityRegistry } from '../authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, type AgentConfig } from '../config/index.js';
@@ -11,6 +9,8 @@ import { shellQuote } from '../lib/service.js';
 import { findDenial, type BoxFacts } from './box.js';
 import { asRoot, permissionDenied, setupCommand, type AgentHints } from './hints.js';
 import type { DoctorCheck } from './types.js';
+const { dirname, join } = process.getBuiltinModule('node:path');
+const { constants } = process.getBuiltinModule('node:fs');
 
 export interface ConfigInput {
   path: string;

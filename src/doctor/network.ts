@@ -8,11 +8,9 @@
  * then checks the proxy (DNS, TCP, CONNECT) and the TLS handshake through its tunnel, and reports the direct
  * DNS/TCP checks as skipped, saying why.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import {
   classifyTlsError,
   createCaStore,
@@ -32,6 +30,11 @@ import {
 import { systemClock, type Clock } from '../lib/clock.js';
 import { boxFacts, type BoxFacts } from './box.js';
 import { clockHint, dnsHint } from './hints.js';
+const { lookup: dnsLookup } = process.getBuiltinModule('node:dns/promises');
+const { request: httpRequest } = process.getBuiltinModule('node:http');
+const { request: httpsRequest } = process.getBuiltinModule('node:https');
+const { connect: netConnect, isIP } = process.getBuiltinModule('node:net');
+const { connect: tlsConnect } = process.getBuiltinModule('node:tls');
 
 export type CheckResult =
   | { ok: true; detail: string; /** Not run, on purpose (the detail says why). */ skipped?: boolean }

@@ -2,7 +2,7 @@
  * The running agent, as doctor sees it: its socket (there, a socket, closed to other users, answering), what it says
  * of each account, and which config it runs. `/v1/status` is asked once and shared by every check that reads it.
  */
-import { lstatSync, statSync, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { AgentClientError, type HealthBody, type StatusBody, type AccountStatusBody } from '../api/index.js';
 import type { AgentConfig } from '../config/index.js';
 import { UNIT_NAME } from '../lib/service.js';
@@ -10,6 +10,7 @@ import { findDenial, type BoxFacts } from './box.js';
 import { runningConfigCheck } from './config.js';
 import { asRoot, CLIENT_GROUP, permissionDenied, type AgentHints } from './hints.js';
 import type { AgentView, DoctorCheck } from './types.js';
+const { lstatSync, statSync } = process.getBuiltinModule('node:fs');
 
 export interface RunningAgent {
   /** `/v1/status`, asked once; undefined when the agent did not answer it. */

@@ -3,14 +3,14 @@
  * machine id binding, the database (opens, integrity), and outbox.db. Doctor only looks: it never creates the state
  * directory, the database or the key (run as root, it would leave files the agent's user cannot open).
  */
-import { constants } from 'node:fs';
-import { dirname, join } from 'node:path';
 import type { AgentConfig } from '../config/index.js';
 import { stateAccess, type StateAccess, type StateDeps } from '../state.js';
 import { DB_FILE, OUTBOX_FILE, inspectOutbox, openStore, SecretKeyError, StoreError, type OutboxInspection, type Store } from '../store/index.js';
 import { findDenial, type BoxFacts, type FileStat } from './box.js';
 import { asRoot, machineIdHint, permissionDenied, provisionHint, SETUP_COMMAND, type ProvisionContext } from './hints.js';
 import type { DoctorCheck } from './types.js';
+const { constants } = process.getBuiltinModule('node:fs');
+const { dirname, join } = process.getBuiltinModule('node:path');
 
 /** The unit's user and state directory (systemd/pos-token-agent.service, StateDirectory=). */
 const UNIT_USER = 'pos-token-agent';

@@ -3,10 +3,10 @@
  * receipt submissions, ETA eInvoicing / MyInvois document submissions, the generic JSON endpoint every
  * authority has, and the test helpers `_large` and `_echo`. Pure apart from the duplicate memory: no I/O.
  */
-import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ApiRecords } from './api-records.js';
 import { type Answer, JSON_TYPE } from './http.js';
+const { createHash, randomUUID } = process.getBuiltinModule('node:crypto');
 
 /** One API call as the routes see it. */
 export interface ApiCall {

@@ -4,7 +4,6 @@
  * emulator issued and has not revoked; then the API faults; then the route (api-routes.ts). Everything that
  * passed the bearer check is recorded (api-records.ts) for tests to read back.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, sleep } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -33,6 +32,7 @@ import { type ApiStats, createApiStats } from './api-stats.js';
 import { type Answer, type BodyLimits, type BodyResult, headerValue, jsonAnswer, readBody, send } from './http.js';
 import type { ApiSubmission, EmulatorApiStats, EmulatorAuthority } from './types.js';
 import type { WireErrors } from './wire/types.js';
+const { randomUUID } = process.getBuiltinModule('node:crypto');
 
 export const API_PREFIX = '/api/';
 export const DEFAULT_API_BODY_CAP = 6 * 1024 * 1024;

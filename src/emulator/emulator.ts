@@ -4,7 +4,6 @@
  * admin endpoints (admin.ts), routing (router.ts) and the HTTP server (listener.ts); and the `Emulator` face
  * over them. What a token request means is the business of the wire module.
  */
-import { randomUUID } from 'node:crypto';
 import { createAdmin, type AdminDeps } from './admin.js';
 import { type ApiServer, createApi } from './api.js';
 import { type ApiAuth, createApiAuth } from './api-auth.js';
@@ -22,6 +21,7 @@ import type { Emulator, EmulatorAuthority, EmulatorOptions, EmulatorPaths, Emula
 import { validateApiFaults, validateFaults } from './validate.js';
 import { WIRES } from './wire/index.js';
 import type { Wire, WireContext } from './wire/types.js';
+const { randomUUID } = process.getBuiltinModule('node:crypto');
 
 const PRINCIPAL_KINDS: readonly PrincipalKind[] = ['devices', 'clients', 'companies'];
 

@@ -1,7 +1,8 @@
 /**
  * The emulator's token signer: one RSA key per emulator (made at start, or on first use), RS256 JWTs.
  */
-import { createHash, generateKeyPair, generateKeyPairSync, sign, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { JsonWebKey, KeyObject } from 'node:crypto';
+const { createHash, generateKeyPair, generateKeyPairSync, sign, verify } = process.getBuiltinModule('node:crypto');
 
 export interface SigningKey {
   readonly kid: string;

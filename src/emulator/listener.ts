@@ -2,10 +2,11 @@
  * The emulator's HTTP server: listen and close, one at a time in call order, on the same port after a restart;
  * a request that throws gets a 500 (or its connection cut when the answer had begun).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../lib/log.js';
 import { jsonAnswer, send } from './http.js';
+const { createServer } = process.getBuiltinModule('node:http');
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, signal: AbortSignal) => Promise<void>;
 

@@ -4,11 +4,13 @@
  * and the request goes again, once. Every phase has a deadline: connect, the answer's headers, the whole
  * exchange. The answer's body is handed back as a stream (the proxy pipes it; the outbox reads it capped).
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { apiLimits, type AccountConfig, type AccountTls, type ApiLimits } from '../config/index.js';
 import type { TokenAnswer, TokenError } from '../tokens/index.js';
+const http = process.getBuiltinModule('node:http');
+/** node:https (with node:tls, about 10 MiB) loads when an https API is first asked, not at start. */
+const https = (): typeof import('node:https') => process.getBuiltinModule('node:https');
 
 /** What forwarding needs of the token manager. */
 export interface ForwardTokenSource {
@@ -93,13 +95,14 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
   // Idle connections are closed after 4 s, before a server's own idle limit (Node's is 5 s): the race in which a
   // server closes a connection just as a request is written on it (a reset, see `once`) then seldom arises.
   const options = { keepAlive: true, maxSockets: deps.maxSockets ?? 64, scheduling: 'lifo' as const, timeout: 4_000 };
-  const plain = { http: new HttpAgent(options), https: new HttpsAgent(options) };
+  let httpsAgent: HttpAgent | undefined;
+  const plain = { http: new http.Agent(options), https: (): HttpAgent => (httpsAgent ??= new (https().Agent)(options)) };
   const special = new Map<string, Promise<HttpAgent | undefined>>();
   /** The agents found, by the same key: the hot path takes them without a promise. */
   const found = new Map<string, HttpAgent>();
 
   const agentOf = (req: ForwardRequest): Promise<HttpAgent> | HttpAgent => {
-    const fallback = req.url.protocol === 'https:' ? plain.https : plain.http;
+    const fallback = req.url.protocol === 'https:' ? plain.https() : plain.http;
     const tls = req.account.tls;
     if (!deps.agentFor) return fallback;
     const key = `${req.url.origin}|${tls.legacyServerConnect}|${tls.caFile ?? ''}|${req.account.api.connectMs}`;
@@ -115,7 +118,7 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
 
   const once = async (req: ForwardRequest, token: string): Promise<IncomingMessage> => {
     const chosen = agentOf(req);
-    const agent = chosen instanceof HttpAgent ? chosen : await chosen;
+    const agent = chosen instanceof http.Agent ? chosen : await chosen;
     try {
       return await exchange(req, token, agent);
     } catch (err) {
@@ -152,7 +155,7 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
     },
     close() {
       plain.http.destroy();
-      plain.https.destroy();
+      httpsAgent?.destroy();
       for (const p of special.values()) void p.then((a) => a?.destroy(), () => undefined);
       special.clear();
       found.clear();
@@ -185,7 +188,7 @@ function firstLine(s: string): string {
  */
 function exchange(req: ForwardRequest, token: string, agent: HttpAgent): Promise<IncomingMessage> {
   const limits = req.account.api;
-  const send = req.url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const send = req.url.protocol === 'https:' ? https().request : http.request;
   const headers: OutgoingHttpHeaders = { ...req.headers, authorization: `Bearer ${token}` };
   if (req.body !== undefined) headers['content-length'] = req.body.length;
   return new Promise<IncomingMessage>((resolve, reject) => {

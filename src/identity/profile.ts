@@ -2,10 +2,10 @@
  * Device profiles: one JSON file per kind of hardware saying where each identity value is read.
  * Validated at load; an invalid profile is refused with the file, the field path and what was expected.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { z } from 'zod';
 import { FIELD_LIMITS, IDENTITY_FIELDS, checkValue, type IdentityField } from './fields.js';
+const { readdir, readFile } = process.getBuiltinModule('node:fs/promises');
+const { join } = process.getBuiltinModule('node:path');
 
 export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 

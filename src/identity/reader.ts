@@ -2,8 +2,6 @@
  * The identity reader: finds an account's device profile, reads each field's sources in order
  * and reports every value with where it came from, or why a field has none.
  */
-import { readFile } from 'node:fs/promises';
-import { hostname as osHostname } from 'node:os';
 import type { AccountConfig } from '../config/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { silentLogger, type Logger } from '../lib/log.js';
@@ -19,6 +17,8 @@ import {
 } from './profile.js';
 import { processPortLocks, readSerialSource, type PortLocks } from './serial.js';
 import { conditionHolds, describeSource, readCheapSource, type SourceContext, type SourceOutcome } from './sources.js';
+const { readFile } = process.getBuiltinModule('node:fs/promises');
+const { hostname: osHostname } = process.getBuiltinModule('node:os');
 
 export interface IdentityValue {
   value: string;

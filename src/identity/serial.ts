@@ -8,12 +8,12 @@
  * queues them, and a caller asking for exactly the read already queued or running shares it.
  * Other processes are kept off by serialport's exclusive lock on the open port.
  */
-import { realpath } from 'node:fs/promises';
 import type { SerialPort } from 'serialport';
 import { sleep, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { SERIAL_DEFAULTS, type SerialSource } from './profile.js';
 import { expandPath, type SourceOutcome } from './sources.js';
+const { realpath } = process.getBuiltinModule('node:fs/promises');
 
 /** Bytes received without a delimiter after which an answer is given up as garbage. */
 const MAX_ANSWER_BYTES = 4096;

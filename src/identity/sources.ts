@@ -3,11 +3,11 @@
  * Every file is read under the identity root ("/" on a box, a fixture tree in tests).
  * Each read returns an outcome, never throws: a value, or why there is none.
  */
-import { open, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { AccountConfig } from '../config/index.js';
 import type { IdentityField } from './fields.js';
 import { errnoText, type MatchCondition, type ValueSource } from './profile.js';
+const { open, stat } = process.getBuiltinModule('node:fs/promises');
+const { join } = process.getBuiltinModule('node:path');
 
 export type SourceOutcome = { ok: true; value: string } | { ok: false; reason: string };
 

@@ -1,8 +1,8 @@
+const { readFileSync } = process.getBuiltinModule('node:fs');
 /**
  * Time as a collaborator. Decision code never calls Date.now() or setTimeout directly:
  * it asks a Clock, so tests drive time with FakeClock and nothing sleeps for real.
  */
-import { readFileSync } from 'node:fs';
 
 export interface Timer {
   cancel(): void;

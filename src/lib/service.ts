@@ -1,8 +1,8 @@
+const { existsSync } = process.getBuiltinModule('node:fs');
 /**
  * How the agent is run on this box, for the fix hints commands print: by systemd only when systemd runs
  * the box, the unit is installed and the config in use is the unit's; otherwise by hand, with that config.
  */
-import { existsSync } from 'node:fs';
 
 export const UNIT_NAME = 'pos-token-agent';
 /** The config the unit runs with (Environment=POS_TOKEN_AGENT_CONFIG= in systemd/pos-token-agent.service). */

@@ -11,9 +11,9 @@
  * NotifyAccess=all; since systemd 246 it waits on a BARRIER=1 round trip before it exits,
  * so the manager has attributed each message while the sender still lives.
  */
-import { spawn as nodeSpawn } from 'node:child_process';
 import { systemClock, type Clock, type Timer } from './clock.js';
 import type { Logger } from './log.js';
+const { spawn: nodeSpawn } = process.getBuiltinModule('node:child_process');
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;

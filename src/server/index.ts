@@ -2,7 +2,7 @@
  * The socket API: HTTP/1.1 over a Unix socket, JSON bodies. It asks a TokenSource; it never logs in.
  * The routes are one table (routes.ts); this file makes the server around it and gives it its life.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { DEFAULT_CONFIG_PATH } from '../config/index.js';
 import { systemClock } from '../lib/clock.js';
@@ -88,3 +88,4 @@ function serverContext(source: TokenSource, options: ServerOptions): ServerConte
 export type { AccountDirectory, OutboxSource, OutboxView, ProxySource, ServerOptions, TokenSource } from './context.js';
 export { ROUTES, type Route } from './routes.js';
 export { accountStatusBody, statusBodies } from './status.js';
+const { createServer } = process.getBuiltinModule('node:http');

@@ -2,14 +2,15 @@
  * The socket's life: listening (on a path, or on a socket systemd passed), and answering what Node could not parse
  * as a request (the only error answers written by hand, X-Pos-Agent-Error included).
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import type { Socket } from 'node:net';
 import { AGENT_ERROR_HEADER, type ErrorBody } from '../api/index.js';
 import type { Counter } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import { formatBytes } from './http.js';
+const { chmodSync, lstatSync, mkdirSync, unlinkSync } = process.getBuiltinModule('node:fs');
+const { connect } = process.getBuiltinModule('node:net');
+const { dirname } = process.getBuiltinModule('node:path');
 
 /** The most the request line and headers may hold: Node's parser refuses more (431). A fixed limit. */
 export const MAX_HEADER_BYTES = 8 * 1024;

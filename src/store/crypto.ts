@@ -1,10 +1,10 @@
+const { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } = process.getBuiltinModule('node:crypto');
+const { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } = process.getBuiltinModule('node:fs');
 /**
  * Secrets at rest: AES-256-GCM with a 32-byte key that lives outside the database.
  * Every sealed value is bound (as additional data) to where it is stored, so a value
  * copied to another row or table does not open.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 
 const VERSION = 1;
 const IV_BYTES = 12;

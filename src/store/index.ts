@@ -3,8 +3,6 @@
  * Nothing outside this folder touches SQL. Secrets and tokens are sealed before they are written.
  */
 import type Database from 'better-sqlite3';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
 import { bindKey, createKeyFile, createSealer, machineHash, readKeyFile, SecretKeyError, type Sealer } from './crypto.js';
 import { MIGRATIONS } from './migrations.js';
 import { configure, ensureFileMode, migrate, openDatabase, StoreError } from './sqlite.js';
@@ -33,6 +31,8 @@ export {
   type OutboxStore,
 } from './outbox.js';
 export { lazyOutbox, type LazyOutboxStore } from './outbox-lazy.js';
+const { existsSync, mkdirSync, renameSync } = process.getBuiltinModule('node:fs');
+const { join } = process.getBuiltinModule('node:path');
 
 export const DB_FILE = 'state.db';
 export const KEY_FILE = 'secret.key';

@@ -3,9 +3,9 @@
  * apiUrl), not made on a box that never enqueues. A database that cannot be opened does not stop the agent (its
  * tokens are served as before): what needs it fails with the reason, and it is tried again on the next use.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { OUTBOX_FILE, OUTBOX_STATES, openOutbox, type OpenOutboxOptions, type OutboxStats, type OutboxStore } from './outbox.js';
+const { existsSync } = process.getBuiltinModule('node:fs');
+const { join } = process.getBuiltinModule('node:path');
 
 export interface LazyOutboxStore extends OutboxStore {
   /** Opens now (at start, or when the config gains an apiUrl); the error when it cannot, else undefined. */

@@ -5,13 +5,13 @@
  * One process writes it (the agent); the counters behind `stats()` live in that process's memory.
  */
 import type Database from 'better-sqlite3';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
 import { configure, ensureFileMode, migrate, openDatabase, StoreError, truncateWal } from './sqlite.js';
 
 export { OUTBOX_MIGRATIONS } from './outbox-migrations.js';
+const { randomUUID } = process.getBuiltinModule('node:crypto');
+const { existsSync, mkdirSync } = process.getBuiltinModule('node:fs');
+const { join } = process.getBuiltinModule('node:path');
 
 export const OUTBOX_FILE = 'outbox.db';
 

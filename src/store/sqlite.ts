@@ -4,7 +4,7 @@
  * garbage collector.
  */
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
+const { chmodSync, closeSync, openSync, statSync } = process.getBuiltinModule('node:fs');
 
 /**
  * better-sqlite3 objects that must outlive the garbage collector.

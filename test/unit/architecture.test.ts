@@ -151,3 +151,21 @@ describe('architecture: no import cycles', () => {
     assert.ok(importGraph().get('store/outbox.ts')?.includes('store/sqlite.ts'));
   });
 });
+
+describe('architecture: what an idle agent loads', () => {
+  // An ESM import of a built-in module reads every export of it once, lazy getters included: node:http's load undici
+  // (WebSocket, MessageEvent; 14 MiB and 19 ms at start on Node 24), node:fs's and node:util's load their promises and
+  // MIME code. process.getBuiltinModule takes the module without that.
+  const builtinImports = (text: string): string[] =>
+    [...text.matchAll(/^import\s+(?!type\b)[^;]*?from\s+'node:[^']+';/gm)].map((m) => m[0].replace(/\s+/g, ' '));
+
+  test('src/ takes Node\'s built-in modules with process.getBuiltinModule, never an ESM value import', () => {
+    assert.deepEqual(files(SRC).flatMap((f) => builtinImports(readFileSync(f, 'utf8')).map((i) => `${relative(SRC, f)}: ${i}`)), []);
+  });
+
+  test('the check itself sees such imports (it would catch one), and lets type imports be', () => {
+    const text = "import { createServer } from 'node:http';\nimport type { Server } from 'node:http';\nimport {\n  a,\n  b,\n} from 'node:fs';\n";
+    assert.deepEqual(builtinImports(text), ["import { createServer } from 'node:http';", "import { a, b, } from 'node:fs';"]);
+  });
+});
+

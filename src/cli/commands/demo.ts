@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startAgent } from '../../agent.js';
 import { createAgentClient } from '../../api/index.js';
 import { authorities, loadConfig } from '../../authorities/index.js';
@@ -8,6 +5,9 @@ import { createEmulator, DEMO_DEVICE } from '../../emulator/index.js';
 import { createLogger, silentLogger } from '../../lib/log.js';
 import { type Io, parse, println } from '../common.js';
 import { provisionAccount } from './provision.js';
+const { mkdtempSync, rmSync, writeFileSync } = process.getBuiltinModule('node:fs');
+const { tmpdir } = process.getBuiltinModule('node:os');
+const { join } = process.getBuiltinModule('node:path');
 
 export const demoHelp = `Usage: pos-token-agent demo [--keep] [--verbose]
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   AUTHORITIES,
   createEmulator,
@@ -9,6 +8,7 @@ import {
 } from '../../emulator/index.js';
 import { createLogger } from '../../lib/log.js';
 import { CliError, type Io, parse, println, UsageError } from '../common.js';
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 export const emulatorHelp = `Usage: pos-token-agent emulator [--authority NAME] [--port N] [--host ADDR]
                                 [--lifetime S] [--devices FILE] [--lenient]

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { BUNDLED_PROFILE_DIR, ETC_PROFILE_DIR, resolveConfigPath, type AccountConfig, type AgentConfig } from '../../config/index.js';
 import { authorities, deviceHeadersOf, loadConfig, parseConfig } from '../../authorities/index.js';
 import {
@@ -16,6 +15,7 @@ import {
   type ReadOptions,
 } from '../../identity/index.js';
 import { CliError, configAccount, configOption, type Io, parse, println, UsageError } from '../common.js';
+const { existsSync } = process.getBuiltinModule('node:fs');
 
 export const identityHelp = `Usage: pos-token-agent identity [--account NAME] [--profile NAME] [--json] [--config FILE]
        pos-token-agent identity --detect [--json] [--config FILE]

@@ -3,13 +3,13 @@
  * made the file's (a reload, checked; a restart when the reload did not take), and the agent's answer for the
  * summary. Waits are as long as the service's own start may take (its TimeoutStartSec), never longer.
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createAgentClient, type AccountStatusBody, type AgentClient, type ConfigStatusBody, type StatusBody } from '../../api/index.js';
 import { configFileSha256 } from '../../config/index.js';
 import { CliError } from '../common.js';
 import { reloadOutcome, type ReloadOutcome } from './reload.js';
 import { NAME, systemdRunning } from './setup-runner.js';
+const { spawnSync } = process.getBuiltinModule('node:child_process');
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 const SERVICE = `${NAME}.service`;
 const SOCKET_UNIT = `${NAME}.socket`;

@@ -3,13 +3,13 @@
  * a temporary file, fsync, rename, fsync of the folder), and put back as it was when the credentials are not
  * stored.
  */
-import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { AuthorityModule, AuthorityRegistry } from '../../authorities/index.js';
 import { ConfigError, type AgentConfig } from '../../config/index.js';
 import { missingDeviceProfiles } from '../../identity/index.js';
 import { CliError, type Io, println } from '../common.js';
+const { spawnSync } = process.getBuiltinModule('node:child_process');
+const { chmodSync, chownSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } = process.getBuiltinModule('node:fs');
+const { dirname } = process.getBuiltinModule('node:path');
 
 export type RawAccount = Record<string, unknown>;
 export interface RawConfig {

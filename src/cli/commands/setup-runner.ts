@@ -3,9 +3,9 @@
  * (as the agent's user, or in the service's context through systemd-run when the unit has its key as a systemd
  * credential); every step bounded in time.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { CliError, type Io } from '../common.js';
+const { spawn, spawnSync } = process.getBuiltinModule('node:child_process');
+const { existsSync } = process.getBuiltinModule('node:fs');
 
 export const NAME = 'pos-token-agent';
 const SYSTEM_BUS = '/run/dbus/system_bus_socket';

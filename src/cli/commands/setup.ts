@@ -6,10 +6,6 @@
  * the service's context when the unit has its key as a systemd credential; setup-runner.ts); runs doctor,
  * starts the units, makes the running agent run the new config (setup-agent.ts), and sums up.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
 import { authorities, type AuthorityModule, type AuthorityRegistry } from '../../authorities/index.js';
 import { DEFAULT_CONFIG_PATH } from '../../config/index.js';
 import { CliError, type Io, println, unknownOption, UsageError } from '../common.js';
@@ -18,6 +14,10 @@ import { ConfigFile, type RawAccount } from './setup-config.js';
 import { chooseDevice, givenIdentity, setIdentity, storeCredentials } from './setup-device.js';
 import { makeRunner, NAME, runStep, systemdRunning } from './setup-runner.js';
 import { accountChange, chooseAccount, chooseAuthority, chooseUrls, type SetupContext } from './setup-steps.js';
+const { spawnSync } = process.getBuiltinModule('node:child_process');
+const { existsSync, readFileSync, statSync } = process.getBuiltinModule('node:fs');
+const { hostname } = process.getBuiltinModule('node:os');
+const { join, resolve } = process.getBuiltinModule('node:path');
 
 /** The values set-up takes besides credentials, by variable; flags win over --from FILE over the environment. */
 const FLAG_VARS = {

@@ -2,10 +2,10 @@
  * impact-gr's errors: ASP.NET Core problem details (RFC 9457, see ImpactProblem) with a W3C traceId, validation
  * errors keyed by member, and the shapes the shared server answers in on the wire's behalf.
  */
-import { randomBytes } from 'node:crypto';
 import type { Answer } from '../http.js';
 import type { ImpactProblem } from '../types.js';
 import type { WireErrors } from './types.js';
+const { randomBytes } = process.getBuiltinModule('node:crypto');
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 

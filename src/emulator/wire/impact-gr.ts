@@ -8,7 +8,6 @@
  * Errors are ASP.NET Core problem details (impact-gr-problems.ts); a refused refresh is 401, upon which clients log
  * in again.
  */
-import { randomBytes } from 'node:crypto';
 import { headerValue, type Answer } from '../http.js';
 import type { EmulatorCompany, ImpactTokenAnswer } from '../types.js';
 import { validateCompany } from '../validate.js';
@@ -16,6 +15,7 @@ import { ERRORS, invalid, problem, unauthorized } from './impact-gr-problems.js'
 import { checkContentType, quotable, sameSecret } from './oauth.js';
 import { createRegistry, type Registry } from './registry.js';
 import type { Wire, WireContext, WireRequest, WireSpec } from './types.js';
+const { randomBytes } = process.getBuiltinModule('node:crypto');
 
 const LOGIN_PATH = '/Authentication/login';
 const REFRESH_PATH = '/Authentication/refresh';

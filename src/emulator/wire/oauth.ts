@@ -3,9 +3,9 @@
  * oauth2): the form body, client authentication parsing, secret comparison, the RFC 6749 section 5.2 error
  * object, and the IdentityServer discovery documents.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { jsonAnswer, type Answer } from '../http.js';
 import type { WireErrors } from './types.js';
+const { createHash, timingSafeEqual } = process.getBuiltinModule('node:crypto');
 
 export const FORM_TYPE = 'application/x-www-form-urlencoded';
 export const OPENID_CONFIGURATION = '/.well-known/openid-configuration';
