@@ -252,12 +252,14 @@ render_unit() { # source dest
 }
 
 write_wrappers() {
-  local tmp="$R$BIN_DIR/.$NAME.$$"
+  local tmp="$R$BIN_DIR/.$NAME.$$" flags
   mkdir -p "$R$BIN_DIR" "$R$SBIN_DIR"
+  # The node flags of the unit's ExecStart (V8's memory limits), so that the command runs as the service does.
+  flags=$(sed -n 's#^ExecStart=/usr/bin/node \(\(--[^ ]* \)*\)/opt/pos-token-agent/dist/cli/main\.js run$#\1#p' "$SOURCE/systemd/$NAME.service")
   cat >"$tmp" <<EOF
 #!/bin/sh
-# pos-token-agent command, written by install.sh: the release in $PREFIX on $NODE.
-exec $NODE $PREFIX/dist/cli/main.js "\$@"
+# pos-token-agent command, written by install.sh: the release in $PREFIX on $NODE, with the unit's flags.
+exec $NODE $flags$PREFIX/dist/cli/main.js "\$@"
 EOF
   install_file 0755 "$tmp" "$R$BIN_DIR/$NAME"
   rm -f "$tmp"
@@ -401,7 +403,7 @@ do_uninstall() {
   rm -f "$R/etc/sysusers.d/$NAME.conf" "$R/etc/tmpfiles.d/$NAME.conf"
   rm -f "$R$BIN_DIR/$NAME" "$R$SBIN_DIR/$NAME-provision"
   rm -rf "${R}${PREFIX:?}" "$R$PREFIX".new.* "$R$PREFIX".old.*
-  rm -rf "$R/run/$NAME"
+  rm -rf "$R/run/$NAME" "$R/var/cache/$NAME"
   run_systemctl daemon-reload
   if [ "$PURGE" = 1 ]; then
     rm -rf "$R/etc/$NAME" "$R/var/lib/$NAME"

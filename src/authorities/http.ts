@@ -12,8 +12,8 @@ import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgentType } from 'node:https';
 import type { RequestError } from 'got';
 import type { ProxyConfig } from '../config/index.js';
+import { readFile, stat } from '../lib/fs-async.js';
 const { constants: cryptoConstants, X509Certificate } = process.getBuiltinModule('node:crypto');
-const { readFile, stat } = process.getBuiltinModule('node:fs/promises');
 const { BlockList, isIP } = process.getBuiltinModule('node:net');
 
 type GotModule = typeof import('got');

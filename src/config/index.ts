@@ -5,6 +5,7 @@
 import { z } from 'zod';
 // One rule for account names: the socket API's (a leaf that imports nothing).
 import { isAccountName } from '../api/wire.js';
+import { INSTALL_ROOT } from '../lib/install.js';
 import { suggestKey } from './suggest.js';
 
 export { closestKey, editDistance, knownKeysAt, suggestKey } from './suggest.js';
@@ -412,7 +413,7 @@ export interface AgentConfig {
 export const RESTART_SETTINGS = ['socket', 'stateDir', 'deviceProfileDirs', 'identityRoot', 'proxy', 'server', 'outbox'] as const satisfies ReadonlyArray<keyof AgentConfig>;
 
 /** The profiles shipped with the install: `device-profiles/` next to `dist/`. */
-export const BUNDLED_PROFILE_DIR = join(import.meta.dirname, '..', '..', 'device-profiles');
+export const BUNDLED_PROFILE_DIR = join(INSTALL_ROOT, 'device-profiles');
 export const ETC_PROFILE_DIR = '/etc/pos-token-agent/device-profiles';
 
 export const DEFAULTS = Object.freeze({

@@ -5,6 +5,7 @@
 import type { ConfigStatusBody, StatusBody } from '../api/index.js';
 import type { AuthorityRegistry } from '../authorities/index.js';
 import { ConfigError, DEFAULT_CONFIG_PATH, type AgentConfig } from '../config/index.js';
+import { INSTALL_ROOT } from '../lib/install.js';
 import { shellQuote } from '../lib/service.js';
 import { findDenial, type BoxFacts } from './box.js';
 import { asRoot, permissionDenied, setupCommand, type AgentHints } from './hints.js';
@@ -71,7 +72,7 @@ function configProblem(err: unknown, input: ConfigInput): { detail: string; fix:
 }
 
 /** Where this box has the config reference: the release's docs/ (install.sh, the tarball) or the .deb's /usr/share/doc. */
-export const CONFIG_DOCS = [join(import.meta.dirname, '..', '..', 'docs', 'operations.md'), '/usr/share/doc/pos-token-agent/operations.md.gz'];
+export const CONFIG_DOCS = [join(INSTALL_ROOT, 'docs', 'operations.md'), '/usr/share/doc/pos-token-agent/operations.md.gz'];
 
 function configDocs(box: BoxFacts): string {
   const doc = CONFIG_DOCS.find((p) => box.exists(p));

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { FIELD_LIMITS, IDENTITY_FIELDS, checkValue, type IdentityField } from './fields.js';
-const { readdir, readFile } = process.getBuiltinModule('node:fs/promises');
+import { readdir, readFile } from '../lib/fs-async.js';
 const { join } = process.getBuiltinModule('node:path');
 
 export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -17,7 +17,7 @@ import {
 } from './profile.js';
 import { processPortLocks, readSerialSource, type PortLocks } from './serial.js';
 import { conditionHolds, describeSource, readCheapSource, type SourceContext, type SourceOutcome } from './sources.js';
-const { readFile } = process.getBuiltinModule('node:fs/promises');
+import { readFile } from '../lib/fs-async.js';
 const { hostname: osHostname } = process.getBuiltinModule('node:os');
 
 export interface IdentityValue {

@@ -13,7 +13,7 @@ import { sleep, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { SERIAL_DEFAULTS, type SerialSource } from './profile.js';
 import { expandPath, type SourceOutcome } from './sources.js';
-const { realpath } = process.getBuiltinModule('node:fs/promises');
+import { realpath } from '../lib/fs-async.js';
 
 /** Bytes received without a delimiter after which an answer is given up as garbage. */
 const MAX_ANSWER_BYTES = 4096;

@@ -6,7 +6,7 @@
 import type { AccountConfig } from '../config/index.js';
 import type { IdentityField } from './fields.js';
 import { errnoText, type MatchCondition, type ValueSource } from './profile.js';
-const { open, stat } = process.getBuiltinModule('node:fs/promises');
+import { readFileCapped, stat } from '../lib/fs-async.js';
 const { join } = process.getBuiltinModule('node:path');
 
 export type SourceOutcome = { ok: true; value: string } | { ok: false; reason: string };
@@ -49,19 +49,8 @@ export function underRoot(root: string, path: string): string {
 }
 
 /** Reads at most MAX_FILE_BYTES of a file as text. */
-export async function readSmallFile(path: string): Promise<string> {
-  const handle = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(MAX_FILE_BYTES);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, length, buf.length - length, null);
-      if (bytesRead === 0 || (length += bytesRead) >= buf.length) break;
-    }
-    return buf.subarray(0, length).toString('utf8');
-  } finally {
-    await handle.close();
-  }
+export function readSmallFile(path: string): Promise<string> {
+  return readFileCapped(path, MAX_FILE_BYTES);
 }
 
 async function readUnder(root: string, path: string): Promise<SourceOutcome> {

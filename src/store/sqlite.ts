@@ -86,6 +86,13 @@ export const WAL_AUTOCHECKPOINT_PAGES = 128;
 /** After a checkpoint the WAL file is cut back to this, so a burst (a large batch) does not keep its disk space. */
 export const WAL_SIZE_LIMIT = 1024 * 1024;
 
+/**
+ * SQLite's page cache per connection, in KiB (a negative cache_size): 2 MiB. This build's default is 16,000 KiB,
+ * which a growing outbox.db fills under load, 16 MiB of the agent's memory a connection for pages the kernel's own
+ * cache holds anyway; the agent's queries read a few pages each (the account's head, an entry by id).
+ */
+export const CACHE_SIZE_KIB = 2048;
+
 /** WAL and synchronous=FULL, both read back: a commit that returned is on disk. The WAL is checkpointed early. */
 export function configure(db: Database.Database, path: string): void {
   const mode = db.pragma('journal_mode = WAL', { simple: true });
@@ -98,6 +105,7 @@ export function configure(db: Database.Database, path: string): void {
   db.pragma('foreign_keys = ON');
   db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
   db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
+  db.pragma(`cache_size = -${CACHE_SIZE_KIB}`);
 }
 
 /**

@@ -4,7 +4,8 @@
  * agent answers, and the last successful login apart from the last attempt.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ask, fixture, forceRefresh, runCli, waitFor, type CliResult, type Fixture } from '../support/harness.js';
@@ -157,5 +158,24 @@ describe('cli: status after a failed login', () => {
     assert.ok(attempt && Date.parse(attempt) > Date.parse(success), human.stdout);
     assert.match(human.stdout, /\n {2}last error: {4}upstream_unavailable at /);
     f.emulator.clearFaults();
+  });
+});
+
+describe("cli: Node's module compile cache in $CACHE_DIRECTORY (systemd's CacheDirectory=)", () => {
+  const hasCompileCache = typeof (process.getBuiltinModule('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+
+  it('is kept there on a Node that has one (22.1 and later); a command runs the same either way', { skip: hasCompileCache ? false : `Node ${process.version} has no module compile cache` }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pta-compile-cache-'));
+    try {
+      const r = await runCli(['--version'], { env: { ...process.env, CACHE_DIRECTORY: dir } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/);
+      const cached = readdirSync(dir, { recursive: true }).filter((f) => statSync(join(dir, String(f))).isFile());
+      assert.ok(cached.length > 0, 'compiled modules were written to the cache');
+      const again = await runCli(['--version'], { env: { ...process.env, CACHE_DIRECTORY: dir } });
+      assert.equal(again.stdout, r.stdout, 'the second start reads the cache and answers the same');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

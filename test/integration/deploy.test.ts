@@ -86,7 +86,9 @@ describe('systemd units', { skip: !has('systemd-analyze') && 'systemd-analyze is
     assert.deepEqual(key(socket, 'SocketGroup'), ['pos-token-clients']);
     assert.deepEqual(key(service, 'Type'), ['notify']);
     assert.deepEqual(key(service, 'NotifyAccess'), ['all']);
-    assert.deepEqual(key(service, 'ExecStart'), ['/usr/bin/node /opt/pos-token-agent/dist/cli/main.js run']);
+    assert.deepEqual(key(service, 'ExecStart'), ['/usr/bin/node --max-semi-space-size=2 --max-old-space-size=64 /opt/pos-token-agent/dist/cli/main.js run']);
+    assert.deepEqual(key(service, 'CacheDirectory'), ['pos-token-agent'], "Node's compile cache: $CACHE_DIRECTORY");
+    assert.deepEqual(key(service, 'CacheDirectoryMode'), ['0700']);
     assert.deepEqual(key(service, 'User'), ['pos-token-agent']);
     assert.deepEqual(key(service, 'StateDirectory'), ['pos-token-agent']);
     assert.deepEqual(key(service, 'StateDirectoryMode'), ['0700']);
@@ -140,7 +142,7 @@ describe('install.sh', () => {
     assert.equal(mode(join(prefix, 'dist/cli/main.js')) & 0o022, 0, 'program files are not writable by others');
 
     const unit = readFileSync(join(root, 'etc/systemd/system/pos-token-agent.service'), 'utf8');
-    assert.match(unit, new RegExp(`^ExecStart=${process.execPath === '/usr/bin/node' ? '/usr/bin/node' : '.*node'} /opt/pos-token-agent/dist/cli/main.js run$`, 'm'));
+    assert.match(unit, new RegExp(`^ExecStart=${process.execPath === '/usr/bin/node' ? '/usr/bin/node' : '.*node'} --max-semi-space-size=2 --max-old-space-size=64 /opt/pos-token-agent/dist/cli/main.js run$`, 'm'));
     assert.equal(mode(join(root, 'etc/systemd/system/pos-token-agent.service')), 0o644);
     assert.match(unit, /^Documentation=file:\/opt\/pos-token-agent\/docs\/technicians\.md$/m, 'the guide, where install.sh put it');
     assert.equal(mode(join(root, 'etc/systemd/system/pos-token-agent.socket')), 0o644);
@@ -149,7 +151,7 @@ describe('install.sh', () => {
 
     const wrapper = join(root, 'usr/local/bin/pos-token-agent');
     assert.equal(mode(wrapper), 0o755);
-    assert.match(readFileSync(wrapper, 'utf8'), /^exec \S*node \/opt\/pos-token-agent\/dist\/cli\/main\.js "\$@"$/m);
+    assert.match(readFileSync(wrapper, 'utf8'), /^exec \S*node --max-semi-space-size=2 --max-old-space-size=64 \/opt\/pos-token-agent\/dist\/cli\/main\.js "\$@"$/m, 'the unit\'s node flags');
     assert.equal(readlinkSync(join(root, 'usr/local/sbin/pos-token-agent-provision')), '/opt/pos-token-agent/scripts/provision.sh');
 
     const config = join(root, 'etc/pos-token-agent/config.json');

@@ -82,7 +82,7 @@ describe('the .deb packages', { skip }, () => {
     try {
       sh('dpkg-deb', ['-x', deb('amd64'), root]);
       const unit = readFileSync(join(root, 'usr/lib/systemd/system/pos-token-agent.service'), 'utf8');
-      assert.match(unit, /^ExecStart=\/usr\/lib\/pos-token-agent\/node\/bin\/node \/usr\/lib\/pos-token-agent\/dist\/cli\/main\.js run$/m);
+      assert.match(unit, /^ExecStart=\/usr\/lib\/pos-token-agent\/node\/bin\/node --max-semi-space-size=2 --max-old-space-size=64 \/usr\/lib\/pos-token-agent\/dist\/cli\/main\.js run$/m);
       assert.match(unit, /^ConfigurationDirectoryMode=0750$/m);
       assert.equal(readlinkSync(join(root, 'usr/sbin/pos-token-agent-provision')), '../lib/pos-token-agent/scripts/provision.sh');
       assert.equal(sh(join(root, 'usr/lib/pos-token-agent/node/bin/node'), ['--version']).trim(), `v${RUNTIME}`);
@@ -135,7 +135,7 @@ describe('the tarball and install.sh', { skip }, () => {
     assert.match(out, /installed pos-token-agent/);
     const prefix = join(root, 'opt/pos-token-agent');
     const unit = readFileSync(join(root, 'etc/systemd/system/pos-token-agent.service'), 'utf8');
-    assert.match(unit, /^ExecStart=\/opt\/pos-token-agent\/node\/bin\/node \/opt\/pos-token-agent\/dist\/cli\/main\.js run$/m);
+    assert.match(unit, /^ExecStart=\/opt\/pos-token-agent\/node\/bin\/node --max-semi-space-size=2 --max-old-space-size=64 \/opt\/pos-token-agent\/dist\/cli\/main\.js run$/m);
     assert.match(readFileSync(join(root, 'usr/local/bin/pos-token-agent'), 'utf8'), /^exec \/opt\/pos-token-agent\/node\/bin\/node /m);
     assert.equal(sh(join(prefix, 'node/bin/node'), [join(prefix, 'dist/cli/main.js'), '--version']).trim(), VERSION);
     assert.ok(statSync(join(prefix, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')).isFile());

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { MIGRATIONS } from '../../src/store/migrations.js';
-import { keptObjects, openDatabase } from '../../src/store/sqlite.js';
+import { CACHE_SIZE_KIB, configure, keptObjects, openDatabase } from '../../src/store/sqlite.js';
 import {
   DB_FILE,
   KEY_FILE,
@@ -286,6 +286,18 @@ describe('store', () => {
       largest = Math.max(largest, statSync(join(dir, `${DB_FILE}-wal`)).size);
     }
     assert.ok(largest <= 1024 * 1024, `the WAL reached ${largest} bytes`);
+  });
+
+  test('each connection\'s page cache is bounded (2 MiB), not this build\'s 16 MB default, which a growing database fills', () => {
+    const db = openDatabase(join(dir, 'cache.db'));
+    try {
+      assert.equal(db.pragma('cache_size', { simple: true }), -16000, 'the default the bound replaces');
+      configure(db, join(dir, 'cache.db'));
+      assert.equal(db.pragma('cache_size', { simple: true }), -CACHE_SIZE_KIB);
+      assert.equal(CACHE_SIZE_KIB, 2048);
+    } finally {
+      db.close();
+    }
   });
 
   test('no secret or token appears in the raw bytes of state.db or its WAL', () => {

@@ -387,6 +387,8 @@ describe('the unit files need nothing beyond the package and its Depends', () =>
   /** The package's own: the runtime (package.mjs and install.sh point it at the bundled or chosen node) and the program. */
   const OWN_RUNTIME = '/usr/bin/node';
   const OWN_PROGRAM = '/opt/pos-token-agent/dist/cli/main.js';
+  /** V8's limits for the agent (weighed in docs/development.md), on every command the unit runs and in the wrapper. */
+  const NODE_FLAGS = '--max-semi-space-size=2 --max-old-space-size=64';
   /**
    * Files of the packages the .deb depends on that a unit may run, with their package. Empty: the units run only
    * the package's own program. Add a file here only with the package that ships it on Debian 12 and Ubuntu 22.04.
@@ -403,16 +405,26 @@ describe('the unit files need nothing beyond the package and its Depends', () =>
     const lines = [...execLines(service), ...execLines(socket)];
     assert.ok(lines.some(([k]) => k === 'ExecStart') && lines.some(([k]) => k === 'ExecReload'), 'ExecStart= and ExecReload= are checked');
     for (const [key, command] of lines) {
-      const [exe, arg] = command.split(/\s+/);
+      const [exe, ...args] = command.split(/\s+/);
+      // The runtime's own flags (V8's, checked below) come before the program.
+      const arg = args.find((a) => !a.startsWith('--'));
       if (exe === OWN_RUNTIME) assert.equal(arg, OWN_PROGRAM, `${key}: the runtime runs the program only`);
       else assert.ok(exe! in FROM_DEPENDS, `${key}=${command}: ${exe} is neither the package's own nor in FROM_DEPENDS (procps's /bin/kill is not on a minimal Debian)`);
     }
   });
 
+  test('the agent runs with V8\'s memory limits and a compile cache in its CacheDirectory', () => {
+    assert.equal(execLines(service).find(([k]) => k === 'ExecStart')![1], `${OWN_RUNTIME} ${NODE_FLAGS} ${OWN_PROGRAM} run`);
+    assert.match(service, /^CacheDirectory=pos-token-agent$/m);
+    assert.match(service, /^CacheDirectoryMode=0700$/m);
+    assert.match(packaging, /function nodeFlags\(unitText\)/, 'the package\'s command wrapper takes the flags from ExecStart');
+    assert.match(readFileSync(join(REPO, 'scripts/install.sh'), 'utf8'), /flags=\$\(sed -n 's#\^ExecStart=/, 'so does install.sh\'s');
+  });
+
   test("ExecReload asks the agent's own CLI, which waits for the agent's answer (a refused config fails the reload)", () => {
     const reload = execLines(service).find(([k]) => k === 'ExecReload')![1];
-    assert.equal(reload, `${OWN_RUNTIME} ${OWN_PROGRAM} reload --pid $MAINPID --socket /run/pos-token-agent/agent.sock`);
-    assert.match(readFileSync(join(REPO, 'src/cli/main.ts'), 'utf8'), /^ {2}reload: \{$/m, 'main.ts has the reload command');
+    assert.equal(reload, `${OWN_RUNTIME} ${NODE_FLAGS} ${OWN_PROGRAM} reload --pid $MAINPID --socket /run/pos-token-agent/agent.sock`);
+    assert.match(readFileSync(join(REPO, 'src/cli/cli.ts'), 'utf8'), /^ {2}reload: \{$/m, 'cli.ts has the reload command');
     assert.match(socket, /^ListenStream=\/run\/pos-token-agent\/agent\.sock$/m, 'the socket the reload asks is the one systemd holds');
     // The reload waits less than systemd gives it (TimeoutStartSec= bounds ExecReload=), so its own message is the one seen.
     assert.match(service, /^TimeoutStartSec=90s$/m);
