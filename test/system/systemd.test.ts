@@ -32,6 +32,7 @@ import {
   describe as describeRun,
   freshRoot,
   Machine,
+  NAME,
   must,
   previousVersionPackage,
   provisionInside,
@@ -257,7 +258,13 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
     const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(proc)?.[1]);
     const hwmKiB = Number(/^VmHWM:\s+(\d+) kB$/m.exec(proc)?.[1]);
     const memoryCurrent = /^\d+$/.test(p.MemoryCurrent ?? '') ? Number(p.MemoryCurrent) : undefined;
+    const agentMemory = smapsFigures(must('smaps_rollup', await m.exec(['cat', `/proc/${p.MainPID}/smaps_rollup`])).stdout);
+    const bare = await bareNode(m);
     Object.assign(figures, {
+      agent_memory_mib: agentMemory,
+      bare_node_memory_mib: bare.memory,
+      bare_node_start_median_ms: bare.startMedianMs,
+      start_to_ready_vs_bare_node: round(median(readyMs) / bare.startMedianMs, 2),
       start_to_ready_ms: readyMs.map((x) => round(x, 1)),
       start_to_ready_median_ms: round(median(readyMs), 1),
       systemctl_restart_median_ms: round(median(restartMs), 1),
@@ -268,7 +275,8 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
     t.diagnostic(
       `start to ready (InactiveExit to ActiveEnter) ${readyMs.map((x) => round(x)).join(', ')} ms, median ${round(median(readyMs))} ms; ` +
         `systemctl restart median ${round(median(restartMs))} ms; VmRSS ${round(rssKiB / 1024, 1)} MiB (peak ${round(hwmKiB / 1024, 1)}); ` +
-        `MemoryCurrent ${p.MemoryCurrent}`,
+        `MemoryCurrent ${p.MemoryCurrent}; smaps: agent ${JSON.stringify(agentMemory)}, bare node ${JSON.stringify(bare.memory)}; ` +
+        `bare node -e '' median ${bare.startMedianMs} ms (start to ready ${round(median(readyMs) / bare.startMedianMs, 2)}x)`,
     );
     // Bounds with a wide margin, to catch a hang or a regression of several times, not jitter: docs/development.md's
     // targets are 400 ms to ready and 70 MiB idle (Node 20, outside systemd); this box's VM moves them 10-30%,
@@ -768,3 +776,30 @@ describe('the .deb under a booted systemd (Debian 12 in systemd-nspawn)', { skip
     t.diagnostic(`${entries.length} journal entries; ${agent.length} from the service; agent warnings: ${agentWarnings.length ? agentWarnings.join(' | ') : 'none'}`);
   });
 });
+
+/** RSS, PSS, private (clean + dirty), anonymous and file-backed resident memory, in MiB, from /proc/PID/smaps_rollup. */
+function smapsFigures(rollup: string): Record<string, number> {
+  const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(rollup)?.[1] ?? NaN);
+  const mib = (x: number): number => round(x / 1024, 1);
+  return {
+    rss: mib(kib('Rss')),
+    pss: mib(kib('Pss')),
+    private: mib(kib('Private_Clean') + kib('Private_Dirty')),
+    anonymous: mib(kib('Anonymous')),
+    file_backed: mib(kib('Rss') - kib('Anonymous')),
+  };
+}
+
+/**
+ * The baseline on the same runtime in the same booted system: a bare node, idle for 3 s, its smaps_rollup; and the
+ * median of 10 runs of `node -e ''`, timed inside the container (date +%s%N around each).
+ */
+async function bareNode(m: Machine): Promise<{ memory: Record<string, number>; startMedianMs: number }> {
+  const node = `/usr/lib/${NAME}/node/bin/node`;
+  const idle = `setTimeout(() => process.stdout.write(require('fs').readFileSync('/proc/self/smaps_rollup', 'utf8')), 3000)`;
+  const memory = smapsFigures(must('bare node', await m.exec([node, '-e', idle])).stdout);
+  const loop = `for i in 1 2 3 4 5 6 7 8 9 10; do a=$(date +%s%N); ${node} -e ''; b=$(date +%s%N); echo $(( (b - a) / 1000 )); done`;
+  const times = must('node -e', await m.exec(['sh', '-c', loop])).stdout.trim().split('\n').map((us) => Number(us) / 1000);
+  return { memory, startMedianMs: round(median(times), 1) };
+}
+
