@@ -74,6 +74,8 @@ export interface ServerContext {
   readonly startedMono: number;
   /** Socket API requests by route and status (`/metrics`). */
   readonly requests: Counter | undefined;
+  /** Counts one request in `requests` (its series kept per route and status: nothing built per request). */
+  readonly countRequest: (route: string, status: number) => void;
   /** The config file an answer names when it says which setting to change (asked only when one is answered). */
   readonly configFile: () => string;
   /** The JSON of the last token answered per account (token.ts). */

@@ -117,7 +117,7 @@ export async function dispatch(ctx: ServerContext, index: RouteIndex, req: Incom
   } catch (err) {
     answerError(ctx, res, err, label);
   } finally {
-    ctx.requests?.inc({ route: label, status: String(res.statusCode) });
+    ctx.countRequest(label, res.statusCode);
   }
 }
 
