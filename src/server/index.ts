@@ -5,6 +5,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { DEFAULT_CONFIG_PATH } from '../config/index.js';
+import { createTargetResolver } from '../forward/index.js';
 import { systemClock } from '../lib/clock.js';
 import type { Counter, CounterSeries } from '../lib/metrics.js';
 import type { ServerContext, ServerOptions, TokenSource } from './context.js';
@@ -85,6 +86,7 @@ function serverContext(source: TokenSource, options: ServerOptions): ServerConte
     configFile: () => options.config?.().path ?? DEFAULT_CONFIG_PATH,
     tokenBodies: createTokenBodyCache(),
     tokenTargets: createTargetCache(),
+    proxyTargets: createTargetResolver(),
   };
 }
 
