@@ -21,25 +21,56 @@ const AGENT_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-pos-agent-error', 
 /** A till's headers that the proxy refuses (400): it would send them with someone else's authority. */
 export const REFUSED_REQUEST_HEADERS: ReadonlyArray<string> = ['authorization', 'cookie', 'proxy-authorization'];
 
-/** The names listed in Connection: hop-by-hop too. */
-function connectionListed(headers: IncomingHttpHeaders): Set<string> {
+/**
+ * The first of REFUSED_REQUEST_HEADERS in `h`, or undefined. Each is read by its name: a load by a varying name (a
+ * loop over the list) is a slow, megamorphic one, and the proxy asks on every request.
+ */
+export function refusedHeader(h: IncomingHttpHeaders): string | undefined {
+  if (h.authorization !== undefined) return 'authorization';
+  if (h.cookie !== undefined) return 'cookie';
+  if (h['proxy-authorization'] !== undefined) return 'proxy-authorization';
+  return undefined;
+}
+
+/**
+ * The names listed in Connection: hop-by-hop too. One name (`keep-alive`, `close`: nearly every request and answer)
+ * is kept as the name itself, without a set: the proxy asks on every request, both ways.
+ */
+type Listed = string | ReadonlySet<string> | undefined;
+
+function connectionListed(headers: IncomingHttpHeaders): Listed {
   const raw = headers.connection;
+  if (raw === undefined) return undefined;
+  if (typeof raw === 'string' && !raw.includes(',')) return raw.trim().toLowerCase() || undefined;
   const listed = new Set<string>();
-  for (const value of Array.isArray(raw) ? raw : raw ? [raw] : []) {
+  for (const value of Array.isArray(raw) ? raw : [raw]) {
     for (const name of value.split(',')) if (name.trim()) listed.add(name.trim().toLowerCase());
   }
   return listed;
 }
 
-/** The till's headers as they go to the API. */
-export function requestHeadersOut(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+function isListed(listed: Listed, name: string): boolean {
+  return listed !== undefined && (typeof listed === 'string' ? listed === name : listed.has(name));
+}
+
+/** The headers of `headers` that cross, into a new object: neither hop-by-hop, listed in Connection, nor in `never`. */
+function crossing(headers: IncomingHttpHeaders, never: ReadonlySet<string>): OutgoingHttpHeaders {
   const listed = connectionListed(headers);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || AGENT_OWNED.has(name) || listed.has(name)) continue;
+  // Object.keys, not Object.entries: an array per header was most of what the proxy allocated here.
+  const names = Object.keys(headers);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || never.has(name) || isListed(listed, name)) continue;
     out[name] = value;
   }
   return out;
+}
+
+/** The till's headers as they go to the API. */
+export function requestHeadersOut(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  return crossing(headers, AGENT_OWNED);
 }
 
 /**
@@ -47,13 +78,7 @@ export function requestHeadersOut(headers: IncomingHttpHeaders): OutgoingHttpHea
  * agent's own answer headers are never the API's).
  */
 export function responseHeadersBack(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const listed = connectionListed(headers);
-  const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || AGENT_ANSWER_HEADERS.has(name) || listed.has(name)) continue;
-    out[name] = value;
-  }
-  return out;
+  return crossing(headers, AGENT_ANSWER_HEADERS);
 }
 
 /** Whether a header name may be set on an outbox entry (the same rule as the proxy's, plus cookies). */

@@ -59,3 +59,30 @@ function baseOf(apiUrl: string): { origin: string; path: string } {
   }
   return base;
 }
+
+/** Distinct apiUrls, and paths under each, whose resolution createTargetResolver keeps. */
+const RESOLVER_API_URLS = 16;
+const RESOLVER_PATHS = 64;
+
+/**
+ * resolveTarget with its answers kept for the last paths asked under each apiUrl: tills send the same few again and
+ * again, and making and checking the URL is much of a proxied request's own work. The URLs answered are shared
+ * between requests: nobody changes them.
+ */
+export function createTargetResolver(): (apiUrl: string, rest: string) => TargetResult {
+  const byApi = new Map<string, Map<string, TargetResult>>();
+  return (apiUrl, rest) => {
+    let kept = byApi.get(apiUrl);
+    if (!kept) {
+      if (byApi.size >= RESOLVER_API_URLS) byApi.delete(byApi.keys().next().value!);
+      byApi.set(apiUrl, (kept = new Map()));
+    }
+    let result = kept.get(rest);
+    if (!result) {
+      result = resolveTarget(apiUrl, rest);
+      if (kept.size >= RESOLVER_PATHS) kept.delete(kept.keys().next().value!);
+      kept.set(rest, result);
+    }
+    return result;
+  };
+}

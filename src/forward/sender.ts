@@ -4,11 +4,12 @@
  * and the request goes again, once. Every phase has a deadline: connect, the answer's headers, the whole
  * exchange. The answer's body is handed back as a stream (the proxy pipes it; the outbox reads it capped).
  */
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { apiLimits, type AccountConfig, type AccountTls, type ApiLimits } from '../config/index.js';
 import type { TokenAnswer, TokenError } from '../tokens/index.js';
 const http = process.getBuiltinModule('node:http');
+const { urlToHttpOptions } = process.getBuiltinModule('node:url');
 /** node:https (with node:tls, about 10 MiB) loads when an https API is first asked, not at start. */
 const https = (): typeof import('node:https') => process.getBuiltinModule('node:https');
 
@@ -100,14 +101,24 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
   const special = new Map<string, Promise<HttpAgent | undefined>>();
   /** The agents found, by the same key: the hot path takes them without a promise. */
   const found = new Map<string, HttpAgent>();
+  /**
+   * The agent found for a URL and account, by the URL object: the proxy's URLs are shared between requests (see
+   * createTargetResolver), so its hot path finds the agent without making the key (the URL's origin, a string).
+   */
+  let byUrl = new WeakMap<URL, { account: ForwardAccount; agent: HttpAgent }>();
 
   const agentOf = (req: ForwardRequest): Promise<HttpAgent> | HttpAgent => {
-    const fallback = req.url.protocol === 'https:' ? plain.https() : plain.http;
+    const hit = byUrl.get(req.url);
+    if (hit?.account === req.account) return hit.agent;
+    const fallback = httpOptionsOf(req.url).protocol === 'https:' ? plain.https() : plain.http;
     const tls = req.account.tls;
     if (!deps.agentFor) return fallback;
     const key = `${req.url.origin}|${tls.legacyServerConnect}|${tls.caFile ?? ''}|${req.account.api.connectMs}`;
     const known = found.get(key);
-    if (known) return known;
+    if (known) {
+      byUrl.set(req.url, { account: req.account, agent: known });
+      return known;
+    }
     let pending = special.get(key);
     if (!pending) special.set(key, (pending = deps.agentFor(req.url.href, tls, req.account.api.connectMs)));
     return pending.then((agent) => {
@@ -116,20 +127,13 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
     });
   };
 
-  const once = async (req: ForwardRequest, token: string): Promise<IncomingMessage> => {
+  const authorizationOf = bearerOf();
+
+  const once = (req: ForwardRequest, token: string): Promise<IncomingMessage> => {
     const chosen = agentOf(req);
-    const agent = chosen instanceof http.Agent ? chosen : await chosen;
-    try {
-      return await exchange(req, token, agent);
-    } catch (err) {
-      // A reset on a kept-alive connection is most often the server closing it as idle, the request unread (Node's
-      // advice is to send again). But it is also what a server that handled the request and then lost the
-      // connection looks like, so only an idempotent request goes again unasked (RFC 9110, 9.2.2). A POST or a
-      // PATCH fails here as unreachable: the proxy's till decides, and the outbox sends it again as a counted
-      // attempt (its resend metric, the entry's attempts) instead of a silent second copy.
-      if ((err as { reused?: boolean }).reused && IDEMPOTENT.has(req.method.toUpperCase())) return exchange(req, token, agent);
-      throw err;
-    }
+    const authorization = authorizationOf(token);
+    if (chosen instanceof http.Agent) return exchange(req, authorization, chosen, true);
+    return chosen.then((agent) => exchange(req, authorization, agent, true));
   };
 
   return {
@@ -159,6 +163,7 @@ export function createForwarder(deps: ForwarderDeps): Forwarder {
       for (const p of special.values()) void p.then((a) => a?.destroy(), () => undefined);
       special.clear();
       found.clear();
+      byUrl = new WeakMap();
     },
   };
 }
@@ -181,20 +186,43 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!.slice(0, 300);
 }
 
+/** `Bearer <token>`, made once per token, not once per request. */
+function bearerOf(): (token: string) => string {
+  let lastToken: string | undefined;
+  let lastAuthorization = '';
+  return (token) => {
+    if (token !== lastToken) {
+      lastToken = token;
+      lastAuthorization = `Bearer ${token}`;
+    }
+    return lastAuthorization;
+  };
+}
+
+/** A URL as node:http's request options (what http.request makes of a URL each time), made once per URL object. */
+const HTTP_OPTIONS = new WeakMap<URL, Readonly<RequestOptions>>();
+function httpOptionsOf(url: URL): Readonly<RequestOptions> {
+  let options = HTTP_OPTIONS.get(url);
+  if (!options) HTTP_OPTIONS.set(url, (options = urlToHttpOptions(url)));
+  return options;
+}
+
 /**
  * One request: resolves with the answer once its headers arrive; the body then has until the total deadline.
- * Rejects with ForwardError (timeout or unreachable); `reused` marks a reset on a kept-alive connection before
- * anything was answered.
+ * Rejects with ForwardError (timeout or unreachable). With `resend`, a reset on a kept-alive connection before
+ * anything was answered sends an idempotent request once more (see below).
  */
-function exchange(req: ForwardRequest, token: string, agent: HttpAgent): Promise<IncomingMessage> {
+function exchange(req: ForwardRequest, authorization: string, agent: HttpAgent, resend: boolean): Promise<IncomingMessage> {
   const limits = req.account.api;
-  const send = req.url.protocol === 'https:' ? https().request : http.request;
-  const headers: OutgoingHttpHeaders = { ...req.headers, authorization: `Bearer ${token}` };
+  const target = httpOptionsOf(req.url);
+  const secure = target.protocol === 'https:';
+  const send = secure ? https().request : http.request;
+  const headers: OutgoingHttpHeaders = { ...req.headers, authorization };
   if (req.body !== undefined) headers['content-length'] = req.body.length;
   return new Promise<IncomingMessage>((resolve, reject) => {
     const timers: NodeJS.Timeout[] = [];
     const stop = () => timers.splice(0).forEach(clearTimeout);
-    const out = send(req.url, { method: req.method, headers, agent, signal: req.signal });
+    const out = send({ ...target, method: req.method, headers, agent, signal: req.signal });
     const deadline = (ms: number, what: string) => {
       const t = setTimeout(() => out.destroy(new ForwardError('timeout', `the API did not ${what} within ${ms} ms`)), ms);
       t.unref();
@@ -205,7 +233,7 @@ function exchange(req: ForwardRequest, token: string, agent: HttpAgent): Promise
     out.once('socket', (socket: Socket) => {
       if (!socket.connecting) return;
       const t = deadline(limits.connectMs, 'accept a connection');
-      socket.once(req.url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(t));
+      socket.once(secure ? 'secureConnect' : 'connect', () => clearTimeout(t));
     });
     out.once('finish', () => deadline(limits.responseMs, 'answer'));
     out.once('response', (res) => {
@@ -216,8 +244,15 @@ function exchange(req: ForwardRequest, token: string, agent: HttpAgent): Promise
     });
     out.once('error', (err) => {
       stop();
+      if (err instanceof ForwardError) return reject(err);
+      // A reset on a kept-alive connection is most often the server closing it as idle, the request unread (Node's
+      // advice is to send again). But it is also what a server that handled the request and then lost the
+      // connection looks like, so only an idempotent request goes again unasked (RFC 9110, 9.2.2). A POST or a
+      // PATCH fails here as unreachable: the proxy's till decides, and the outbox sends it again as a counted
+      // attempt (its resend metric, the entry's attempts) instead of a silent second copy.
       const reused = out.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET';
-      reject(err instanceof ForwardError ? err : Object.assign(new ForwardError('unreachable', describe(err)), { reused }));
+      if (reused && resend && IDEMPOTENT.has(req.method.toUpperCase())) return resolve(exchange(req, authorization, agent, false));
+      reject(Object.assign(new ForwardError('unreachable', describe(err)), { reused }));
     });
     out.end(req.body);
   });

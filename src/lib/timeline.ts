@@ -77,7 +77,7 @@ export function createTimeline(clock: Clock, options: { checkIntervalMs?: number
     now() {
       const mono = clock.monotonic();
       if (Math.abs(clock.now() - mono - wallGap) > WALL_SLACK_MS) check();
-      return clock.monotonic() + offset;
+      return mono + offset; // one reading of the clock: the token route asks on every request
     },
     boot: () => clock.boot?.(),
     check,

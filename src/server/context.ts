@@ -8,7 +8,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Counter, MetricsRegistry } from '../lib/metrics.js';
 import type { Outbox, OutboxAccountStatus } from '../outbox/index.js';
-import type { ForwardRequest, ForwardResult } from '../forward/index.js';
+import type { ForwardRequest, ForwardResult, TargetResult } from '../forward/index.js';
 import type { AccountStatus, ServedToken, TokenAnswer } from '../tokens/index.js';
 
 /** What the server needs of the token manager. */
@@ -74,12 +74,16 @@ export interface ServerContext {
   readonly startedMono: number;
   /** Socket API requests by route and status (`/metrics`). */
   readonly requests: Counter | undefined;
+  /** Counts one request in `requests` (its series kept per route and status: nothing built per request). */
+  readonly countRequest: (route: string, status: number) => void;
   /** The config file an answer names when it says which setting to change (asked only when one is answered). */
   readonly configFile: () => string;
   /** The JSON of the last token answered per account (token.ts). */
   readonly tokenBodies: (t: ServedToken) => TokenBodyText;
   /** A GET /v1/token target's account and min_ttl, kept per raw target; null: one the full path must answer. */
   readonly tokenTargets: (raw: string) => TokenTarget | null;
+  /** forward/'s resolveTarget, its answers kept for the paths the proxy is asked again and again. */
+  readonly proxyTargets: (apiUrl: string, rest: string) => TargetResult;
 }
 
 export interface TokenBodyText {

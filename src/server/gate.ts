@@ -6,16 +6,14 @@ import type { IncomingMessage } from 'node:http';
 import { AGENT_HEADER, AGENT_HEADER_VALUE } from '../api/index.js';
 import { HttpError } from './http.js';
 
-const FORBIDDEN_HEADERS = ['origin', 'forwarded', 'x-forwarded-for'];
-
 /** The 403 or 412 `req` gets, or undefined when it may go on (nothing is allocated then: the hot path asks too). */
 export function refusal(req: IncomingMessage): HttpError | undefined {
-  for (const h of FORBIDDEN_HEADERS) {
-    if (req.headers[h] !== undefined) {
-      return new HttpError(403, { error: 'forbidden', message: 'requests carrying Origin, Forwarded or X-Forwarded-For are refused' });
-    }
+  const h = req.headers;
+  // Each header by name, not in a loop over the names: a load by a varying key is a slow (megamorphic) one.
+  if (h.origin !== undefined || h.forwarded !== undefined || h['x-forwarded-for'] !== undefined) {
+    return new HttpError(403, { error: 'forbidden', message: 'requests carrying Origin, Forwarded or X-Forwarded-For are refused' });
   }
-  if (req.headers[AGENT_HEADER] !== AGENT_HEADER_VALUE) {
+  if (h[AGENT_HEADER] !== AGENT_HEADER_VALUE) {
     return new HttpError(412, { error: 'precondition_failed', message: 'every request must carry the header X-Pos-Agent: 1' });
   }
   return undefined;

@@ -5,7 +5,9 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { DEFAULT_CONFIG_PATH } from '../config/index.js';
+import { createTargetResolver } from '../forward/index.js';
 import { systemClock } from '../lib/clock.js';
+import type { Counter, CounterSeries } from '../lib/metrics.js';
 import type { ServerContext, ServerOptions, TokenSource } from './context.js';
 import { answerClientError, listenOnInheritedFd, listenOnPath, MAX_HEADER_BYTES } from './listen.js';
 import { dispatch, indexRoutes, ROUTES } from './routes.js';
@@ -73,15 +75,31 @@ export function createAgentServer(source: TokenSource, options: ServerOptions): 
 
 function serverContext(source: TokenSource, options: ServerOptions): ServerContext {
   const clock = options.clock ?? systemClock;
+  const requests = options.metrics?.counter('pos_token_agent_http_requests_total', 'Socket API requests by route and status.');
   return {
     source,
     options,
     clock,
     startedMono: clock.monotonic(),
-    requests: options.metrics?.counter('pos_token_agent_http_requests_total', 'Socket API requests by route and status.'),
+    requests,
+    countRequest: requestCounter(requests),
     configFile: () => options.config?.().path ?? DEFAULT_CONFIG_PATH,
     tokenBodies: createTokenBodyCache(),
     tokenTargets: createTargetCache(),
+    proxyTargets: createTargetResolver(),
+  };
+}
+
+/** Counts a request under its route and status, each series resolved once (the routes and statuses are few). */
+function requestCounter(requests: Counter | undefined): (route: string, status: number) => void {
+  if (!requests) return () => undefined;
+  const byRoute = new Map<string, Map<number, CounterSeries>>();
+  return (route, status) => {
+    let byStatus = byRoute.get(route);
+    if (!byStatus) byRoute.set(route, (byStatus = new Map()));
+    let series = byStatus.get(status);
+    if (!series) byStatus.set(status, (series = requests.series({ route, status: String(status) })));
+    series.inc();
   };
 }
 

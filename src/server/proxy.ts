@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAccountName } from '../api/index.js';
 import type { AccountConfig } from '../config/index.js';
-import { forwardAccountOf, REFUSED_REQUEST_HEADERS, requestHeadersOut, resolveTarget, responseHeadersBack } from '../forward/index.js';
+import { forwardAccountOf, refusedHeader, requestHeadersOut, responseHeadersBack, type ForwardRequest } from '../forward/index.js';
 import { knownAccount } from './accounts.js';
 import type { ProxySource, ServerContext } from './context.js';
 import { badRequest, HttpError, payloadTooLarge } from './http.js';
@@ -48,7 +48,7 @@ function proxyOf(ctx: ServerContext): ProxySource {
  */
 export async function proxyRequest(ctx: ServerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const source = proxyOf(ctx);
-  const { account, url } = proxyTarget(req, source, ctx.configFile);
+  const { account, url } = proxyTarget(ctx, req, source);
   const view = forwardAccountOf(account as AccountConfig & { apiUrl: string });
   const limits = view.api;
   // The socket's idle limit (server.idleTimeoutMs, 30 s) must not cut a till off while the API is still within
@@ -58,19 +58,18 @@ export async function proxyRequest(ctx: ServerContext, req: IncomingMessage, res
   const tooLarge = (size: number | undefined) =>
     payloadTooLarge('the body', size, cap, { setting: `accounts.${account.name}.api.maxBodyBytes`, file: ctx.configFile() });
   const sent = hasBody(req) ? await readCapped(req, cap, tooLarge) : EMPTY;
-  const result = await source.forward({
-    account: view,
-    method: req.method!,
-    url,
-    headers: requestHeadersOut(req.headers),
-    ...(sent.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(req.method!) ? { body: sent } : {}),
-  });
+  const method = req.method!;
+  const request: ForwardRequest = { account: view, method, url, headers: requestHeadersOut(req.headers) };
+  if (sent.length > 0 || !BODYLESS.has(method)) request.body = sent;
+  const result = await source.forward(request);
   if (!result.ok) {
     if (result.kind === 'token') throw tokenHttpError(result.error);
     if (result.kind === 'timeout') throw new HttpError(504, { error: 'upstream_timeout', message: result.message });
     throw new HttpError(502, { error: 'upstream_unavailable', message: result.message });
   }
-  res.writeHead(result.status, { ...responseHeadersBack(result.headers), 'x-pos-agent-attempts': String(result.attempts) });
+  const headers = responseHeadersBack(result.headers);
+  headers['x-pos-agent-attempts'] = String(result.attempts);
+  res.writeHead(result.status, headers);
   // pipe, not pipeline: pipeline makes an AbortController per request, a tenth of the proxy's CPU in a profile.
   // A failure either way ends both sides.
   const body = result.body;
@@ -89,21 +88,23 @@ export function absoluteFormRefused(): never {
   throw badRequest('the proxy takes an origin-relative path (/v1/proxy/ACCOUNT/...)');
 }
 
-function proxyTarget(req: IncomingMessage, source: ProxySource, configFile: () => string): { account: AccountConfig; url: URL } {
+function proxyTarget(ctx: ServerContext, req: IncomingMessage, source: ProxySource): { account: AccountConfig; url: URL } {
   const { name, rest } = splitProxyTarget(req.url ?? '');
   if (!isAccountName(name)) throw badRequest('the proxy path is /v1/proxy/ACCOUNT/<path under its apiUrl>');
-  for (const h of REFUSED_REQUEST_HEADERS) {
-    if (req.headers[h] !== undefined) throw badRequest(`the ${h} header is refused: the agent sends the account's own credentials`);
-  }
+  const refused = refusedHeader(req.headers);
+  if (refused) throw badRequest(`the ${refused} header is refused: the agent sends the account's own credentials`);
   if (!isLocalHost(req.headers.host)) throw badRequest("the Host header names another server; the proxy sends only to the account's apiUrl");
-  const account = knownAccount(source, name, configFile);
+  const account = knownAccount(source, name, ctx.configFile);
   if (!account.apiUrl) {
     throw new HttpError(409, { error: 'api_not_configured', message: `account ${name} has no apiUrl; set accounts.${name}.apiUrl in the config` });
   }
-  const target = resolveTarget(account.apiUrl, rest);
+  const target = ctx.proxyTargets(account.apiUrl, rest);
   if (!target.ok) throw badRequest(target.message);
   return { account, url: target.url };
 }
+
+/** Methods whose request is sent without a body when the till sent none. */
+const BODYLESS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 
 const EMPTY = Buffer.alloc(0);
 

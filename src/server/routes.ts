@@ -59,17 +59,18 @@ type PathRoute = Extract<Route, { path: string | RegExp }>;
 
 /** The table sorted for lookup, once per server: raw prefixes, then exact paths by path, then patterns in order. */
 export interface RouteIndex {
-  raw: ReadonlyArray<RawRoute>;
+  /** With the answer findRoute gives for each, made once (the proxy's route is asked on every proxied request). */
+  raw: ReadonlyArray<{ route: RawRoute; found: Found }>;
   exact: ReadonlyMap<string, PathRoute>;
   patterns: ReadonlyArray<PathRoute & { path: RegExp }>;
 }
 
 export function indexRoutes(routes: ReadonlyArray<Route>): RouteIndex {
-  const raw: RawRoute[] = [];
+  const raw: Array<{ route: RawRoute; found: Found }> = [];
   const exact = new Map<string, PathRoute>();
   const patterns: Array<PathRoute & { path: RegExp }> = [];
   for (const r of routes) {
-    if ('rawPrefix' in r) raw.push(r);
+    if ('rawPrefix' in r) raw.push({ route: r, found: Object.freeze({ route: r, url: undefined }) });
     else if (typeof r.path === 'string') exact.set(r.path, r);
     else patterns.push(r as PathRoute & { path: RegExp });
   }
@@ -80,7 +81,7 @@ type Found = { route: RawRoute; url: undefined } | { route: PathRoute | undefine
 
 /** The route of a request target, by the raw target first, then by its parsed path (url undefined: unparseable). */
 export function findRoute(index: RouteIndex, raw: string): Found {
-  for (const r of index.raw) if (raw.startsWith(r.rawPrefix)) return { route: r, url: undefined };
+  for (const r of index.raw) if (raw.startsWith(r.route.rawPrefix)) return r.found;
   let url: URL;
   try {
     url = new URL(raw, 'http://agent');
@@ -117,7 +118,7 @@ export async function dispatch(ctx: ServerContext, index: RouteIndex, req: Incom
   } catch (err) {
     answerError(ctx, res, err, label);
   } finally {
-    ctx.requests?.inc({ route: label, status: String(res.statusCode) });
+    ctx.countRequest(label, res.statusCode);
   }
 }
 

@@ -24,7 +24,7 @@ export function answerFresh(ctx: ServerContext, req: IncomingMessage, res: Serve
   const answer = ctx.source.peek(target.account, target.minTtl);
   if (!answer) return false;
   sendToken(ctx, res, answer);
-  ctx.requests?.inc({ route: '/v1/token', status: answer.ok ? '200' : String(res.statusCode) });
+  ctx.countRequest('/v1/token', res.statusCode);
   return true;
 }
 
@@ -86,13 +86,20 @@ export function tokenHttpError(e: TokenError): HttpError {
 /** GET /v1/token targets already checked: their account and min_ttl, or null when they need the full path. */
 export function createTargetCache(): (raw: string) => TokenTarget | null {
   const targets = new Map<string, TokenTarget | null>();
+  // The last target asked, compared before the map: a till asks for the same one again and again, and a request's
+  // target is a new string each time, which a map lookup must hash first.
+  let lastRaw: string | undefined;
+  let lastTarget: TokenTarget | null = null;
   return (raw) => {
+    if (raw === lastRaw) return lastTarget;
     let t = targets.get(raw);
     if (t === undefined) {
       t = parseTarget(raw);
       if (targets.size >= TARGET_CACHE_SIZE) targets.delete(targets.keys().next().value!);
       targets.set(raw, t);
     }
+    lastRaw = raw;
+    lastTarget = t;
     return t;
   };
 }
@@ -116,21 +123,20 @@ export function createTokenBodyCache(): (t: ServedToken) => TokenBodyText {
   const last = new Map<string, TokenBodyText>();
   return (t) => {
     const hit = last.get(t.account);
-    if (
-      hit &&
-      hit.token.accessToken === t.accessToken &&
-      hit.token.expiresIn === t.expiresIn &&
-      hit.token.expiresAt === t.expiresAt &&
-      hit.token.tokenType === t.tokenType &&
-      hit.token.scope === t.scope
-    ) {
-      return hit;
-    }
+    if (hit && sameAnswer(hit.token, t)) return hit;
     const text = JSON.stringify(tokenBody(t));
     const body = { token: t, text, length: Buffer.byteLength(text) };
     last.set(t.account, body);
     return body;
   };
+}
+
+/** The same answer: the same object (the token manager answers one while nothing in it changes) or the same fields. */
+function sameAnswer(a: ServedToken, b: ServedToken): boolean {
+  return (
+    a === b ||
+    (a.accessToken === b.accessToken && a.expiresIn === b.expiresIn && a.expiresAt === b.expiresAt && a.tokenType === b.tokenType && a.scope === b.scope)
+  );
 }
 
 function tokenBody(t: ServedToken): TokenBody {

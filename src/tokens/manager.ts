@@ -14,7 +14,7 @@ import type { Authority, LoginFailure } from '../authorities/index.js';
 import { accountFingerprint, type AccountConfig } from '../config/index.js';
 import { systemClock, type Clock, type Timer } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
-import type { Counter, MetricsRegistry } from '../lib/metrics.js';
+import type { Counter, CounterSeries, MetricsRegistry } from '../lib/metrics.js';
 import { createTimeline, type Timeline } from '../lib/timeline.js';
 import type { TokenState, UnavailableReason } from '../api/index.js';
 import * as transition from './account.js';
@@ -111,9 +111,14 @@ interface Account {
   state: AccountState;
   inflight?: Promise<void>;
   removed: boolean;
-  /** serve()'s expires_at, kept with the whole-second wall time it was made for. */
-  expiresIso?: { wallS: number; iso: string };
+  /**
+   * The last answer served: the same token with the same whole seconds left and the same whole-second expiry on
+   * the wall clock is answered with the same (frozen) object, so the hot path builds nothing per request.
+   */
+  served?: { held: HeldToken; wallS: number; answer: Served };
 }
+
+type Served = { readonly ok: true; readonly token: ServedToken };
 
 const STOP_WAIT_MS = 5_000;
 const LOGIN_SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -137,6 +142,8 @@ class Manager implements TokenManager {
   readonly #abort = new AbortController();
   readonly #table = new Map<string, Account>();
   readonly #requests: Counter | undefined;
+  /** `#requests` for result="ok", resolved once: peek counts it on every request. */
+  readonly #servedOk: CounterSeries | undefined;
   #started = false;
   #stopping: Promise<void> | undefined;
 
@@ -151,6 +158,7 @@ class Manager implements TokenManager {
     this.#limiter = deps.limiter ?? createLoginLimiter();
     const m = deps.metrics;
     this.#requests = m?.counter('pos_token_agent_token_requests_total', 'Token requests by result.');
+    this.#servedOk = this.#requests?.series({ result: 'ok' });
     m?.gauge('pos_token_agent_token_seconds_left', 'Seconds left on the current token of each account.', () => this.#secondsLeft());
     this.#pipeline = createLoginPipeline({
       store: this.#store,
@@ -204,8 +212,8 @@ class Manager implements TokenManager {
     const t = transition.usableToken(a.state, now, minTtlS * 1000);
     // A stale token goes through getToken, which also starts its renewal.
     if (!t || now >= t.refreshAt) return undefined;
-    this.#requests?.inc({ result: 'ok' });
-    return { ok: true, token: this.#serve(a, t, now) };
+    this.#servedOk?.inc();
+    return this.#serve(a, t, now);
   }
 
   status(): Record<string, AccountStatus> {
@@ -249,7 +257,7 @@ class Manager implements TokenManager {
       const t = transition.usableToken(a.state, now, minTtlMs);
       if (t) {
         if (now >= t.refreshAt && !a.inflight) void this.#ensureLogin(a, 'stale');
-        return { ok: true, token: this.#serve(a, t, now) };
+        return this.#serve(a, t, now);
       }
       const short = tooShort(a.state, minTtlS);
       if (short) return { ok: false, error: short };
@@ -271,17 +279,23 @@ class Manager implements TokenManager {
     return r;
   }
 
-  #serve(a: Account, t: HeldToken, now: number): ServedToken {
-    const wallS = Math.floor(this.#wallAt(t.expiresAt) / 1000);
-    if (a.expiresIso?.wallS !== wallS) a.expiresIso = { wallS, iso: new Date(wallS * 1000).toISOString() };
-    return {
+  /** The answer for `t` at `now`: the last one again while nothing in it has changed (see Account.served). */
+  #serve(a: Account, t: HeldToken, now: number): Served {
+    const wallS = Math.floor(this.#wallAt(t.expiresAt, now) / 1000);
+    const expiresIn = Math.floor((t.expiresAt - now) / 1000);
+    const last = a.served;
+    if (last?.held === t && last.wallS === wallS && last.answer.token.expiresIn === expiresIn) return last.answer;
+    const token: ServedToken = Object.freeze({
       accessToken: t.accessToken,
       tokenType: t.tokenType,
-      expiresIn: Math.floor((t.expiresAt - now) / 1000),
-      expiresAt: a.expiresIso.iso,
+      expiresIn,
+      expiresAt: last?.wallS === wallS ? last.answer.token.expiresAt : new Date(wallS * 1000).toISOString(),
       account: a.config.name,
       scope: t.scope ?? null,
-    };
+    });
+    const answer: Served = Object.freeze({ ok: true, token });
+    a.served = { held: t, wallS, answer };
+    return answer;
   }
 
   #unavailable(a: Account): TokenError {
@@ -332,8 +346,9 @@ class Manager implements TokenManager {
     }));
   }
 
-  #wallAt(at: number): number {
-    return this.#clock.now() + (at - this.#timeline.now());
+  /** The wall-clock time of `at` on the time line; `now`: the time line's now, when the caller has just read it. */
+  #wallAt(at: number, now = this.#timeline.now()): number {
+    return this.#clock.now() + (at - now);
   }
 
   // ---- logins ---------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { DEFAULTS } from '../../src/config/index.js';
 import {
   createForwarder,
+  createTargetResolver,
+  refusedHeader,
   isForwardableHeader,
   requestHeadersOut,
   resolveTarget,
@@ -65,6 +67,46 @@ describe('resolveTarget: only paths under apiUrl', () => {
     assert.ok(r.ok);
     assert.equal(r.url.href, 'http://127.0.0.1:9/x?y');
     assert.equal(resolveTarget('http://127.0.0.1:9', '@evil.example/x').ok, false);
+  });
+});
+
+describe('createTargetResolver: resolveTarget with its answers kept', () => {
+  test('answers as resolveTarget does, refusals included, per apiUrl', () => {
+    const resolve = createTargetResolver();
+    for (const [api, rest] of [
+      ['https://api.example/base/', '/v1/x?y=1'],
+      ['https://api.example/base/', '/../etc'],
+      ['https://api.example/base/', '/%2e%2e/etc'],
+      ['http://127.0.0.1:9/', '/x'],
+      ['https://other.example/', '/v1/x?y=1'],
+    ] as const) {
+      for (let i = 0; i < 2; i++) assert.deepEqual(resolve(api, rest), resolveTarget(api, rest), `${api} ${rest}`);
+    }
+    const a = resolve('https://api.example/base/', '/v1/x?y=1');
+    const b = resolve('https://other.example/', '/v1/x?y=1');
+    assert.ok(a.ok && b.ok);
+    assert.equal(a.url.origin, 'https://api.example');
+    assert.equal(b.url.origin, 'https://other.example');
+  });
+
+  test('keeps a bounded number of paths: old ones are resolved again, still right', () => {
+    const resolve = createTargetResolver();
+    const first = resolve('http://127.0.0.1:9/', '/p0');
+    assert.equal(resolve('http://127.0.0.1:9/', '/p0'), first, 'the kept answer is given again');
+    for (let i = 1; i <= 200; i++) resolve('http://127.0.0.1:9/', `/p${i}`);
+    const again = resolve('http://127.0.0.1:9/', '/p0');
+    assert.notEqual(again, first, 'dropped after 64 newer paths');
+    assert.deepEqual(again, first);
+  });
+});
+
+describe('refusedHeader', () => {
+  test('names the first credential-bearing header a till sent, or none', () => {
+    assert.equal(refusedHeader({ host: 'x' }), undefined);
+    assert.equal(refusedHeader({ authorization: 'Bearer t' }), 'authorization');
+    assert.equal(refusedHeader({ cookie: 'a=b' }), 'cookie');
+    assert.equal(refusedHeader({ 'proxy-authorization': 'Basic x' }), 'proxy-authorization');
+    assert.equal(refusedHeader({ authorization: '' }), 'authorization');
   });
 });
 

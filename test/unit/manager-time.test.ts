@@ -176,6 +176,29 @@ describe('token manager: suspend, reboot and new credentials', () => {
     });
   });
 
+  describe('the hot path (peek)', () => {
+    it('answers the same frozen object while the token, its whole seconds left and its expiry are unchanged, and a new one once any changes', async () => {
+      await flushMicrotasks();
+      await clock.advance(100);
+      const a = manager.peek('default', 60);
+      assert.ok(a?.ok && a.token.accessToken === 'tok-1' && a.token.expiresIn === HOUR_MS / 1000 - 1);
+      await clock.advance(400);
+      assert.equal(manager.peek('default', 60), a, 'within the same second: the same answer, built once');
+      assert.equal(await manager.getToken('default', 60), a, 'getToken answers it too');
+      assert.ok(Object.isFrozen(a) && Object.isFrozen(a.token), 'shared between requests, so nobody may change it');
+      await clock.advance(600);
+      const b = manager.peek('default', 60);
+      assert.ok(b?.ok && b !== a, 'a second less left: a new answer');
+      assert.equal(b.token.expiresIn, a.token.expiresIn - 1);
+      assert.equal(b.token.expiresAt, a.token.expiresAt);
+      clock.jumpWall(60_000); // the wall clock set a minute forward: the token expires a minute later on it
+      const c = manager.peek('default', 60);
+      assert.ok(c?.ok && c !== b);
+      assert.equal(c.token.expiresIn, b.token.expiresIn);
+      assert.equal(Date.parse(c.token.expiresAt) - Date.parse(b.token.expiresAt), 60_000);
+    });
+  });
+
   describe('a reboot', () => {
     it('serves the restored token and logs in at once in the background', async () => {
       await flushMicrotasks();
