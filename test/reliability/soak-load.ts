@@ -7,6 +7,7 @@
  *
  * Argument: one JSON object (LoadSpec). Standard output: a JSON line of the counts every `reportMs`, and one when
  * it ends: after `durationMs`, on SIGTERM, or when its standard input closes (the test process is gone).
+ * With `rate`, a connection whose answer comes ahead of the schedule (requests so far / rate) waits for its slot.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -16,6 +17,8 @@ export interface LoadSpec {
   connections: number;
   durationMs: number;
   reportMs: number;
+  /** Requests a second over all connections at most; 0: as fast as the answers come. */
+  rate: number;
 }
 
 export interface LoadCounts {
@@ -36,6 +39,18 @@ function run(spec: LoadSpec): void {
   const counts: LoadCounts = { event: 'progress', ok: 0, other: 0, errors: 0, reconnects: 0 };
   const sockets = new Set<Socket>();
   let stopping = false;
+  const started = performance.now();
+  let sent = 0;
+  /** Sends now, or when the schedule allows. */
+  const next = (sock: Socket): void => {
+    const aheadMs = spec.rate > 0 ? (sent / spec.rate) * 1000 - (performance.now() - started) : 0;
+    if (aheadMs >= 1) {
+      setTimeout(() => !stopping && !sock.destroyed && next(sock), aheadMs);
+      return;
+    }
+    sent++;
+    sock.write(request);
+  };
 
   const fail = (why: string): void => {
     counts.errors++;
@@ -49,7 +64,7 @@ function run(spec: LoadSpec): void {
     let pending: Buffer | undefined;
     let need = -1;
     let status = 0;
-    sock.on('connect', () => sock.write(request));
+    sock.on('connect', () => next(sock));
     sock.on('data', (chunk: Buffer) => {
       pending = pending ? Buffer.concat([pending, chunk]) : chunk;
       while (pending) {
@@ -75,7 +90,7 @@ function run(spec: LoadSpec): void {
           sock.end();
           return;
         }
-        sock.write(request);
+        next(sock);
       }
     });
     sock.on('error', (err) => fail(String(err)));
