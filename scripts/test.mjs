@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the test files with Node's own runner through tsx. Node 20 takes no globs, so the
 // files are listed here: test/unit/**.test.ts, then test/integration/**.test.ts.
-// `reliability` (test/reliability/**.test.ts: kill -9 cycles, authority faults, clock jumps, socket abuse) runs
+// `reliability` (test/reliability/**.test.ts: kill -9 cycles, authority faults, clock jumps, socket abuse, the soak) runs
 // only when named, one file at a time: its tests measure timing and memory, which a neighbour would disturb.
 // `system` (test/system/**.test.ts: the built packages under a booted systemd in systemd-nspawn, and the arm64
 // package under qemu; needs root and `npm run package` first) also runs only when named, one file at a time.
@@ -19,9 +19,13 @@ const alone = pick.includes('reliability') || pick.includes('system');
 const concurrency = alone ? 1 : 2;
 // A test file that hangs fails after this long instead of holding CI until its limit (Node 20 applies
 // --test-timeout to each file as a whole). Far above the slowest file of each kind seen here: all of unit and
-// integration take about 90 s; reliability's kill -9 file about 150 s. A system file may first make a Debian
-// root with debootstrap and build the previous version's package (minutes, cached afterwards), hence 40 min.
-const timeoutMs = pick.includes('system') ? 2_400_000 : pick.includes('reliability') ? 900_000 : 600_000;
+// integration take about 90 s; reliability's kill -9 file about 150 s, its soak SOAK_S (600 by default) plus
+// about a minute, so a reliability file gets 15 minutes or SOAK_S plus 5 minutes, whichever is longer. A system
+// file may first make a Debian root with debootstrap and build the previous version's package (minutes, cached
+// afterwards), hence 40 min.
+const soakS = Number(process.env.SOAK_S) || 0;
+const reliabilityMs = Math.max(900_000, (soakS + 300) * 1000);
+const timeoutMs = pick.includes('system') ? 2_400_000 : pick.includes('reliability') ? reliabilityMs : 600_000;
 
 function find(dir) {
   let out = [];

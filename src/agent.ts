@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { createForwarder, type Forwarder } from './forward/index.js';
 import { createMetrics, type MetricsRegistry } from './lib/metrics.js';
+import { registerProcessMetrics, type ProcessMetrics } from './lib/process-metrics.js';
 import { createOutbox, type Outbox } from './outbox/index.js';
 import { createAgentServer, type ServerOptions } from './server/index.js';
 import { createIdentityReader, requiredFields, sendsDeviceHeaders } from './identity/index.js';
@@ -52,6 +53,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   } catch (err) {
     parts.outboxStore.close();
     parts.store.close();
+    parts.processMetrics.stop();
     throw err;
   }
   parts.manager.start();
@@ -71,6 +73,7 @@ interface Parts {
   outboxStore: ReturnType<typeof lazyOutbox>;
   outbox: Outbox;
   metrics: MetricsRegistry;
+  processMetrics: ProcessMetrics;
 }
 
 /** The store, the identity reader, the token manager, the forwarder and the outbox, connected. */
@@ -102,7 +105,8 @@ async function buildParts(config: AgentConfig, deps: AgentDeps): Promise<Parts> 
   });
   const outboxStore = lazyOutbox({ dir: access.options.dir, maxEntries: config.outbox.maxEntries, maxBytes: config.outbox.maxBytes, now: () => clock.now() });
   const outbox = createOutbox({ store: outboxStore, forwarder, accounts: config.accounts, config: config.outbox, log, clock, metrics });
-  return { clock, http, store, manager, forwarder, outboxStore, outbox, metrics };
+  const processMetrics = registerProcessMetrics(metrics);
+  return { clock, http, store, manager, forwarder, outboxStore, outbox, metrics, processMetrics };
 }
 
 /** Device identity for the accounts whose authority sends device headers; nothing to read for the others. */
@@ -210,6 +214,7 @@ function assemble(parts: Parts, configs: ConfigTracker, closeServer: () => Promi
         parts.outboxStore.close();
         parts.store.close();
         (parts.http as { close?: () => void }).close?.();
+        parts.processMetrics.stop();
         log.info('stopped');
       })();
       return stopping;

@@ -47,7 +47,21 @@ export interface MetricsRegistry {
   counter(name: string, help: string): Counter;
   histogram(name: string, help: string, buckets: number[]): Histogram;
   gauge(name: string, help: string, collect: GaugeCollector): void;
+  /** A counter whose values are kept elsewhere and read at render time (e.g. counted without allocating). */
+  counterFrom(name: string, help: string, collect: GaugeCollector): void;
   render(): string;
+}
+
+/** A metric block whose samples `collect` gives at render time. */
+function collected(name: string, help: string, type: 'gauge' | 'counter', collect: GaugeCollector): () => string {
+  return () => {
+    let out = `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+    for (const { labels, value } of collect()) {
+      const k = labelKey(labels);
+      out += `${name}${k ? `{${k}}` : ''} ${value}\n`;
+    }
+    return out;
+  };
 }
 
 export function createMetrics(): MetricsRegistry {
@@ -107,14 +121,10 @@ export function createMetrics(): MetricsRegistry {
       };
     },
     gauge(name, help, collect) {
-      blocks.push(() => {
-        let out = `# HELP ${name} ${help}\n# TYPE ${name} gauge\n`;
-        for (const { labels, value } of collect()) {
-          const k = labelKey(labels);
-          out += `${name}${k ? `{${k}}` : ''} ${value}\n`;
-        }
-        return out;
-      });
+      blocks.push(collected(name, help, 'gauge', collect));
+    },
+    counterFrom(name, help, collect) {
+      blocks.push(collected(name, help, 'counter', collect));
     },
     render() {
       return blocks.map((b) => b()).join('');

@@ -97,6 +97,11 @@ describe('agent: first token, cache, socket rules', () => {
     const metrics = await ask(f.socket, '/metrics');
     assert.match(metrics.text, /pos_token_agent_token_requests_total\{result="ok"\} \d+/);
     assert.match(metrics.text, /pos_token_agent_token_seconds_left\{account="default"\} \d+/);
+    // The process's own figures (src/lib/process-metrics.ts), read at scrape time.
+    for (const name of ['process_resident_memory_bytes', 'process_open_fds', 'nodejs_heap_used_bytes', 'nodejs_heap_total_bytes', 'nodejs_external_memory_bytes']) {
+      assert.match(metrics.text, new RegExp(`^${name} [1-9]\\d*$`, 'm'), name);
+    }
+    assert.match(metrics.text, /^nodejs_gc_total\{kind="major"\} \d+$/m);
     const token = (await ask(f.socket, '/v1/token')).json.access_token as string;
     for (const text of [status.text, metrics.text]) {
       assert.ok(!text.includes(token));
