@@ -14,6 +14,18 @@ import {
 import { CLIENT_ID, CLIENT_SECRET, ETA_HINT, identityUrl } from '../options.js';
 import type { Authority, AuthorityDeps, AuthorityModule, CredentialField, Credentials, DeviceIdentity, LoginResult } from '../types.js';
 
+export {
+  completeEtaReceipt,
+  EtaReceiptError,
+  etaReceiptUuid,
+  receiptHeaderString,
+  serializeEtaReceipt,
+  withReceiptHeader,
+  type CompletedReceipt,
+  type ReceiptHeaderFields,
+} from './serialize.js';
+export { memberOf, parseVerbatim, stringifyVerbatim, VerbatimJsonError, type VerbatimValue } from './verbatim-json.js';
+
 const SERVICE = 'eReceipt identity service';
 
 export function buildTokenRequest(
