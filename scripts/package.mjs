@@ -305,28 +305,12 @@ function documents(source) {
  * docs/development.md, Performance). Same input, same bytes: esbuild's output is deterministic. An older checkout
  * (--source) whose dist finds its files by fixed '..' paths (no lib/install.js) is copied as it is.
  */
-const NATIVE_DEPENDENCIES = ['better-sqlite3', 'serialport'];
 
 function bundleDist(source, dest) {
   const from = join(source, 'dist');
   if (!existsSync(join(from, 'lib/install.js'))) return copyTree(from, dest, (src) => !src.endsWith('.map'));
-  const { buildSync } = createRequire(import.meta.url)('esbuild');
-  buildSync({
-    entryPoints: [join(from, 'cli/main.js'), join(from, 'agent.js')],
-    outbase: from,
-    outdir: dest,
-    chunkNames: 'chunks/[name]-[hash]',
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20.16',
-    external: NATIVE_DEPENDENCIES,
-    // The CommonJS dependencies bundled (hpagent, node-machine-id, some of got's) call require() for Node's built-in
-    // modules and the native ones: an ES module has no require of its own, so each file gets one.
-    banner: { js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
+  // In a process of its own: esbuild's plugins need its asynchronous build (scripts/bundle.mjs says why a plugin).
+  run(process.execPath, [join(import.meta.dirname, 'bundle.mjs'), from, dest], { stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
 /** The node flags of the unit's ExecStart (each followed by a space), which the command wrapper runs with too. */
