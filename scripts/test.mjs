@@ -7,7 +7,8 @@
 // package under qemu; needs root and `npm run package` first) also runs only when named, one file at a time.
 // Usage: node scripts/test.mjs [unit|integration|reliability|system] [extra node --test flags]
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const suites = ['unit', 'integration'];
@@ -42,7 +43,33 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeoutMs}`, ...extra, ...files], {
+// The runner's own summary, as TAP, goes to a file beside what it prints: on Node 24.22 a whole `npm test` once
+// exited 0 with "fail 1" in its summary (a spawn's unhandled 'error' event in a test). The counts decide too.
+const summaryDir = mkdtempSync(join(tmpdir(), 'pta-test-'));
+const summary = join(summaryDir, 'summary.tap');
+const shown = Number(process.versions.node.split('.')[0]) >= 23 ? 'spec' : 'tap'; // each version's default
+const reporters = extra.some((a) => a.startsWith('--test-reporter'))
+  ? []
+  : [`--test-reporter=${shown}`, '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${summary}`];
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', ...reporters, `--test-concurrency=${concurrency}`, `--test-timeout=${timeoutMs}`, ...extra, ...files], {
   stdio: 'inherit',
 });
+const failed = reporters.length > 0 ? failedCount(summary) : 0;
+rmSync(summaryDir, { recursive: true, force: true });
+if (r.status === 0 && failed !== 0) {
+  console.error(`the test runner exited 0, but its summary counts ${failed === null ? 'no result' : `${failed} failed`}: failing`);
+  process.exit(1);
+}
 process.exit(r.status ?? 1);
+
+/** The `# fail N` of the runner's TAP summary; null when there is none (the runner died before it). */
+function failedCount(file) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const m = /^# fail (\d+)$/m.exec(text.split('\n').slice(-12).join('\n'));
+  return m ? Number(m[1]) : null;
+}

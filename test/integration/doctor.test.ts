@@ -95,6 +95,9 @@ describe('doctor: a user who may not read the config', () => {
         let stderr = '';
         child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        // A node or a checkout that nobody may reach (a clone in a 0700 temporary directory) fails the spawn itself:
+        // say so instead of leaving the error unhandled.
+        child.on('error', (err) => resolve({ code: null, stdout, stderr: `cannot run the CLI as nobody: ${err.message}` }));
         child.on('close', (code) => resolve({ code, stdout, stderr }));
       });
       assert.equal(r.code, 1, r.stderr);
