@@ -17,22 +17,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DEMO_DEVICE } from '../src/emulator/index.js';
-import { cpuMs } from './lib.js';
+import { cpuMs, sleepMs as sleep } from './lib.js';
+import { call, CHILD_ENV, JSON_HEADERS, ROOT, TOKEN_PATH } from './proc.js';
 import type { CompareResult, CompareSpec, CompareTarget, TargetFigures } from './loadgen.js';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const MODE = process.env.HOT_MODE === 'proxy' ? 'proxy' : 'token';
 const CONNS = Number(process.env.HOT_CONNS ?? 8);
 const DURATION_MS = Number(process.env.HOT_DURATION_MS ?? 4_000);
 const WARMUP_MS = Number(process.env.HOT_WARMUP_MS ?? 2_000);
 const EXTRA_FLAGS = (process.env.HOT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const BARE_FLAGS = (process.env.HOT_BARE_FLAGS ?? '').split(' ').filter(Boolean);
-const TOKEN_PATH = '/v1/token?account=default&min_ttl=60';
 const API_PATH = '/api/bench';
 const PROXY_PATH = `/v1/proxy/default${API_PATH}`;
 const API_BODY = JSON.stringify({
@@ -40,9 +38,6 @@ const API_BODY = JSON.stringify({
   items: [{ description: 'coffee', quantity: 1, unitPrice: 45.5, total: 45.5 }],
   total: 45.5,
 });
-const JSON_HEADERS = { 'x-pos-agent': '1', 'content-type': 'application/json' };
-const CHILD_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS'));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Variant {
   name: string;
@@ -94,22 +89,6 @@ async function stop(child: ChildProcess | undefined): Promise<void> {
   const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
   await exited(child);
   clearTimeout(t);
-}
-
-/** One request on a new connection. */
-function call(to: { socketPath: string } | { port: number }, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
-  return new Promise((ok, fail) => {
-    const where = 'socketPath' in to ? { socketPath: to.socketPath } : { host: '127.0.0.1', port: to.port };
-    const all = { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) };
-    const req = request({ ...where, method, path, headers: all, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (c: string) => (text += c));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, text }));
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-    req.on('error', fail);
-    req.end(body);
-  });
 }
 
 async function until(what: string, ask: () => Promise<{ status: number }>, status: number): Promise<void> {
